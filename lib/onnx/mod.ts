@@ -1,0 +1,11 @@
+/**
+ * ONNX model building and running: a graph builder, ModelProto writing with external data, and
+ * the onnxruntime-node session factory. Knows nothing about diffusion.
+ *
+ * @module
+ */
+export * from "./graph.ts";
+export * from "./model_file.ts";
+export * from "./session.ts";
+export { decodeModelProto, encodeModelProto } from "./proto.ts";
+export type { ModelMessage } from "./proto.ts";
