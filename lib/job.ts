@@ -1,0 +1,166 @@
+/**
+ * Jobs: the plain JSON objects that command-line flags become, that PNG metadata stores and that
+ * `--job FILE|-` reads back. Each subcommand has one zod schema; a Job always names its
+ * `command` and the schema `version`, so a stored Job can be replayed exactly.
+ *
+ * Resolution order: schema defaults, then the `--job` document, then flags given on the command
+ * line (flags win).
+ *
+ * @module
+ */
+import { z } from "zod";
+import { InputError, UsageError } from "./errors.ts";
+import { readInput, type ReadInputOptions } from "./io/input.ts";
+import { sniffFormat } from "./io/sniff.ts";
+
+/** The Job schema version written into every Job. */
+export const JOB_VERSION = 1;
+
+/** The fields every Job has. */
+export const jobBase = {
+  command: z.string(),
+  version: z.literal(JOB_VERSION).default(JOB_VERSION),
+};
+
+/**
+ * Makes a Job schema for a subcommand: `command` fixed to its name, `version`, and the given
+ * fields. Unknown fields are rejected so a typo in a job file is an error, not a silent default.
+ *
+ * @example
+ * ```ts
+ * import { z } from "zod";
+ * import { defineJob } from "./job.ts";
+ * const EchoJob = defineJob("echo", { text: z.string().default("hi") });
+ * const job = EchoJob.parse({ command: "echo" });
+ * console.assert(job.text === "hi" && job.version === 1);
+ * ```
+ */
+export function defineJob<const C extends string, S extends z.ZodRawShape>(
+  command: C,
+  shape: S,
+) {
+  return z.object({ command: z.literal(command), version: jobBase.version, ...shape }).strict();
+}
+
+/** Options for {@linkcode resolveJob}. */
+export interface ResolveJobOptions {
+  /** A Job document already loaded (from `--job`), or undefined. */
+  document?: Record<string, unknown> | undefined;
+  /** Flags given explicitly on the command line, as Job fields. */
+  flags?: Record<string, unknown>;
+  /** Where the document came from, for messages. */
+  documentLabel?: string;
+}
+
+/**
+ * Validates defaults + job document + flags against a Job schema and returns the typed Job.
+ * Schema errors become a one-line {@linkcode UsageError} (flags) or {@linkcode InputError}
+ * (job document) naming each bad field.
+ */
+export function resolveJob<S extends z.ZodType>(
+  schema: S,
+  command: string,
+  options: ResolveJobOptions = {},
+): z.infer<S> {
+  const document = options.document ?? {};
+  if (document.command !== undefined && document.command !== command) {
+    throw new UsageError(
+      `The job in ${options.documentLabel ?? "--job"} is for "denoise ${
+        String(document.command)
+      }", not "denoise ${command}"`,
+      { hint: `run it with "denoise ${String(document.command)} --job ..."` },
+    );
+  }
+  const merged: Record<string, unknown> = { ...document, command };
+  for (const [key, value] of Object.entries(options.flags ?? {})) {
+    if (value !== undefined) merged[key] = value;
+  }
+  const result = schema.safeParse(merged);
+  if (result.success) return result.data;
+  const message = describeIssues(result.error.issues);
+  const fromFlags = result.error.issues.every((issue) =>
+    issue.path.length > 0 && options.flags !== undefined && String(issue.path[0]) in options.flags
+  );
+  if (fromFlags || options.document === undefined) {
+    throw new UsageError(`Invalid options: ${message}`, {
+      hint: `see "denoise ${command} --help"`,
+    });
+  }
+  throw new InputError(`Invalid job in ${options.documentLabel ?? "--job"}: ${message}`, {
+    hint: `fix the job JSON, or print a valid one with "denoise ${command} --dry-run"`,
+  });
+}
+
+/** Formats zod issues as `field: problem; field: problem`. */
+export function describeIssues(issues: readonly z.core.$ZodIssue[]): string {
+  return issues
+    .slice(0, 5)
+    .map((issue) => {
+      const path = issue.path.map(String).join(".");
+      const text = issue.code === "unrecognized_keys"
+        ? `unknown field${issue.keys.length > 1 ? "s" : ""} ${
+          issue.keys.map((k) => `"${k}"`).join(", ")
+        }`
+        : issue.message;
+      return path ? `"${path}": ${text}` : text;
+    })
+    .join("; ") + (issues.length > 5 ? `; and ${issues.length - 5} more` : "");
+}
+
+/** An extractor that finds a stored Job inside image bytes (provided by lib/meta). */
+export type ImageJobExtractor = (bytes: Uint8Array) => Record<string, unknown> | undefined;
+
+/** Options for {@linkcode loadJobDocument}. */
+export interface LoadJobOptions extends ReadInputOptions {
+  /** Finds a stored Job in an image, so `--job image.png` replays it. */
+  fromImage?: ImageJobExtractor;
+}
+
+/**
+ * Loads a `--job` document from a file or stdin ("-"). Accepts a Job object, the output of
+ * `denoise meta read` (its `job` field), or an image whose metadata holds a Job.
+ */
+export async function loadJobDocument(
+  path: string,
+  options: LoadJobOptions = {},
+): Promise<{ document: Record<string, unknown>; label: string }> {
+  const input = await readInput(path, { ...options, what: "job" });
+  const format = sniffFormat(input.bytes);
+  if (format === "png" || format === "jpeg" || format === "webp") {
+    const job = options.fromImage?.(input.bytes);
+    if (job === undefined) {
+      throw new InputError(`The image in ${input.label} holds no denoise job`, {
+        hint: "only images written by denoise carry a job; pass a job JSON file instead",
+      });
+    }
+    return { document: job, label: input.label };
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(new TextDecoder().decode(input.bytes));
+  } catch (error) {
+    throw new InputError(
+      `The job in ${input.label} is not valid JSON: ${(error as Error).message}`,
+      { hint: "pass a JSON object, e.g. from --dry-run", cause: error },
+    );
+  }
+  const document = unwrapJob(parsed);
+  if (document === undefined) {
+    throw new InputError(`The job in ${input.label} is not a JSON object`, {
+      hint: "pass a JSON object, e.g. the output of --dry-run or of denoise meta read",
+    });
+  }
+  return { document, label: input.label };
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** Returns the Job inside a Job document or a `meta read` document. */
+export function unwrapJob(value: unknown): Record<string, unknown> | undefined {
+  if (!isRecord(value)) return undefined;
+  if (typeof value.command === "string") return value;
+  if (isRecord(value.job)) return value.job;
+  return value;
+}

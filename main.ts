@@ -1,0 +1,97 @@
+/**
+ * The denoise command line: builds the program from commands/, runs it, and maps errors to exit
+ * codes (docs/exit-codes.md). Nothing else lives here.
+ *
+ * @module
+ */
+import { Command, CommanderError } from "@commander-js/extra-typings";
+import denoConfig from "./deno.json" with { type: "json" };
+import { type AnyCommand, examples, progressOption, writeStderr } from "./commands/common.ts";
+import { ExitCode, exitCodeFor, formatError } from "./lib/errors.ts";
+
+/** The denoise version, from deno.json. */
+export const VERSION: string = denoConfig.version;
+
+/** Subcommand factories, in the order `denoise --help` lists them. Only working ones. */
+const COMMANDS: Array<() => AnyCommand> = [];
+
+/** Builds the root command with every registered subcommand. */
+export function buildProgram(): Command<[], { debug?: true; quiet?: true; progress: string }> {
+  const program = new Command()
+    .name("denoise")
+    .description(
+      "Stable Diffusion from the command line, with no Python.\n" +
+        "Images and JSON in on stdin, images and JSON out on stdout, progress and errors on stderr.",
+    )
+    .version(`denoise ${VERSION}`, "-V, --version", "print the version")
+    .option("--debug", "print stack traces and debug details on errors")
+    .option("-q, --quiet", "print nothing on stderr but errors and warnings")
+    .addOption(progressOption())
+    .helpCommand("help [command]", "show help for a command")
+    .showSuggestionAfterError(true)
+    .addHelpText(
+      "after",
+      examples([
+        ["denoise meta read photo.png", "print the generation metadata of an image as JSON"],
+        [
+          "cat a.png | denoise meta write --set note=hello | denoise meta read",
+          "edit metadata in a pipe",
+        ],
+      ]) + "\nExit codes: 0 ok, 1 failure, 2 usage, 3 bad input, 4 missing model, 5 I/O, " +
+        "6 network (docs/exit-codes.md).\n",
+    );
+  for (const factory of COMMANDS) program.addCommand(factory());
+  configureRecursively(program);
+  return program;
+}
+
+function configureRecursively(command: AnyCommand): void {
+  command.exitOverride();
+  command.configureOutput({
+    writeOut: (text) => writeStdout(text),
+    writeErr: (text) => writeStderr(text),
+    outputError: (text, write) => write(`denoise: ${text.replace(/^error: /, "")}`),
+  });
+  for (const sub of command.commands) configureRecursively(sub);
+}
+
+function writeStdout(text: string): void {
+  const bytes = new TextEncoder().encode(text);
+  let written = 0;
+  while (written < bytes.length) written += Deno.stdout.writeSync(bytes.subarray(written));
+}
+
+/** Runs the CLI with the given arguments and returns the exit code. */
+export async function main(args: string[]): Promise<number> {
+  const program = buildProgram();
+  const debug = args.includes("--debug");
+  try {
+    await program.parseAsync(args, { from: "user" });
+    return ExitCode.ok;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (
+        error.code === "commander.helpDisplayed" || error.code === "commander.version" ||
+        error.code === "commander.help"
+      ) {
+        return ExitCode.ok;
+      }
+      if (error.code === "commander.executeSubCommandAsync") return ExitCode.failure;
+      // Commander has already printed its one-line message.
+      writeStderr(`hint: see "denoise --help"\n`);
+      return ExitCode.usage;
+    }
+    const code = exitCodeFor(error);
+    writeStderr(formatError(error, { debug }) + "\n");
+    return code;
+  }
+}
+
+if (import.meta.main) {
+  Deno.addSignalListener("SIGINT", () => {
+    writeStderr("\ndenoise: interrupted\n");
+    Deno.exit(ExitCode.interrupted);
+  });
+  const code = await main(Deno.args);
+  Deno.exit(code);
+}
