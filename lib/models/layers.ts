@@ -1,0 +1,688 @@
+/**
+ * Neural-network building blocks over {@linkcode GraphBuilder}, shared by the UNet and VAE
+ * builders: weights with a ledger (missing / misshapen / unused names are reported together),
+ * conv2d, group norm, linear, SiLU, attention, GEGLU feed-forward, ResnetBlock2D, up/downsample,
+ * sinusoidal timestep embedding, Transformer2DModel and the VAE's single-head attention.
+ *
+ * Semantics follow Diffusers 0.27 (src/diffusers/models/resnet.py, attention.py,
+ * attention_processor.py, embeddings.py, downsampling.py, upsampling.py,
+ * transformers/transformer_2d.py); each function names its source. Tokens inside transformer
+ * blocks are kept 2-D (`[B*S, C]`) so every linear layer is one `Gemm` with `transB=1`, which
+ * reads the checkpoint's `[out, in]` matrix as is: no weight is transposed or copied.
+ *
+ * @module
+ */
+import type { ElemType, GraphBuilder, TensorSource, Value } from "../onnx/graph.ts";
+import type { Dtype } from "../tensor/dtype.ts";
+
+/** Shape and dtype of one stored weight. */
+export interface WeightInfo {
+  readonly dtype: Dtype;
+  readonly shape: readonly number[];
+}
+
+/**
+ * Where a builder's weights come from: names with their stored shapes, and a way to turn one
+ * into an initializer source for the graph's element type.
+ */
+export interface WeightSource {
+  /** Every stored tensor name. */
+  names(): Iterable<string>;
+  /** Stored dtype and shape, or undefined when absent. */
+  info(name: string): WeightInfo | undefined;
+  /** An initializer source for `name` as `dtype` (no bytes are read until the model is written). */
+  tensorSource(name: string, dtype: ElemType): TensorSource;
+}
+
+/** The part of `SafetensorsFile` (lib/weights) that {@linkcode safetensorsWeights} needs. */
+export interface SafetensorsLike {
+  readonly path: string | undefined;
+  readonly tensors: ReadonlyMap<
+    string,
+    { dtype: Dtype; shape: number[]; byteOffset: number; byteLength: number }
+  >;
+  readFloat32(name: string): Promise<Float32Array>;
+}
+
+/** Options of {@linkcode safetensorsWeights}. */
+export interface SafetensorsWeightsOptions {
+  /** Only names starting with this prefix, with the prefix removed (e.g. `"first_stage_model."`). */
+  prefix?: string;
+}
+
+/**
+ * Weights from an opened safetensors file. F32 tensors of a file on disk become ONNX external
+ * data pointing into the file itself (zero copy); other dtypes are converted when the model is
+ * written.
+ *
+ * @example
+ * ```ts ignore
+ * const file = await SafetensorsFile.open("unet/diffusion_pytorch_model.safetensors");
+ * const weights = safetensorsWeights(file);
+ * ```
+ */
+export function safetensorsWeights(
+  file: SafetensorsLike,
+  options: SafetensorsWeightsOptions = {},
+): WeightSource {
+  const prefix = options.prefix ?? "";
+  const names = [...file.tensors.keys()].filter((n) => n.startsWith(prefix)).map((n) =>
+    n.slice(prefix.length)
+  );
+  return {
+    names: () => names,
+    info: (name) => file.tensors.get(prefix + name),
+    tensorSource(name, dtype) {
+      const info = file.tensors.get(prefix + name);
+      if (info === undefined) throw new RangeError(`Weight "${prefix + name}" is absent`);
+      if (dtype !== "float32") {
+        throw new RangeError(`Cannot make "${name}" ${dtype}: only float32 graphs are built`);
+      }
+      if (info.dtype === "F32" && file.path !== undefined) {
+        return {
+          dtype,
+          shape: info.shape,
+          file: file.path,
+          offset: info.byteOffset,
+          length: info.byteLength,
+        };
+      }
+      return { dtype, shape: info.shape, load: () => file.readFloat32(prefix + name) };
+    },
+  };
+}
+
+/** Weights held in memory as float32 arrays (random models, merged adapters, tests). */
+export function memoryWeights(
+  tensors: ReadonlyMap<string, { shape: readonly number[]; data: Float32Array }>,
+): WeightSource {
+  return {
+    names: () => tensors.keys(),
+    info(name) {
+      const t = tensors.get(name);
+      return t === undefined ? undefined : { dtype: "F32", shape: t.shape };
+    },
+    tensorSource(name, dtype) {
+      const t = tensors.get(name);
+      if (t === undefined) throw new RangeError(`Weight "${name}" is absent`);
+      if (dtype !== "float32") {
+        throw new RangeError(`Cannot make "${name}" ${dtype}: only float32 graphs are built`);
+      }
+      return { dtype, shape: t.shape, data: t.data };
+    },
+  };
+}
+
+/**
+ * A graph under construction plus its weight ledger. `param()` records every weight a builder
+ * asks for; `finish()` throws one error listing all missing, misshapen and unused weights.
+ */
+export class ModelContext {
+  readonly g: GraphBuilder;
+  readonly weights: WeightSource;
+  /** Model name used in error messages, e.g. `UNet2DConditionModel`. */
+  readonly what: string;
+  #used = new Set<string>();
+  #missing: string[] = [];
+  #misshapen: string[] = [];
+  #owns: (name: string) => boolean;
+
+  /**
+   * `owns` selects the stored weights this model must use (default all): the VAE encoder owns
+   * `encoder.*` and `quant_conv.*` of a file that also holds the decoder.
+   */
+  constructor(
+    g: GraphBuilder,
+    weights: WeightSource,
+    what: string,
+    owns: (name: string) => boolean = () => true,
+  ) {
+    this.g = g;
+    this.weights = weights;
+    this.what = what;
+    this.#owns = owns;
+  }
+
+  /**
+   * The initializer for weight `name` (a Diffusers parameter name), which must have `shape`.
+   * Problems are recorded and reported by {@linkcode ModelContext.finish}; the returned value
+   * then stands for nothing and the graph must not be built.
+   */
+  param(name: string, shape: readonly number[]): Value {
+    const full = name;
+    const info = this.weights.info(full);
+    if (info === undefined) {
+      this.#missing.push(`${full} [${shape.join(", ")}]`);
+      return this.g.scalar(0);
+    }
+    this.#used.add(full);
+    if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
+      this.#misshapen.push(
+        `${full} has [${info.shape.join(", ")}], expected [${shape.join(", ")}]`,
+      );
+      return this.g.scalar(0);
+    }
+    return this.g.initializer(full, this.weights.tensorSource(full, "float32"));
+  }
+
+  /** Throws a RangeError listing every missing, misshapen and unused weight, if any. */
+  finish(): void {
+    const unused = [...this.weights.names()].filter((n) => this.#owns(n) && !this.#used.has(n));
+    const parts: string[] = [];
+    const list = (label: string, names: string[]) => {
+      if (names.length === 0) return;
+      const shown = names.slice(0, 8).map((n) => `"${n}"`).join(", ");
+      parts.push(`${names.length} ${label}: ${shown}${names.length > 8 ? ", ..." : ""}`);
+    };
+    list("missing", this.#missing);
+    list("misshapen", this.#misshapen);
+    list("unused", unused);
+    if (parts.length > 0) {
+      throw new RangeError(
+        `Cannot build ${this.what} from these weights: ${parts.join("; ")}. ` +
+          `Check that config.json belongs to this weight file`,
+      );
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Elementary layers
+
+/** SiLU: `x * sigmoid(x)` (torch.nn.SiLU). */
+export function silu(g: GraphBuilder, x: Value): Value {
+  return g.op("Mul", [x, g.op("Sigmoid", [x])]);
+}
+
+/** Exact (erf) GELU, torch.nn.functional.gelu with approximate="none". */
+export function gelu(g: GraphBuilder, x: Value): Value {
+  const erf = g.op("Erf", [g.op("Div", [x, g.scalar(Math.SQRT2)])]);
+  return g.op("Mul", [g.op("Mul", [x, g.scalar(0.5)]), g.op("Add", [erf, g.scalar(1)])]);
+}
+
+/** Options of {@linkcode conv2d}. */
+export interface Conv2dOptions {
+  kernel?: number;
+  stride?: number;
+  /** Symmetric zero padding (default `(kernel - 1) / 2`). */
+  padding?: number;
+  bias?: boolean;
+}
+
+/** torch.nn.Conv2d with weights `${name}.weight` [out, in, k, k] and `${name}.bias` [out]. */
+export function conv2d(
+  c: ModelContext,
+  name: string,
+  x: Value,
+  inChannels: number,
+  outChannels: number,
+  options: Conv2dOptions = {},
+): Value {
+  const k = options.kernel ?? 3;
+  const stride = options.stride ?? 1;
+  const pad = options.padding ?? Math.floor((k - 1) / 2);
+  const w = c.param(`${name}.weight`, [outChannels, inChannels, k, k]);
+  const b = options.bias === false ? null : c.param(`${name}.bias`, [outChannels]);
+  return c.g.scope(name, () =>
+    // [B, Cin, H, W] -> [B, Cout, H', W']
+    c.g.op("Conv", [x, w, b], {
+      kernel_shape: [k, k],
+      strides: [stride, stride],
+      pads: [pad, pad, pad, pad],
+    }));
+}
+
+/**
+ * torch.nn.GroupNorm over `[B, C, ...]` as Reshape + InstanceNormalization + Reshape + affine
+ * (ONNX GroupNormalization changed meaning between opsets 18 and 21; this works on every ORT).
+ */
+export function groupNorm(
+  c: ModelContext,
+  name: string,
+  x: Value,
+  channels: number,
+  groups: number,
+  eps: number,
+): Value {
+  if (channels % groups !== 0) {
+    throw new RangeError(
+      `Cannot build ${c.what}: "${name}" has ${channels} channels, not divisible into ${groups} groups`,
+    );
+  }
+  const gamma = c.param(`${name}.weight`, [channels]);
+  const beta = c.param(`${name}.bias`, [channels]);
+  const g = c.g;
+  return g.scope(name, () => {
+    const shape = g.op("Shape", [x]);
+    // [B, C, H, W] -> [B, G, C/G*H*W]
+    const grouped = g.op("Reshape", [x, g.ints([0, groups, -1])]);
+    const ones = g.constant(new Float32Array(groups).fill(1), "float32", [groups]);
+    const zeros = g.constant(new Float32Array(groups), "float32", [groups]);
+    const normed = g.op("InstanceNormalization", [grouped, ones, zeros], { epsilon: eps });
+    // [B, G, C/G*H*W] -> [B, C, H, W]
+    const back = g.op("Reshape", [normed, shape]);
+    const axes = g.ints([1, 2]);
+    // gamma, beta: [C] -> [C, 1, 1]
+    return g.op("Add", [
+      g.op("Mul", [back, g.op("Unsqueeze", [gamma, axes])]),
+      g.op("Unsqueeze", [beta, axes]),
+    ]);
+  });
+}
+
+/** torch.nn.LayerNorm over the last axis (weight and bias `[dim]`). */
+export function layerNorm(
+  c: ModelContext,
+  name: string,
+  x: Value,
+  dim: number,
+  eps: number,
+): Value {
+  const w = c.param(`${name}.weight`, [dim]);
+  const b = c.param(`${name}.bias`, [dim]);
+  return c.g.scope(name, () => c.g.op("LayerNormalization", [x, w, b], { axis: -1, epsilon: eps }));
+}
+
+/** torch.nn.Linear on 2-D input `[N, in] -> [N, out]`, as Gemm with the weight as stored. */
+export function linear(
+  c: ModelContext,
+  name: string,
+  x: Value,
+  inFeatures: number,
+  outFeatures: number,
+  bias = true,
+): Value {
+  const w = c.param(`${name}.weight`, [outFeatures, inFeatures]);
+  const b = bias ? c.param(`${name}.bias`, [outFeatures]) : null;
+  return c.g.scope(name, () => c.g.op("Gemm", [x, w, b], { transB: 1 }));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attention and transformer blocks
+
+/** Shape helpers a transformer needs at run time: the batch dimension as a 1-D int64 tensor. */
+export interface TokenLayout {
+  /** `[B]` (1-D int64), from `Shape(x)[0:1]`. */
+  batch: Value;
+}
+
+/** `[B]` (1-D int64) of a tensor whose first axis is the batch. */
+export function batchDim(g: GraphBuilder, x: Value): Value {
+  return g.op("Slice", [g.op("Shape", [x]), g.ints([0]), g.ints([1])]);
+}
+
+/** Options of {@linkcode attention}. */
+export interface AttentionOptions {
+  queryDim: number;
+  /** Width of the context tokens (cross-attention), or undefined for self-attention. */
+  contextDim?: number;
+  heads: number;
+  headDim: number;
+  /** Biases on to_q/to_k/to_v (Diffusers `bias`; false in UNet transformers). */
+  qkvBias: boolean;
+  /** Output width (default `queryDim`). */
+  outDim?: number;
+}
+
+/**
+ * Diffusers `Attention` with `AttnProcessor` (attention_processor.py): `to_q`, `to_k`, `to_v`,
+ * `softmax(q k^T / sqrt(d)) v` per head, then `to_out.0`. Tokens are 2-D: `x` is `[B*S, C]`,
+ * `context` is `[B*L, Cc]` (or null for self-attention); returns `[B*S, outDim]`.
+ */
+export function attention(
+  c: ModelContext,
+  name: string,
+  x: Value,
+  context: Value | null,
+  layout: TokenLayout,
+  o: AttentionOptions,
+): Value {
+  const g = c.g;
+  const inner = o.heads * o.headDim;
+  const ctx = context ?? x;
+  const ctxDim = context === null ? o.queryDim : (o.contextDim ?? o.queryDim);
+  const q = linear(c, `${name}.to_q`, x, o.queryDim, inner, o.qkvBias);
+  const k = linear(c, `${name}.to_k`, ctx, ctxDim, inner, o.qkvBias);
+  const v = linear(c, `${name}.to_v`, ctx, ctxDim, inner, o.qkvBias);
+  const out = g.scope(name, () => {
+    const split = g.op("Concat", [layout.batch, g.ints([-1, o.heads, o.headDim])], { axis: 0 });
+    // Diffusers multiplies q k^T by scale; scaling q first is the same up to rounding.
+    const qs = g.op("Mul", [q, g.scalar(1 / Math.sqrt(o.headDim))]);
+    // [B*S, h*d] -> [B, S, h, d] -> [B, h, S, d]
+    const qh = g.op("Transpose", [g.op("Reshape", [qs, split])], { perm: [0, 2, 1, 3] });
+    // [B*L, h*d] -> [B, L, h, d] -> [B, h, d, L]
+    const kh = g.op("Transpose", [g.op("Reshape", [k, split])], { perm: [0, 2, 3, 1] });
+    // [B*L, h*d] -> [B, L, h, d] -> [B, h, L, d]
+    const vh = g.op("Transpose", [g.op("Reshape", [v, split])], { perm: [0, 2, 1, 3] });
+    // [B, h, S, d] @ [B, h, d, L] -> [B, h, S, L]
+    const probs = g.op("Softmax", [g.op("MatMul", [qh, kh])], { axis: -1 });
+    // [B, h, S, L] @ [B, h, L, d] -> [B, h, S, d] -> [B, S, h, d]
+    const heads = g.op("Transpose", [g.op("MatMul", [probs, vh])], { perm: [0, 2, 1, 3] });
+    // [B, S, h, d] -> [B*S, h*d]
+    return g.op("Reshape", [heads, g.ints([-1, inner])]);
+  });
+  return linear(c, `${name}.to_out.0`, out, inner, o.outDim ?? o.queryDim, true);
+}
+
+/** Diffusers `FeedForward` with GEGLU (attention.py, activations.py): `[N, dim] -> [N, dim]`. */
+export function feedForwardGeglu(c: ModelContext, name: string, x: Value, dim: number): Value {
+  const inner = dim * 4;
+  const g = c.g;
+  // [N, dim] -> [N, 2*inner]
+  const proj = linear(c, `${name}.net.0.proj`, x, dim, inner * 2);
+  const gated = g.scope(`${name}.net.0`, () => {
+    // hidden_states, gate = proj.chunk(2, dim=-1); hidden_states * gelu(gate)
+    const [hidden, gate] = g.opN("Split", [proj, g.ints([inner, inner])], 2, { axis: -1 });
+    return g.op("Mul", [hidden!, gelu(g, gate!)]);
+  });
+  // net.1 is dropout; [N, inner] -> [N, dim]
+  return linear(c, `${name}.net.2`, gated, inner, dim);
+}
+
+/** Options of {@linkcode basicTransformerBlock}. */
+export interface TransformerBlockOptions {
+  dim: number;
+  heads: number;
+  headDim: number;
+  crossAttentionDim: number;
+}
+
+/**
+ * Diffusers `BasicTransformerBlock` (attention.py, norm_type "layer_norm"): self-attention,
+ * cross-attention and GEGLU feed-forward, each pre-normed and residual. `x` is `[B*S, dim]`.
+ */
+export function basicTransformerBlock(
+  c: ModelContext,
+  name: string,
+  x: Value,
+  context: Value,
+  layout: TokenLayout,
+  o: TransformerBlockOptions,
+): Value {
+  const g = c.g;
+  const attn = { queryDim: o.dim, heads: o.heads, headDim: o.headDim, qkvBias: false };
+  let h = x;
+  const n1 = layerNorm(c, `${name}.norm1`, h, o.dim, 1e-5);
+  h = g.op("Add", [attention(c, `${name}.attn1`, n1, null, layout, attn), h]);
+  const n2 = layerNorm(c, `${name}.norm2`, h, o.dim, 1e-5);
+  const cross = { ...attn, contextDim: o.crossAttentionDim };
+  h = g.op("Add", [attention(c, `${name}.attn2`, n2, context, layout, cross), h]);
+  const n3 = layerNorm(c, `${name}.norm3`, h, o.dim, 1e-5);
+  return g.op("Add", [feedForwardGeglu(c, `${name}.ff`, n3, o.dim), h]);
+}
+
+/** Options of {@linkcode transformer2d}. */
+export interface Transformer2dOptions {
+  channels: number;
+  heads: number;
+  layers: number;
+  crossAttentionDim: number;
+  groups: number;
+  useLinearProjection: boolean;
+}
+
+/**
+ * Diffusers `Transformer2DModel` for continuous input (transformers/transformer_2d.py):
+ * GroupNorm(eps 1e-6), proj_in (1x1 conv or linear), `layers` BasicTransformerBlocks, proj_out,
+ * plus the input as residual. `x` is `[B, C, H, W]`, `context` is `[B*L, Cc]`.
+ */
+export function transformer2d(
+  c: ModelContext,
+  name: string,
+  x: Value,
+  context: Value,
+  o: Transformer2dOptions,
+): Value {
+  const g = c.g;
+  const ch = o.channels;
+  const headDim = Math.floor(ch / o.heads);
+  const inner = o.heads * headDim;
+  const layout: TokenLayout = { batch: g.scope(name, () => batchDim(g, x)) };
+  const shape = g.scope(name, () => g.op("Shape", [x]));
+  const normed = groupNorm(c, `${name}.norm`, x, ch, o.groups, 1e-6);
+  // [B, C, H, W] -> [B, H, W, C] -> [B*H*W, C]
+  const toTokens = (v: Value, width: number) =>
+    g.scope(
+      name,
+      () => g.op("Reshape", [g.op("Transpose", [v], { perm: [0, 2, 3, 1] }), g.ints([-1, width])]),
+    );
+  let tokens: Value;
+  if (o.useLinearProjection) {
+    tokens = linear(c, `${name}.proj_in`, toTokens(normed, ch), ch, inner);
+  } else {
+    const projected = conv2d(c, `${name}.proj_in`, normed, ch, inner, { kernel: 1, padding: 0 });
+    tokens = toTokens(projected, inner);
+  }
+  for (let i = 0; i < o.layers; i++) {
+    tokens = basicTransformerBlock(c, `${name}.transformer_blocks.${i}`, tokens, context, layout, {
+      dim: inner,
+      heads: o.heads,
+      headDim,
+      crossAttentionDim: o.crossAttentionDim,
+    });
+  }
+  // [B*H*W, C] -> [B, H, W, C] -> [B, C, H, W]
+  const toImage = (v: Value, width: number) =>
+    g.scope(name, () => {
+      const b = layout.batch;
+      const hw = g.op("Slice", [shape, g.ints([2]), g.ints([4])]);
+      const bhwc = g.op("Concat", [b, hw, g.ints([width])], { axis: 0 });
+      return g.op("Transpose", [g.op("Reshape", [v, bhwc])], { perm: [0, 3, 1, 2] });
+    });
+  let out: Value;
+  if (o.useLinearProjection) {
+    out = toImage(linear(c, `${name}.proj_out`, tokens, inner, ch), ch);
+  } else {
+    out = conv2d(c, `${name}.proj_out`, toImage(tokens, inner), inner, ch, {
+      kernel: 1,
+      padding: 0,
+    });
+  }
+  return g.op("Add", [out, x]);
+}
+
+/**
+ * The VAE mid-block attention: Diffusers `Attention` built with `_from_deprecated_attn_block`
+ * (one head of width C, group_norm, biases on q/k/v, residual connection). `[B, C, H, W]` in
+ * and out.
+ */
+export function spatialSelfAttention(
+  c: ModelContext,
+  name: string,
+  x: Value,
+  channels: number,
+  groups: number,
+  eps: number,
+): Value {
+  const g = c.g;
+  const shape = g.scope(name, () => g.op("Shape", [x]));
+  const layout: TokenLayout = { batch: g.scope(name, () => batchDim(g, x)) };
+  const normed = groupNorm(c, `${name}.group_norm`, x, channels, groups, eps);
+  // [B, C, H, W] -> [B, H, W, C] -> [B*H*W, C]
+  const tokens = g.scope(
+    name,
+    () =>
+      g.op("Reshape", [
+        g.op("Transpose", [normed], { perm: [0, 2, 3, 1] }),
+        g.ints([-1, channels]),
+      ]),
+  );
+  const attended = attention(c, name, tokens, null, layout, {
+    queryDim: channels,
+    heads: 1,
+    headDim: channels,
+    qkvBias: true,
+  });
+  return g.scope(name, () => {
+    const hw = g.op("Slice", [shape, g.ints([2]), g.ints([4])]);
+    const bhwc = g.op("Concat", [layout.batch, hw, g.ints([channels])], { axis: 0 });
+    // [B*H*W, C] -> [B, H, W, C] -> [B, C, H, W]
+    const image = g.op("Transpose", [g.op("Reshape", [attended, bhwc])], { perm: [0, 3, 1, 2] });
+    return g.op("Add", [image, x]);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convolutional blocks
+
+/** Options of {@linkcode resnetBlock2d}. */
+export interface ResnetBlockOptions {
+  inChannels: number;
+  outChannels: number;
+  /** Width of the time embedding, or null (VAE: no time embedding). */
+  tembChannels: number | null;
+  groups: number;
+  eps: number;
+  /** Divides the output (`output_scale_factor`, default 1). */
+  outputScaleFactor?: number;
+}
+
+/**
+ * Diffusers `ResnetBlock2D` (resnet.py, time_embedding_norm "default"): norm1, SiLU, conv1,
+ * `+ time_emb_proj(silu(temb))`, norm2, SiLU, conv2, plus a 1x1 `conv_shortcut` when the
+ * channel count changes. `x` is `[B, Cin, H, W]`, `temb` is `[B, T]`.
+ */
+export function resnetBlock2d(
+  c: ModelContext,
+  name: string,
+  x: Value,
+  tembAct: Value | null,
+  o: ResnetBlockOptions,
+): Value {
+  const g = c.g;
+  let h = groupNorm(c, `${name}.norm1`, x, o.inChannels, o.groups, o.eps);
+  h = g.scope(name, () => silu(g, h));
+  h = conv2d(c, `${name}.conv1`, h, o.inChannels, o.outChannels);
+  if (o.tembChannels !== null) {
+    if (tembAct === null) throw new TypeError(`"${name}" needs a time embedding`);
+    // silu(temb) is computed once by the caller; [B, T] -> [B, Cout] -> [B, Cout, 1, 1]
+    const t = linear(c, `${name}.time_emb_proj`, tembAct, o.tembChannels, o.outChannels);
+    h = g.scope(name, () => g.op("Add", [h, g.op("Unsqueeze", [t, g.ints([2, 3])])]));
+  }
+  h = groupNorm(c, `${name}.norm2`, h, o.outChannels, o.groups, o.eps);
+  h = g.scope(name, () => silu(g, h));
+  h = conv2d(c, `${name}.conv2`, h, o.outChannels, o.outChannels);
+  const shortcut = o.inChannels === o.outChannels
+    ? x
+    : conv2d(c, `${name}.conv_shortcut`, x, o.inChannels, o.outChannels, { kernel: 1, padding: 0 });
+  return g.scope(name, () => {
+    const sum = g.op("Add", [shortcut, h]);
+    const scale = o.outputScaleFactor ?? 1;
+    return scale === 1 ? sum : g.op("Div", [sum, g.scalar(scale)]);
+  });
+}
+
+/**
+ * Diffusers `Downsample2D` with a conv (downsampling.py): stride-2 3x3 conv. With padding 0
+ * (the VAE) the input is first padded by one on the right and bottom, as Diffusers does.
+ */
+export function downsample2d(
+  c: ModelContext,
+  name: string,
+  x: Value,
+  channels: number,
+  padding: number,
+): Value {
+  const g = c.g;
+  let input = x;
+  if (padding === 0) {
+    // F.pad(x, (0, 1, 0, 1)): [B, C, H, W] -> [B, C, H+1, W+1]
+    input = g.scope(
+      name,
+      () => g.op("Pad", [x, g.ints([0, 0, 0, 0, 0, 0, 1, 1]), g.scalar(0)], { mode: "constant" }),
+    );
+  }
+  return conv2d(c, `${name}.conv`, input, channels, channels, { stride: 2, padding });
+}
+
+/**
+ * Diffusers `Upsample2D` with a conv (upsampling.py): nearest-neighbour resize then 3x3 conv.
+ * `sizeLike` gives the output H, W (the UNet's skip connection, as Diffusers passes
+ * `upsample_size` for odd sizes); null doubles H and W.
+ */
+export function upsample2d(
+  c: ModelContext,
+  name: string,
+  x: Value,
+  channels: number,
+  sizeLike: Value | null,
+): Value {
+  const g = c.g;
+  const up = g.scope(name, () => {
+    // PyTorch "nearest" = ONNX asymmetric coordinates with floor rounding.
+    const attrs = {
+      mode: "nearest",
+      coordinate_transformation_mode: "asymmetric",
+      nearest_mode: "floor",
+    };
+    if (sizeLike === null) {
+      const scales = g.constant([1, 1, 2, 2], "float32", [4]);
+      // [B, C, H, W] -> [B, C, 2H, 2W]
+      return g.op("Resize", [x, null, scales], attrs);
+    }
+    const bc = g.op("Slice", [g.op("Shape", [x]), g.ints([0]), g.ints([2])]);
+    const hw = g.op("Slice", [g.op("Shape", [sizeLike]), g.ints([2]), g.ints([4])]);
+    const sizes = g.op("Concat", [bc, hw], { axis: 0 });
+    // [B, C, H, W] -> [B, C, H', W'] with H', W' from the skip connection
+    return g.op("Resize", [x, null, null, sizes], attrs);
+  });
+  return conv2d(c, `${name}.conv`, up, channels, channels);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timestep embeddings
+
+/**
+ * The frequencies of Diffusers' `get_timestep_embedding` (embeddings.py), computed in float32
+ * the way torch does: `exp(-ln(10000) * i / (half - shift))`.
+ */
+export function timestepFrequencies(dim: number, downscaleFreqShift: number): Float32Array {
+  const half = Math.floor(dim / 2);
+  const f = Math.fround;
+  const logMax = f(-Math.log(10000));
+  const denom = f(half - downscaleFreqShift);
+  const out = new Float32Array(half);
+  for (let i = 0; i < half; i++) out[i] = f(Math.exp(f(f(logMax * i) / denom)));
+  return out;
+}
+
+/**
+ * Diffusers `Timesteps` / `get_timestep_embedding`: `[N]` float timesteps -> `[N, dim]`
+ * sinusoidal embedding, `[sin, cos]` or `[cos, sin]` when `flipSinToCos`.
+ */
+export function timestepProjection(
+  g: GraphBuilder,
+  t: Value,
+  dim: number,
+  flipSinToCos: boolean,
+  freqShift: number,
+): Value {
+  const freqs = timestepFrequencies(dim, freqShift);
+  const half = freqs.length;
+  // [N] -> [N, 1] * [1, half] -> [N, half]
+  const args = g.op("Mul", [
+    g.op("Unsqueeze", [t, g.ints([1])]),
+    g.constant(freqs, "float32", [1, half]),
+  ]);
+  const sin = g.op("Sin", [args]);
+  const cos = g.op("Cos", [args]);
+  // [N, half] x2 -> [N, 2*half]
+  let emb = g.op("Concat", flipSinToCos ? [cos, sin] : [sin, cos], { axis: -1 });
+  if (dim % 2 === 1) {
+    emb = g.op("Pad", [emb, g.ints([0, 0, 0, 1]), g.scalar(0)], { mode: "constant" });
+  }
+  return emb;
+}
+
+/** Diffusers `TimestepEmbedding` (embeddings.py): linear_1, SiLU, linear_2. */
+export function timestepEmbedding(
+  c: ModelContext,
+  name: string,
+  x: Value,
+  inDim: number,
+  outDim: number,
+): Value {
+  const h = linear(c, `${name}.linear_1`, x, inDim, outDim);
+  const a = c.g.scope(name, () => silu(c.g, h));
+  return linear(c, `${name}.linear_2`, a, outDim, outDim);
+}
