@@ -7,13 +7,16 @@
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import denoConfig from "./deno.json" with { type: "json" };
 import { type AnyCommand, examples, progressOption, writeStderr } from "./commands/common.ts";
+import { modelsCommand } from "./commands/models.ts";
 import { ExitCode, exitCodeFor, formatError } from "./lib/errors.ts";
 
 /** The denoise version, from deno.json. */
 export const VERSION: string = denoConfig.version;
 
 /** Subcommand factories, in the order `denoise --help` lists them. Only working ones. */
-const COMMANDS: Array<() => AnyCommand> = [];
+const COMMANDS: Array<() => AnyCommand> = [
+  modelsCommand,
+];
 
 /** Builds the root command with every registered subcommand. */
 export function buildProgram(): Command<[], { debug?: true; quiet?: true; progress: string }> {

@@ -1,0 +1,80 @@
+/**
+ * models.lock.json: named models pinned to a revision, with every file's size and SHA-256.
+ * The schema is documented in docs/models-lock.md.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { InputError, ModelNotFoundError } from "../errors.ts";
+
+const sha256 = z.string().regex(/^[0-9a-f]{64}$/, "expected 64 lowercase hex digits");
+
+/** One file of a locked model. */
+export const LockedFile = z.object({
+  path: z.string().min(1).refine(
+    (p) => !p.startsWith("/") && !p.split("/").includes(".."),
+    "must be a relative path inside the repository",
+  ),
+  size: z.number().int().nonnegative(),
+  sha256: sha256.nullable(),
+}).strict();
+
+/** One locked model. */
+export const LockedModel = z.object({
+  description: z.string(),
+  family: z.enum(["sd1", "sd2", "sd2-v", "sdxl", "sdxl-refiner", "sd1-inpaint", "lcm", "turbo"]),
+  source: z.object({
+    hub: z.literal("huggingface"),
+    repo: z.string().regex(/^[\w.-]+\/[\w.-]+$/, "expected owner/name"),
+    revision: z.string().regex(/^[0-9a-f]{40}$/, "expected a full 40-hex commit hash"),
+  }).strict(),
+  layout: z.enum(["diffusers", "single-file", "onnx"]),
+  files: z.array(LockedFile).min(1),
+  verified: z.boolean(),
+}).strict();
+
+/** The whole lock file. */
+export const ModelsLock = z.object({
+  version: z.literal(1),
+  models: z.record(z.string().regex(/^[a-z0-9._-]+$/), LockedModel),
+}).strict();
+
+/** A parsed models.lock.json. */
+export type ModelsLock = z.infer<typeof ModelsLock>;
+/** A parsed model entry. */
+export type LockedModel = z.infer<typeof LockedModel>;
+/** A parsed file entry. */
+export type LockedFile = z.infer<typeof LockedFile>;
+
+/** Parses and validates lock-file JSON text. */
+export function parseLock(text: string, label = "models.lock.json"): ModelsLock {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw new InputError(`${label} is not valid JSON: ${(error as Error).message}`);
+  }
+  const result = ModelsLock.safeParse(raw);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    throw new InputError(
+      `${label} is invalid at "${issue.path.map(String).join(".")}": ${issue.message}`,
+      { hint: "see docs/models-lock.md for the schema" },
+    );
+  }
+  return result.data;
+}
+
+/** Looks up an alias, with a one-line error listing the known aliases. */
+export function lockedModel(lock: ModelsLock, alias: string): LockedModel {
+  const model = lock.models[alias];
+  if (model === undefined) {
+    const known = Object.keys(lock.models).sort();
+    throw new ModelNotFoundError(`Unknown model alias "${alias}"`, {
+      hint: known.length > 0
+        ? `known aliases: ${known.join(", ")} (denoise models list), or pass a model folder or file`
+        : "pass a model folder or file path",
+    });
+  }
+  return model;
+}
