@@ -9,11 +9,10 @@
  * @module
  */
 
-/** A source of standard-normal noise, e.g. `TorchCpuGenerator` from lib/rng. */
-export interface NoiseGenerator {
-  /** Draws `shape.reduce(*)` float32 values from N(0, 1), continuing the stream. */
-  randn(shape: number[]): Float32Array;
-}
+import type { NoiseGenerator } from "../rng/mod.ts";
+
+/** A source of standard-normal noise (`TorchCpuGenerator`, `PhiloxGenerator` from lib/rng). */
+export type { NoiseGenerator };
 
 /**
  * A stateful sampler with the calling convention of a Diffusers scheduler.
@@ -347,6 +346,10 @@ export function parseSchedulerConfig(
 }
 
 const f32 = Math.fround;
+/** Float32 square root (correctly rounded, like torch's float32 sqrt / `** 0.5`). */
+export function sqrt32(x: number): number {
+  return f32(Math.sqrt(x));
+}
 
 /**
  * `torch.linspace(start, end, steps, dtype=float32)` on CPU: the step is a float32, the first half
@@ -868,8 +871,8 @@ export function addNoiseAlphas(
   if (a === undefined) {
     throw new RangeError(`addNoise: timestep ${t} is outside [0, ${alphasCumprod.length})`);
   }
-  const sa = Math.sqrt(a);
-  const sb = Math.sqrt(f32(1 - a));
+  const sa = sqrt32(a);
+  const sb = sqrt32(f32(1 - a));
   const out = new Float32Array(original.length);
   for (let k = 0; k < out.length; k++) out[k] = f32(sa * original[k]!) + f32(sb * noise[k]!);
   return out;
@@ -885,4 +888,98 @@ export function addNoiseSigma(
   const out = new Float32Array(original.length);
   for (let k = 0; k < out.length; k++) out[k] = original[k]! + f32(noise[k]! * sigma);
   return out;
+}
+
+/** Float32 `1 / (sigma ** 2 + 1) ** 0.5` input scaling of the k-diffusion schedulers. */
+export function scaleBySigma(sample: Float32Array, sigma: number): Float32Array {
+  const s = f32(sigma);
+  const denom = sqrt32(f32(f32(s * s) + 1));
+  const out = new Float32Array(sample.length);
+  for (let k = 0; k < out.length; k++) out[k] = sample[k]! / denom;
+  return out;
+}
+
+/**
+ * The k-diffusion denoised estimate from a model output at noise level `sigma`, in float32:
+ * epsilon: x - sigma * eps; v_prediction: v * (-sigma / sqrt(sigma^2 + 1)) + x / (sigma^2 + 1)
+ * (Salimans & Ho 2022, Eq. 2 in the sigma parametrisation); sample: the output itself.
+ */
+export function kDenoised(
+  predictionType: PredictionType,
+  modelOutput: Float32Array,
+  sample: Float32Array,
+  sigma: number,
+): Float32Array {
+  checkSameLength("step", modelOutput, sample);
+  const s = f32(sigma);
+  const out = new Float32Array(sample.length);
+  if (predictionType === "epsilon") {
+    for (let k = 0; k < out.length; k++) out[k] = sample[k]! - f32(s * modelOutput[k]!);
+  } else if (predictionType === "v_prediction") {
+    const s2p1 = f32(f32(s * s) + 1);
+    const c = f32(-s / sqrt32(s2p1));
+    for (let k = 0; k < out.length; k++) {
+      out[k] = f32(modelOutput[k]! * c) + f32(sample[k]! / s2p1);
+    }
+  } else {
+    out.set(modelOutput);
+  }
+  return out;
+}
+
+/** The sigma table of a k-diffusion-style Diffusers scheduler before its per-class layout. */
+export interface KSigmaSchedule {
+  /** float32 timestep values (float64 from `_sigma_to_t` when a non-default schedule is used). */
+  timesteps: Float64Array;
+  /** `numInferenceSteps` sigmas in float64, before the cast to float32 and the appended 0. */
+  sigmas: Float64Array;
+  /** Training sigmas ascending in t (float32) and their float32 logs. */
+  trainingSigmas: Float32Array;
+  logSigmas: Float32Array;
+}
+
+/**
+ * The shared `set_timesteps` body of EulerDiscrete, EulerAncestral, LMS, Heun and KDPM2(-a):
+ * spaced float32 timesteps, sigmas by `np.interp` on the training sigmas, then the configured
+ * sigma schedule with timesteps from `_sigma_to_t` (rounded when `roundTimesteps`, as KDPM2 does).
+ */
+export function kSigmaSchedule(
+  config: SchedulerConfig,
+  alphasCumprod: Float32Array,
+  numInferenceSteps: number,
+  roundTimesteps = false,
+): KSigmaSchedule {
+  const ts = spacedTimesteps(
+    config.timestepSpacing,
+    config.numTrainTimesteps,
+    numInferenceSteps,
+    config.stepsOffset,
+  ).map(f32);
+  const trainingSigmas = sigmasFromAlphasCumprod(alphasCumprod);
+  const logSigmas = logSigmasF32(trainingSigmas);
+  const index = Float64Array.from(trainingSigmas, (_, k) => k);
+  let sigmas = interp(ts, index, trainingSigmas);
+  let timesteps = ts;
+  if (config.sigmaSchedule !== "default") {
+    sigmas = convertSigmas(sigmas, numInferenceSteps, config, trainingSigmas, logSigmas);
+    timesteps = sigmas.map((s) => sigmaToT(s, logSigmas));
+    if (roundTimesteps) timesteps = timesteps.map(roundHalfEven);
+  }
+  return { timesteps, sigmas, trainingSigmas, logSigmas };
+}
+
+/** Largest value of an array (Diffusers `sigmas.max()`). */
+export function arrayMax(a: ArrayLike<number>): number {
+  let m = -Infinity;
+  for (let k = 0; k < a.length; k++) if (a[k]! > m) m = a[k]!;
+  return m;
+}
+
+/**
+ * `init_noise_sigma` of the k-diffusion schedulers: max sigma for linspace / trailing spacing,
+ * else sqrt(max^2 + 1), in float32.
+ */
+export function kInitNoiseSigma(spacing: TimestepSpacing, sigmas: ArrayLike<number>): number {
+  const m = f32(arrayMax(sigmas));
+  return spacing === "leading" ? sqrt32(f32(f32(m * m) + 1)) : m;
 }

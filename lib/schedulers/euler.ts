@@ -1,0 +1,157 @@
+/**
+ * Euler sampler (Karras et al. 2022, Algorithm 2 with optional churn), step-exact with Diffusers
+ * 0.27 `schedulers/scheduling_euler_discrete.py`.
+ *
+ * @module
+ */
+import {
+  addNoiseSigma,
+  alphasCumprodFromBetas,
+  checkIndex,
+  checkSameLength,
+  checkSteps,
+  drawNoise,
+  img2imgSlice,
+  type Img2ImgTimesteps,
+  kDenoised,
+  kInitNoiseSigma,
+  kSigmaSchedule,
+  makeBetas,
+  type NoiseGenerator,
+  parseSchedulerConfig,
+  scaleBySigma,
+  type Scheduler,
+  type SchedulerConfig,
+  sqrt32,
+  torchLinspaceF32,
+} from "./common.ts";
+
+const f32 = Math.fround;
+
+/**
+ * One Euler step from `sigmaHat` to `sigmaNext` (Karras et al. 2022, Algorithm 2, lines 7-8):
+ * d = (x - denoised) / sigmaHat; x' = x + d * (sigmaNext - sigmaHat). Float32 like torch.
+ *
+ * @example
+ * ```ts
+ * import { eulerStep } from "./euler.ts";
+ * const x = eulerStep(new Float32Array([1]), new Float32Array([0]), 1, 0.5); // [0.5]
+ * ```
+ */
+export function eulerStep(
+  x: Float32Array,
+  denoised: Float32Array,
+  sigmaHat: number,
+  sigmaNext: number,
+): Float32Array {
+  checkSameLength("eulerStep", x, denoised);
+  const sh = f32(sigmaHat);
+  const dt = f32(f32(sigmaNext) - sh);
+  const out = new Float32Array(x.length);
+  for (let k = 0; k < out.length; k++) {
+    const d = f32(f32(x[k]! - denoised[k]!) / sh);
+    out[k] = x[k]! + f32(d * dt);
+  }
+  return out;
+}
+
+/** Diffusers EulerDiscreteScheduler `__init__` defaults. */
+export const EULER_DEFAULTS: Partial<Omit<SchedulerConfig, "raw">> = {
+  timestepSpacing: "linspace",
+  stepsOffset: 0,
+};
+
+/** Diffusers `EulerDiscreteScheduler` (sampler name `euler`). */
+export class EulerDiscreteScheduler implements Scheduler {
+  readonly config: SchedulerConfig;
+  readonly order = 1;
+  timesteps: Float64Array = new Float64Array(0);
+  sigmas: Float64Array = new Float64Array(0);
+  initNoiseSigma = 1;
+  noiseShape?: number[];
+  #alphasCumprod: Float32Array;
+
+  constructor(config: Record<string, unknown>) {
+    this.config = parseSchedulerConfig(config, EULER_DEFAULTS);
+    const ac = alphasCumprodFromBetas(makeBetas(this.config));
+    // Diffusers: with zero terminal SNR the last alpha_bar becomes 2**-24 so sigma stays finite.
+    if (this.config.rescaleBetasZeroSnr) ac[ac.length - 1] = 2 ** -24;
+    this.#alphasCumprod = ac;
+  }
+
+  setTimesteps(numInferenceSteps: number): void {
+    const c = this.config;
+    checkSteps("EulerDiscreteScheduler", numInferenceSteps, c.numTrainTimesteps);
+    const sched = kSigmaSchedule(c, this.#alphasCumprod, numInferenceSteps);
+    let sigmas = sched.sigmas;
+    let timesteps = sched.timesteps.map(f32);
+    if (c.interpolationType === "log_linear") {
+      // Diffusers replaces the interpolated sigmas by N + 1 log-uniform training sigmas.
+      const ts = sched.trainingSigmas;
+      sigmas = Float64Array.from(
+        torchLinspaceF32(Math.log(ts[ts.length - 1]!), Math.log(ts[0]!), numInferenceSteps + 1),
+        (v) => f32(Math.exp(v)),
+      );
+      if (c.sigmaSchedule !== "default") {
+        throw new RangeError(
+          'EulerDiscreteScheduler: interpolation_type "log_linear" cannot be combined with a sigma schedule',
+        );
+      }
+    }
+    const s32 = Float64Array.from(sigmas, f32);
+    if (c.timestepType === "continuous" && c.predictionType === "v_prediction") {
+      timesteps = s32.map((s) => f32(0.25 * f32(Math.log(s))));
+    }
+    this.timesteps = timesteps;
+    this.sigmas = Float64Array.from([...s32, 0]);
+    this.initNoiseSigma = kInitNoiseSigma(c.timestepSpacing, this.sigmas);
+  }
+
+  scaleModelInput(sample: Float32Array, i: number): Float32Array {
+    checkIndex("EulerDiscreteScheduler", i, this.timesteps.length);
+    return scaleBySigma(sample, this.sigmas[i]!);
+  }
+
+  step(
+    modelOutput: Float32Array,
+    i: number,
+    sample: Float32Array,
+    rng?: NoiseGenerator,
+  ): Float32Array {
+    const c = this.config;
+    checkIndex("EulerDiscreteScheduler", i, this.timesteps.length);
+    const sigma = this.sigmas[i]!;
+    // Karras et al. 2022 Algorithm 2, line 4: gamma = min(S_churn / N, sqrt(2) - 1) in [S_tmin, S_tmax].
+    const gamma = c.sTmin <= sigma && sigma <= c.sTmax
+      ? Math.min(c.sChurn / (this.sigmas.length - 1), 2 ** 0.5 - 1)
+      : 0;
+    // Diffusers draws the churn noise on every step, used or not, so the stream advances.
+    const noise = rng !== undefined || gamma > 0
+      ? drawNoise(rng, sample.length, this.noiseShape, "EulerDiscreteScheduler with s_churn > 0")
+      : undefined;
+    const sigmaHat = f32(sigma * f32(gamma + 1));
+    let x = sample;
+    if (gamma > 0 && noise !== undefined) {
+      // Algorithm 2, line 6: x_hat = x + sqrt(sigma_hat^2 - sigma^2) * eps, eps ~ N(0, S_noise^2).
+      const amp = sqrt32(f32(f32(sigmaHat * sigmaHat) - f32(sigma * sigma)));
+      x = new Float32Array(sample.length);
+      for (let k = 0; k < x.length; k++) {
+        x[k] = sample[k]! + f32(f32(noise[k]! * f32(c.sNoise)) * amp);
+      }
+    }
+    const denoised = c.predictionType === "epsilon"
+      ? kDenoised("epsilon", modelOutput, x, sigmaHat)
+      : kDenoised(c.predictionType, modelOutput, x, sigma);
+    return eulerStep(x, denoised, sigmaHat, this.sigmas[i + 1]!);
+  }
+
+  addNoise(original: Float32Array, noise: Float32Array, i: number): Float32Array {
+    checkIndex("EulerDiscreteScheduler", i, this.timesteps.length);
+    return addNoiseSigma(original, noise, this.sigmas[i]!);
+  }
+
+  img2imgTimesteps(numInferenceSteps: number, strength: number): Img2ImgTimesteps {
+    this.setTimesteps(numInferenceSteps);
+    return img2imgSlice(this.timesteps, numInferenceSteps, strength, this.order);
+  }
+}

@@ -1,0 +1,74 @@
+/**
+ * Schedulers (samplers) with Diffusers' calling convention, step-exact with Diffusers 0.27.
+ *
+ * `createScheduler(name, config)` takes a Diffusers class name (`"EulerDiscreteScheduler"`) or a
+ * denoise sampler name (`"euler"`, `"dpm++2m"`, see names.ts) and a Diffusers
+ * `scheduler_config.json` object (plus `step()` options such as `eta` or `s_churn`).
+ *
+ * @example
+ * ```ts
+ * import { createScheduler } from "./mod.ts";
+ * const s = createScheduler("euler", { beta_schedule: "scaled_linear", beta_start: 0.00085, beta_end: 0.012 });
+ * s.setTimesteps(20);
+ * console.log(s.timesteps.length); // 20
+ * ```
+ *
+ * @module
+ */
+import type { Scheduler } from "./common.ts";
+import { EulerDiscreteScheduler } from "./euler.ts";
+import { DPMSolverMultistepScheduler } from "./dpm_solver_multistep.ts";
+import { resolveSampler } from "./names.ts";
+
+export * from "./common.ts";
+export { EulerDiscreteScheduler, eulerStep } from "./euler.ts";
+export { DPMSolverMultistepScheduler } from "./dpm_solver_multistep.ts";
+export {
+  a1111Label,
+  a1111ScheduleType,
+  type ResolvedSampler,
+  resolveSampler,
+  type SamplerName,
+  type SamplerRow,
+  samplerTable,
+  type ScheduleName,
+} from "./names.ts";
+
+type SchedulerFactory = (config: Record<string, unknown>) => Scheduler;
+
+const REGISTRY: ReadonlyMap<string, SchedulerFactory> = new Map<string, SchedulerFactory>([
+  ["EulerDiscreteScheduler", (c) => new EulerDiscreteScheduler(c)],
+  ["DPMSolverMultistepScheduler", (c) => new DPMSolverMultistepScheduler(c)],
+]);
+
+/** Diffusers class names that `createScheduler` can build. */
+export function schedulerClassNames(): string[] {
+  return [...REGISTRY.keys()];
+}
+
+/**
+ * Builds a scheduler from a Diffusers class name or a denoise sampler name / A1111 label and a
+ * Diffusers scheduler config. A sampler name adds its own config keys (e.g. `"dpm++2m-sde"` sets
+ * `algorithm_type`); keys in `config` win. Throws a RangeError listing the known names.
+ */
+export function createScheduler(name: string, config: Record<string, unknown>): Scheduler {
+  const direct = REGISTRY.get(name);
+  if (direct !== undefined) return direct(config);
+  let resolved;
+  try {
+    resolved = resolveSampler(name, undefined, config);
+  } catch {
+    resolved = undefined;
+  }
+  const factory = resolved === undefined ? undefined : REGISTRY.get(resolved.diffusersClass);
+  if (resolved === undefined || factory === undefined) {
+    const why = resolved === undefined
+      ? ""
+      : ` (its class ${resolved.diffusersClass} is not implemented)`;
+    throw new RangeError(
+      `Unknown scheduler "${name}"${why}; use one of ${schedulerClassNames().join(", ")} ` +
+        `or a sampler name from samplerTable()`,
+    );
+  }
+  return factory({ ...resolved.configOverrides, ...config });
+}
