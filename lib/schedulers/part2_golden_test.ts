@@ -7,6 +7,8 @@ import assert from "node:assert/strict";
 import { hasShared, sharedPath } from "../../tests/shared.ts";
 import type { Scheduler } from "./common.ts";
 import { DPMSolverMultistepScheduler } from "./dpm_solver_multistep.ts";
+import { DPMSolverSinglestepScheduler } from "./dpm_solver_singlestep.ts";
+import { DEISMultistepScheduler } from "./deis.ts";
 
 interface GoldenStep {
   i: number;
@@ -137,6 +139,8 @@ export function replayImg2Img(
 
 const CLASSES: Record<string, (config: Record<string, unknown>) => Scheduler> = {
   DPMSolverMultistepScheduler: (c) => new DPMSolverMultistepScheduler(c),
+  DPMSolverSinglestepScheduler: (c) => new DPMSolverSinglestepScheduler(c),
+  DEISMultistepScheduler: (c) => new DEISMultistepScheduler(c),
 };
 
 /** Python's json writes -inf as `-Infinity`; read it as the "-inf" string Diffusers configs use. */
