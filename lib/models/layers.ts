@@ -12,178 +12,81 @@
  *
  * @module
  */
-import type { ElemType, GraphBuilder, TensorSource, Value } from "../onnx/graph.ts";
-import type { Dtype } from "../tensor/dtype.ts";
-
-/** Shape and dtype of one stored weight. */
-export interface WeightInfo {
-  readonly dtype: Dtype;
-  readonly shape: readonly number[];
-}
+import type { GraphBuilder, TensorSource, Value } from "../onnx/graph.ts";
+import { WeightLedger } from "../onnx/weight_ledger.ts";
 
 /**
- * Where a builder's weights come from: names with their stored shapes, and a way to turn one
- * into an initializer source for the graph's element type.
- */
-export interface WeightSource {
-  /** Every stored tensor name. */
-  names(): Iterable<string>;
-  /** Stored dtype and shape, or undefined when absent. */
-  info(name: string): WeightInfo | undefined;
-  /** An initializer source for `name` as `dtype` (no bytes are read until the model is written). */
-  tensorSource(name: string, dtype: ElemType): TensorSource;
-}
-
-/** The part of `SafetensorsFile` (lib/weights) that {@linkcode safetensorsWeights} needs. */
-export interface SafetensorsLike {
-  readonly path: string | undefined;
-  readonly tensors: ReadonlyMap<
-    string,
-    { dtype: Dtype; shape: number[]; byteOffset: number; byteLength: number }
-  >;
-  readFloat32(name: string): Promise<Float32Array>;
-}
-
-/** Options of {@linkcode safetensorsWeights}. */
-export interface SafetensorsWeightsOptions {
-  /** Only names starting with this prefix, with the prefix removed (e.g. `"first_stage_model."`). */
-  prefix?: string;
-}
-
-/**
- * Weights from an opened safetensors file. F32 tensors of a file on disk become ONNX external
- * data pointing into the file itself (zero copy); other dtypes are converted when the model is
- * written.
- *
- * @example
- * ```ts ignore
- * const file = await SafetensorsFile.open("unet/diffusion_pytorch_model.safetensors");
- * const weights = safetensorsWeights(file);
- * ```
- */
-export function safetensorsWeights(
-  file: SafetensorsLike,
-  options: SafetensorsWeightsOptions = {},
-): WeightSource {
-  const prefix = options.prefix ?? "";
-  const names = [...file.tensors.keys()].filter((n) => n.startsWith(prefix)).map((n) =>
-    n.slice(prefix.length)
-  );
-  return {
-    names: () => names,
-    info: (name) => file.tensors.get(prefix + name),
-    tensorSource(name, dtype) {
-      const info = file.tensors.get(prefix + name);
-      if (info === undefined) throw new RangeError(`Weight "${prefix + name}" is absent`);
-      if (dtype !== "float32") {
-        throw new RangeError(`Cannot make "${name}" ${dtype}: only float32 graphs are built`);
-      }
-      if (info.dtype === "F32" && file.path !== undefined) {
-        return {
-          dtype,
-          shape: info.shape,
-          file: file.path,
-          offset: info.byteOffset,
-          length: info.byteLength,
-        };
-      }
-      return { dtype, shape: info.shape, load: () => file.readFloat32(prefix + name) };
-    },
-  };
-}
-
-/** Weights held in memory as float32 arrays (random models, merged adapters, tests). */
-export function memoryWeights(
-  tensors: ReadonlyMap<string, { shape: readonly number[]; data: Float32Array }>,
-): WeightSource {
-  return {
-    names: () => tensors.keys(),
-    info(name) {
-      const t = tensors.get(name);
-      return t === undefined ? undefined : { dtype: "F32", shape: t.shape };
-    },
-    tensorSource(name, dtype) {
-      const t = tensors.get(name);
-      if (t === undefined) throw new RangeError(`Weight "${name}" is absent`);
-      if (dtype !== "float32") {
-        throw new RangeError(`Cannot make "${name}" ${dtype}: only float32 graphs are built`);
-      }
-      return { dtype, shape: t.shape, data: t.data };
-    },
-  };
-}
-
-/**
- * A graph under construction plus its weight ledger. `param()` records every weight a builder
- * asks for; `finish()` throws one error listing all missing, misshapen and unused weights.
+ * A graph under construction plus the weight ledger of lib/onnx: `param()` adds a weight as an
+ * initializer named after its Diffusers parameter name and checks its shape; `finish()` throws
+ * one error listing all missing, misshapen and unused weights.
  */
 export class ModelContext {
   readonly g: GraphBuilder;
-  readonly weights: WeightSource;
-  /** Model name used in error messages, e.g. `UNet2DConditionModel`. */
-  readonly what: string;
-  #used = new Set<string>();
-  #missing: string[] = [];
-  #misshapen: string[] = [];
-  #owns: (name: string) => boolean;
+  readonly ledger: WeightLedger;
 
   /**
-   * `owns` selects the stored weights this model must use (default all): the VAE encoder owns
-   * `encoder.*` and `quant_conv.*` of a file that also holds the decoder.
+   * @param what Names the model in error messages, e.g. `UNet2DConditionModel`.
+   * @param weights The checkpoint's tensors by Diffusers parameter name (lib/onnx
+   *   `tensorSources(file)`), float32 only.
    */
-  constructor(
-    g: GraphBuilder,
-    weights: WeightSource,
-    what: string,
-    owns: (name: string) => boolean = () => true,
-  ) {
+  constructor(g: GraphBuilder, what: string, weights: ReadonlyMap<string, TensorSource>) {
     this.g = g;
-    this.weights = weights;
-    this.what = what;
-    this.#owns = owns;
+    this.ledger = new WeightLedger(what, weights);
   }
 
-  /**
-   * The initializer for weight `name` (a Diffusers parameter name), which must have `shape`.
-   * Problems are recorded and reported by {@linkcode ModelContext.finish}; the returned value
-   * then stands for nothing and the graph must not be built.
-   */
+  /** Model name used in error messages. */
+  get what(): string {
+    return this.ledger.what;
+  }
+
+  /** The initializer for weight `name`, which must have `shape` (recorded in the ledger). */
   param(name: string, shape: readonly number[]): Value {
-    const full = name;
-    const info = this.weights.info(full);
-    if (info === undefined) {
-      this.#missing.push(`${full} [${shape.join(", ")}]`);
-      return this.g.scalar(0);
-    }
-    this.#used.add(full);
-    if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
-      this.#misshapen.push(
-        `${full} has [${info.shape.join(", ")}], expected [${shape.join(", ")}]`,
+    const value = this.ledger.param(this.g, name, shape);
+    if (value.type !== "float32") {
+      throw new RangeError(
+        `Cannot build ${this.what}: weight "${name}" is ${value.type}; denoise builds float32 ` +
+          `graphs, so pass tensorSources(file, { floatType: "float32" })`,
       );
-      return this.g.scalar(0);
     }
-    return this.g.initializer(full, this.weights.tensorSource(full, "float32"));
+    return value;
   }
 
-  /** Throws a RangeError listing every missing, misshapen and unused weight, if any. */
+  /** Throws listing every missing, misshapen and unused weight, if any. */
   finish(): void {
-    const unused = [...this.weights.names()].filter((n) => this.#owns(n) && !this.#used.has(n));
-    const parts: string[] = [];
-    const list = (label: string, names: string[]) => {
-      if (names.length === 0) return;
-      const shown = names.slice(0, 8).map((n) => `"${n}"`).join(", ");
-      parts.push(`${names.length} ${label}: ${shown}${names.length > 8 ? ", ..." : ""}`);
-    };
-    list("missing", this.#missing);
-    list("misshapen", this.#misshapen);
-    list("unused", unused);
-    if (parts.length > 0) {
-      throw new RangeError(
-        `Cannot build ${this.what} from these weights: ${parts.join("; ")}. ` +
-          `Check that config.json belongs to this weight file`,
-      );
-    }
+    this.ledger.finish();
   }
+}
+
+/**
+ * Float32 weights held in memory (random models, tests) as initializer sources.
+ *
+ * @example
+ * ```ts
+ * import { memoryWeights } from "./layers.ts";
+ * const w = memoryWeights(new Map([["fc.weight", { shape: [1, 2], data: new Float32Array(2) }]]));
+ * console.assert(w.get("fc.weight")?.dtype === "float32");
+ * ```
+ */
+export function memoryWeights(
+  tensors: ReadonlyMap<string, { shape: readonly number[]; data: Float32Array }>,
+): Map<string, TensorSource> {
+  const out = new Map<string, TensorSource>();
+  for (const [name, t] of tensors) {
+    out.set(name, { dtype: "float32", shape: t.shape, data: t.data });
+  }
+  return out;
+}
+
+/** The subset of `weights` whose names start with one of `prefixes` (encoder vs decoder). */
+export function selectWeights(
+  weights: ReadonlyMap<string, TensorSource>,
+  prefixes: readonly string[],
+): Map<string, TensorSource> {
+  const out = new Map<string, TensorSource>();
+  for (const [name, source] of weights) {
+    if (prefixes.some((p) => name.startsWith(p))) out.set(name, source);
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------

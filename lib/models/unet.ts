@@ -23,7 +23,7 @@
  *
  * @module
  */
-import { GraphBuilder, type OnnxModel, type Value } from "../onnx/graph.ts";
+import { GraphBuilder, type OnnxModel, type TensorSource, type Value } from "../onnx/graph.ts";
 import type { UnetConfig } from "./config.ts";
 import {
   batchDim,
@@ -37,7 +37,6 @@ import {
   timestepProjection,
   transformer2d,
   upsample2d,
-  type WeightSource,
 } from "./layers.ts";
 
 /** Options of {@linkcode buildUnet}. */
@@ -101,24 +100,25 @@ interface Skip {
 }
 
 /**
- * Builds the UNet graph. Initializer names are the Diffusers parameter names; throws a
- * RangeError listing every missing, misshapen or unused weight.
+ * Builds the UNet graph from float32 weight sources (lib/onnx `tensorSources(file)`).
+ * Initializer names are the Diffusers parameter names; throws a TypeError listing every
+ * missing, misshapen or unused weight.
  *
  * @example
  * ```ts ignore
  * const config = parseUnetConfig(JSON.parse(await Deno.readTextFile("unet/config.json")));
  * const file = await SafetensorsFile.open("unet/diffusion_pytorch_model.safetensors");
- * const model = buildUnet(config, safetensorsWeights(file));
+ * const model = buildUnet(config, tensorSources(file));
  * await writeModel(model, "cache/unet.onnx");
  * ```
  */
 export function buildUnet(
   config: UnetConfig,
-  weights: WeightSource,
+  weights: ReadonlyMap<string, TensorSource>,
   options: UnetBuildOptions = {},
 ): OnnxModel {
   const g = new GraphBuilder(options.name ?? "unet");
-  const c = new ModelContext(g, weights, "UNet2DConditionModel");
+  const c = new ModelContext(g, "UNet2DConditionModel", weights);
   const boc = config.blockOutChannels;
   const n = boc.length;
   const groups = config.normNumGroups;

@@ -5,7 +5,7 @@ import { serializeModel } from "../onnx/model_file.ts";
 import { createSession, hostTensor } from "../onnx/session.ts";
 import { SafetensorsFile } from "../weights/safetensors.ts";
 import { parseUnetConfig } from "./config.ts";
-import { safetensorsWeights } from "./layers.ts";
+import { tensorSources } from "../onnx/tensor_sources.ts";
 import { buildUnet } from "./unet.ts";
 
 interface Reference {
@@ -21,7 +21,7 @@ async function checkUnetParity(set: string): Promise<void> {
   const ref = readModelReference<Reference>(set);
   const config = parseUnetConfig(JSON.parse(await Deno.readTextFile(`${dir}/config.json`)));
   using file = await SafetensorsFile.open(`${dir}/diffusion_pytorch_model.safetensors`);
-  const model = buildUnet(config, safetensorsWeights(file));
+  const model = buildUnet(config, tensorSources(file));
   const session = await createSession(await serializeModel(model), { threads: 2 });
   try {
     for (const t of ["10", "999"]) {
