@@ -9,6 +9,7 @@ import type { Scheduler } from "./common.ts";
 import { DPMSolverMultistepScheduler } from "./dpm_solver_multistep.ts";
 import { DPMSolverSinglestepScheduler } from "./dpm_solver_singlestep.ts";
 import { DEISMultistepScheduler } from "./deis.ts";
+import { UniPCMultistepScheduler } from "./unipc.ts";
 
 interface GoldenStep {
   i: number;
@@ -141,6 +142,7 @@ const CLASSES: Record<string, (config: Record<string, unknown>) => Scheduler> = 
   DPMSolverMultistepScheduler: (c) => new DPMSolverMultistepScheduler(c),
   DPMSolverSinglestepScheduler: (c) => new DPMSolverSinglestepScheduler(c),
   DEISMultistepScheduler: (c) => new DEISMultistepScheduler(c),
+  UniPCMultistepScheduler: (c) => new UniPCMultistepScheduler(c),
 };
 
 /** Python's json writes -inf as `-Infinity`; read it as the "-inf" string Diffusers configs use. */
