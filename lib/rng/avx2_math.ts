@@ -35,14 +35,16 @@ export function fmaf(a: number, b: number, c: number): number {
   const p = a * b;
   const s = p + c;
   const r = f(s);
-  if (r === s) return r;
+  const other = s + (s - r); // r's neighbour on the far side of s when s is a float midpoint
+  // Kept tiny so V8 inlines it; the midpoint case is rare.
+  return r !== s && f(other) === other ? fmafMidpoint(p, c, s, r, other) : r;
+}
+
+/** s = p + c (rounded to double) is halfway between floats r and other: pick by the error. */
+function fmafMidpoint(p: number, c: number, s: number, r: number, other: number): number {
   const bb = s - p;
-  const err = (p - (s - bb)) + (c - bb);
+  const err = (p - (s - bb)) + (c - bb); // exact p + c - s (TwoSum)
   if (err === 0) return r;
-  const d = s - r;
-  const other = s + d;
-  if (f(other) !== other) return r; // s is not a float midpoint: r is correct
-  // s is halfway between r and other; the exact sum s + err lies on err's side.
   return (err > 0) === (other > r) ? other : r;
 }
 
