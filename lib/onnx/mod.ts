@@ -9,3 +9,6 @@ export * from "./model_file.ts";
 export * from "./session.ts";
 export { decodeModelProto, encodeModelProto } from "./proto.ts";
 export type { ModelMessage } from "./proto.ts";
+export * from "./cache.ts";
+export * from "./tensor_sources.ts";
+export * from "./weight_ledger.ts";

@@ -1,0 +1,205 @@
+/**
+ * On-disk cache of built models (and ORT's optimised versions of them), keyed by a content
+ * hash of what went into the build: weight identities, adapters, dtype, execution provider,
+ * builder version. The cache folder is passed in by the caller (lib reads no environment).
+ *
+ * Layout: `<cacheDir>/<key>/model.onnx` with its external data beside it (hard links to the
+ * source .safetensors, `model.onnx.data` for converted tensors), and
+ * `optimized-<ep>-<level>.onnx` (+ data) once a session saved one. Entries are built in a
+ * temporary folder and renamed into place, so a crash never leaves half an entry.
+ *
+ * Hard links keep a replaced or deleted source file's old bytes alive until the entry is
+ * removed; delete stale entries with {@linkcode removeCacheEntry}.
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import * as fsp from "node:fs/promises";
+import { join } from "node:path";
+import type { OnnxModel } from "./graph.ts";
+import { writeModel, type WriteModelOptions } from "./model_file.ts";
+import { createSession, type OnnxSession, ORT_VERSION, type SessionOptions } from "./session.ts";
+
+/** Identity of a file for cache keys: changes when the file is replaced or rewritten. */
+export interface FileIdentity {
+  path: string;
+  size: number;
+  mtimeMs: number;
+}
+
+/** Path, size and modification time of a file (cheap: no hashing of contents). */
+export async function fileIdentity(path: string): Promise<FileIdentity> {
+  const real = await fsp.realpath(path);
+  const stat = await fsp.stat(real);
+  return { path: real, size: stat.size, mtimeMs: stat.mtimeMs };
+}
+
+function canonical(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(canonical);
+  if (value !== null && typeof value === "object") {
+    const obj = value as Record<string, unknown>;
+    return Object.fromEntries(
+      Object.keys(obj).sort().filter((k) => obj[k] !== undefined).map((
+        k,
+      ) => [k, canonical(obj[k])]),
+    );
+  }
+  return value;
+}
+
+/**
+ * A cache key: SHA-256 (32 hex digits) of the canonical JSON of `parts` (object keys sorted).
+ * Put in everything the built graph depends on; the ORT version is added for you.
+ *
+ * @example
+ * ```ts
+ * import { cacheKey } from "./cache.ts";
+ * const a = cacheKey({ model: "clip", dtype: "float32" });
+ * console.assert(a === cacheKey({ dtype: "float32", model: "clip" }) && a.length === 32);
+ * ```
+ */
+export function cacheKey(parts: unknown): string {
+  const json = JSON.stringify(canonical({ parts, ort: ORT_VERSION, format: 1 }));
+  return createHash("sha256").update(json).digest("hex").slice(0, 32);
+}
+
+/** Options of {@linkcode cachedModel}. */
+export interface CachedModelOptions {
+  /** How to write the model when building it. */
+  write?: WriteModelOptions;
+}
+
+/** A model file in the cache. */
+export interface CachedModel {
+  /** Path of the entry's `model.onnx`. */
+  path: string;
+  /** The entry's folder. */
+  dir: string;
+  /** True when the entry existed (nothing was built). */
+  hit: boolean;
+}
+
+const MODEL_FILE = "model.onnx";
+const DONE_FILE = "complete";
+
+/**
+ * Returns the cached model for `key`, calling `build` and writing the result (external data,
+ * hard links) only when the entry is absent.
+ *
+ * @example
+ * ```ts ignore
+ * const key = cacheKey({ weights: await fileIdentity(file), builder: "clip_text@1" });
+ * const { path } = await cachedModel(cacheDir, key, () => buildClipTextModel(config, sources));
+ * ```
+ */
+export async function cachedModel(
+  cacheDir: string,
+  key: string,
+  build: () => OnnxModel | Promise<OnnxModel>,
+  options: CachedModelOptions = {},
+): Promise<CachedModel> {
+  if (!/^[0-9a-zA-Z_-]+$/.test(key)) {
+    throw new RangeError(`Cannot use cache key "${key}": use letters, digits, "-" and "_" only`);
+  }
+  const dir = join(cacheDir, key);
+  const path = join(dir, MODEL_FILE);
+  if (await exists(join(dir, DONE_FILE))) return { path, dir, hit: true };
+  await fsp.mkdir(cacheDir, { recursive: true });
+  const tmp = join(cacheDir, `${key}.tmp-${crypto.randomUUID()}`);
+  try {
+    const model = await build();
+    await writeModel(model, join(tmp, MODEL_FILE), options.write ?? {});
+    await fsp.writeFile(join(tmp, DONE_FILE), new Date().toISOString());
+    // A stale incomplete entry is replaced; a complete one written meanwhile by another
+    // process wins and ours is dropped.
+    if (await exists(dir) && !(await exists(join(dir, DONE_FILE)))) {
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+    try {
+      await fsp.rename(tmp, dir);
+    } catch (e) {
+      if (!(await exists(join(dir, DONE_FILE)))) throw e;
+    }
+  } finally {
+    await fsp.rm(tmp, { recursive: true, force: true });
+  }
+  return { path, dir, hit: false };
+}
+
+/** Options of {@linkcode createCachedSession}. */
+export interface CachedSessionOptions extends SessionOptions, CachedModelOptions {
+  /**
+   * Save ORT's optimised model in the entry and load it next time with optimisations off
+   * (default true). It duplicates the weights on disk, so callers may turn it off for huge
+   * models.
+   */
+  cacheOptimized?: boolean;
+}
+
+/** What {@linkcode createCachedSession} did. */
+export interface CachedSession {
+  session: OnnxSession;
+  /** The built model came from the cache. */
+  hit: boolean;
+  /** The session was loaded from a saved ORT-optimised model. */
+  optimizedHit: boolean;
+  /** The entry's folder. */
+  dir: string;
+}
+
+/**
+ * Creates a session for a cached model: builds and writes it on a miss, and (by default) has
+ * ORT save its optimised graph so the next start skips optimisation.
+ */
+export async function createCachedSession(
+  cacheDir: string,
+  key: string,
+  build: () => OnnxModel | Promise<OnnxModel>,
+  options: CachedSessionOptions = {},
+): Promise<CachedSession> {
+  const entry = await cachedModel(cacheDir, key, build, options);
+  const { cacheOptimized = true, write: _write, ...sessionOptions } = options;
+  if (!cacheOptimized || sessionOptions.optimizationLevel === "disabled") {
+    const session = await createSession(entry.path, sessionOptions);
+    return { session, hit: entry.hit, optimizedHit: false, dir: entry.dir };
+  }
+  const ep = sessionOptions.executionProvider ?? "cpu";
+  const level = sessionOptions.optimizationLevel ?? "all";
+  const optimized = join(entry.dir, `optimized-${ep}-${level}.onnx`);
+  if (await exists(optimized)) {
+    try {
+      const session = await createSession(optimized, {
+        ...sessionOptions,
+        optimizationLevel: "disabled",
+      });
+      return { session, hit: entry.hit, optimizedHit: true, dir: entry.dir };
+    } catch {
+      // A damaged or incompatible optimised model: rebuild it below.
+      await fsp.rm(optimized, { force: true });
+    }
+  }
+  // ORT writes the optimised model under a temporary name (its data file keeps that name, which
+  // the model references); renaming the .onnx last makes it appear complete or not at all.
+  const tmp = join(entry.dir, `optimized-${ep}-${level}.tmp-${crypto.randomUUID()}.onnx`);
+  const session = await createSession(entry.path, { ...sessionOptions, optimizedModelPath: tmp });
+  try {
+    await fsp.rename(tmp, optimized);
+  } catch {
+    // Not fatal: the session works; the next start optimises again.
+  }
+  return { session, hit: entry.hit, optimizedHit: false, dir: entry.dir };
+}
+
+/** Deletes one cache entry (its folder), e.g. after its source weights changed. */
+export async function removeCacheEntry(cacheDir: string, key: string): Promise<void> {
+  await fsp.rm(join(cacheDir, key), { recursive: true, force: true });
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await fsp.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
