@@ -523,9 +523,13 @@ export function interp(
 /**
  * Diffusers `_sigma_to_t`: the (fractional) training timestep whose sigma is `sigma`, by linear
  * interpolation of log-sigma between the two neighbouring training steps.
+ * With `float32`, the log and the weight are rounded to float32 as numpy does for float32 input.
  */
-export function sigmaToT(sigma: number, logSigmas: ArrayLike<number>): number {
-  const logSigma = Math.log(Math.max(sigma, 1e-10));
+export function sigmaToT(sigma: number, logSigmas: ArrayLike<number>, float32 = false): number {
+  // float32: the sigma is a float32 tensor (KDPM2's interpolated sigmas), so numpy computes the
+  // log and the weight in float32.
+  const f = float32 ? f32 : (x: number) => x;
+  const logSigma = f(Math.log(Math.max(sigma, 1e-10)));
   const n = logSigmas.length;
   // low_idx = last index whose log-sigma is <= log_sigma (cumsum(dists >= 0).argmax()).
   let count = 0;
@@ -542,7 +546,7 @@ export function sigmaToT(sigma: number, logSigmas: ArrayLike<number>): number {
   const highIdx = lowIdx + 1;
   const low = logSigmas[lowIdx]!;
   const high = logSigmas[highIdx]!;
-  let w = (low - logSigma) / (low - high);
+  let w = f(f(low - logSigma) / f(low - high));
   w = Math.min(Math.max(w, 0), 1);
   return (1 - w) * lowIdx + w * highIdx;
 }
@@ -966,6 +970,11 @@ export function kSigmaSchedule(
     if (roundTimesteps) timesteps = timesteps.map(roundHalfEven);
   }
   return { timesteps, sigmas, trainingSigmas, logSigmas };
+}
+
+/** torch.lerp(a, b, 0.5) on float32: `b - (b - a) * 0.5` (ATen's branch for weight >= 0.5). */
+export function lerpHalf32(a: number, b: number): number {
+  return f32(b - f32(f32(b - a) * 0.5));
 }
 
 /** Largest value of an array (Diffusers `sigmas.max()`). */

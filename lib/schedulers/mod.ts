@@ -18,11 +18,25 @@
 import type { Scheduler } from "./common.ts";
 import { EulerDiscreteScheduler } from "./euler.ts";
 import { DPMSolverMultistepScheduler } from "./dpm_solver_multistep.ts";
+import { EulerAncestralDiscreteScheduler } from "./euler_ancestral.ts";
+import { LMSDiscreteScheduler } from "./lms.ts";
+import { HeunDiscreteScheduler } from "./heun.ts";
+import { KDPM2DiscreteScheduler } from "./kdpm2.ts";
+import { KDPM2AncestralDiscreteScheduler } from "./kdpm2_ancestral.ts";
 import { resolveSampler } from "./names.ts";
 
 export * from "./common.ts";
 export { EulerDiscreteScheduler, eulerStep } from "./euler.ts";
 export { DPMSolverMultistepScheduler } from "./dpm_solver_multistep.ts";
+export {
+  ancestralSigmas,
+  EulerAncestralDiscreteScheduler,
+  eulerAncestralStep,
+} from "./euler_ancestral.ts";
+export { lmsCoefficient, LMSDiscreteScheduler, lmsStep } from "./lms.ts";
+export { derivativeOf, heunCorrect, HeunDiscreteScheduler } from "./heun.ts";
+export { eulerMove, KDPM2DiscreteScheduler } from "./kdpm2.ts";
+export { KDPM2AncestralDiscreteScheduler } from "./kdpm2_ancestral.ts";
 export {
   a1111Label,
   a1111ScheduleType,
@@ -39,6 +53,11 @@ type SchedulerFactory = (config: Record<string, unknown>) => Scheduler;
 const REGISTRY: ReadonlyMap<string, SchedulerFactory> = new Map<string, SchedulerFactory>([
   ["EulerDiscreteScheduler", (c) => new EulerDiscreteScheduler(c)],
   ["DPMSolverMultistepScheduler", (c) => new DPMSolverMultistepScheduler(c)],
+  ["EulerAncestralDiscreteScheduler", (c) => new EulerAncestralDiscreteScheduler(c)],
+  ["LMSDiscreteScheduler", (c) => new LMSDiscreteScheduler(c)],
+  ["HeunDiscreteScheduler", (c) => new HeunDiscreteScheduler(c)],
+  ["KDPM2DiscreteScheduler", (c) => new KDPM2DiscreteScheduler(c)],
+  ["KDPM2AncestralDiscreteScheduler", (c) => new KDPM2AncestralDiscreteScheduler(c)],
 ]);
 
 /** Diffusers class names that `createScheduler` can build. */

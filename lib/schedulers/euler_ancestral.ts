@@ -1,0 +1,136 @@
+/**
+ * Euler ancestral sampler (k-diffusion `sample_euler_ancestral`), step-exact with Diffusers 0.27
+ * `schedulers/scheduling_euler_ancestral_discrete.py`.
+ *
+ * @module
+ */
+import {
+  addNoiseSigma,
+  alphasCumprodFromBetas,
+  checkIndex,
+  checkSteps,
+  drawNoise,
+  img2imgSlice,
+  type Img2ImgTimesteps,
+  kDenoised,
+  kInitNoiseSigma,
+  kSigmaSchedule,
+  makeBetas,
+  type NoiseGenerator,
+  parseSchedulerConfig,
+  scaleBySigma,
+  type Scheduler,
+  type SchedulerConfig,
+  sqrt32,
+} from "./common.ts";
+import { eulerStep } from "./euler.ts";
+
+const f32 = Math.fround;
+
+/**
+ * Splits a step from `sigmaFrom` to `sigmaTo` into a deterministic part down to `sigmaDown` and
+ * fresh noise of size `sigmaUp` (k-diffusion `get_ancestral_step` with eta = 1), in float32:
+ * sigma_up = sqrt(to^2 (from^2 - to^2) / from^2), sigma_down = sqrt(to^2 - sigma_up^2).
+ */
+export function ancestralSigmas(
+  sigmaFrom: number,
+  sigmaTo: number,
+): { sigmaUp: number; sigmaDown: number } {
+  const from2 = f32(sigmaFrom * sigmaFrom);
+  const to2 = f32(sigmaTo * sigmaTo);
+  const sigmaUp = sqrt32(f32(f32(to2 * f32(from2 - to2)) / from2));
+  const sigmaDown = sqrt32(f32(to2 - f32(sigmaUp * sigmaUp)));
+  return { sigmaUp, sigmaDown };
+}
+
+/**
+ * One Euler ancestral step: Euler to sigma_down, then x += noise * sigma_up.
+ *
+ * @example
+ * ```ts
+ * import { eulerAncestralStep } from "./euler_ancestral.ts";
+ * const x = eulerAncestralStep(new Float32Array([1]), new Float32Array([0]), 1, 0, new Float32Array([0.5]));
+ * ```
+ */
+export function eulerAncestralStep(
+  x: Float32Array,
+  denoised: Float32Array,
+  sigma: number,
+  sigmaNext: number,
+  noise: Float32Array,
+): Float32Array {
+  const { sigmaUp, sigmaDown } = ancestralSigmas(sigma, sigmaNext);
+  const out = eulerStep(x, denoised, sigma, sigmaDown);
+  for (let k = 0; k < out.length; k++) out[k] = out[k]! + f32(noise[k]! * sigmaUp);
+  return out;
+}
+
+/** Diffusers EulerAncestralDiscreteScheduler `__init__` defaults. */
+export const EULER_ANCESTRAL_DEFAULTS: Partial<Omit<SchedulerConfig, "raw">> = {
+  timestepSpacing: "linspace",
+};
+
+/**
+ * Diffusers `EulerAncestralDiscreteScheduler` (sampler `euler-a`). Diffusers 0.27 has no Karras
+ * option for it, so `use_karras_sigmas` is ignored as Diffusers does; denoise's `sigma_schedule`
+ * key selects any schedule.
+ */
+export class EulerAncestralDiscreteScheduler implements Scheduler {
+  readonly config: SchedulerConfig;
+  readonly order = 1;
+  timesteps: Float64Array = new Float64Array(0);
+  sigmas: Float64Array = new Float64Array(0);
+  initNoiseSigma = 1;
+  noiseShape?: number[];
+  #alphasCumprod: Float32Array;
+
+  constructor(config: Record<string, unknown>) {
+    const c = parseSchedulerConfig(config, EULER_ANCESTRAL_DEFAULTS);
+    this.config = config["sigma_schedule"] === undefined ? { ...c, sigmaSchedule: "default" } : c;
+    const ac = alphasCumprodFromBetas(makeBetas(this.config));
+    if (this.config.rescaleBetasZeroSnr) ac[ac.length - 1] = 2 ** -24;
+    this.#alphasCumprod = ac;
+  }
+
+  setTimesteps(numInferenceSteps: number): void {
+    const c = this.config;
+    checkSteps("EulerAncestralDiscreteScheduler", numInferenceSteps, c.numTrainTimesteps);
+    const sched = kSigmaSchedule(c, this.#alphasCumprod, numInferenceSteps);
+    this.timesteps = sched.timesteps.map(f32);
+    this.sigmas = Float64Array.from([...sched.sigmas.map(f32), 0]);
+    this.initNoiseSigma = kInitNoiseSigma(c.timestepSpacing, this.sigmas);
+  }
+
+  scaleModelInput(sample: Float32Array, i: number): Float32Array {
+    checkIndex("EulerAncestralDiscreteScheduler", i, this.timesteps.length);
+    return scaleBySigma(sample, this.sigmas[i]!);
+  }
+
+  step(
+    modelOutput: Float32Array,
+    i: number,
+    sample: Float32Array,
+    rng?: NoiseGenerator,
+  ): Float32Array {
+    checkIndex("EulerAncestralDiscreteScheduler", i, this.timesteps.length);
+    if (this.config.predictionType === "sample") {
+      throw new RangeError(
+        'EulerAncestralDiscreteScheduler: prediction_type "sample" is not implemented in Diffusers; use epsilon or v_prediction',
+      );
+    }
+    const sigma = this.sigmas[i]!;
+    const denoised = kDenoised(this.config.predictionType, modelOutput, sample, sigma);
+    const noise = drawNoise(rng, sample.length, this.noiseShape, "EulerAncestralDiscreteScheduler");
+    return eulerAncestralStep(sample, denoised, sigma, this.sigmas[i + 1]!, noise);
+  }
+
+  addNoise(original: Float32Array, noise: Float32Array, i: number): Float32Array {
+    checkIndex("EulerAncestralDiscreteScheduler", i, this.timesteps.length);
+    return addNoiseSigma(original, noise, this.sigmas[i]!);
+  }
+
+  img2imgTimesteps(numInferenceSteps: number, strength: number): Img2ImgTimesteps {
+    this.setTimesteps(numInferenceSteps);
+    return img2imgSlice(this.timesteps, numInferenceSteps, strength, this.order);
+  }
+}
