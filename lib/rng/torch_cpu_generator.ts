@@ -20,6 +20,12 @@
  *
  * Verified against shared/golden/randn.json (torch 1.13.0a0, x86-64): every array bit-exact.
  *
+ * Limits, by construction: torch builds without AVX2 (ARM, e.g. Apple silicon) run the scalar
+ * `normal_fill` with libm's logf/cosf/sinf for float32 arrays of 16 or more, so their last bits
+ * differ from these (and from x86 torch). The float64 path of 16 or more calls JavaScript's
+ * Math.log/cos/sin where torch calls glibc's log/cos/sin; both are within an ulp and agreed on
+ * every golden case, but a rare last-bit difference in float64 output cannot be ruled out.
+ *
  * @module
  */
 
@@ -82,7 +88,10 @@ export class TorchCpuGenerator implements NoiseGenerator {
     return out;
   }
 
-  /** `torch.randn(shape, generator=g, dtype=torch.float64)`. */
+  /**
+   * `torch.randn(shape, generator=g, dtype=torch.float64)`. From 16 elements on this uses the
+   * JavaScript engine's log/cos/sin where torch uses glibc's (see the module notes).
+   */
   randnFloat64(shape: number[]): Float64Array {
     const n = shapeSize(shape);
     const out = new Float64Array(n);
