@@ -17,7 +17,7 @@
  */
 
 import { type Dtype, dtypeByteLength, shapeSize } from "../tensor/dtype.ts";
-import { gatherStrided, stridedExtent, type Tensor } from "../tensor/tensor.ts";
+import { contiguousStrides, gatherStrided, stridedExtent, type Tensor } from "../tensor/tensor.ts";
 import { type ByteSource, fileSource, memorySource } from "./byte_source.ts";
 import {
   isTuple,
@@ -327,6 +327,19 @@ export class TorchArchive {
     );
     const data = gatherStrided(raw, ref.dtype, ref.shape, ref.stride, ref.storageOffset, start);
     return new LoadedTensor(ref.dtype, [...ref.shape], data);
+  }
+
+  /**
+   * Where a tensor's bytes lie in the checkpoint file when they can be used in place: the
+   * storage entry is stored uncompressed and the view is contiguous. Undefined otherwise.
+   */
+  async byteRange(ref: TensorRef): Promise<{ byteOffset: number; byteLength: number } | undefined> {
+    const es = dtypeByteLength(ref.dtype, 1);
+    const strides = contiguousStrides(ref.shape);
+    if (ref.shape.some((d, i) => d !== 1 && ref.stride[i] !== strides[i])) return undefined;
+    const at = await this.#zip.storedOffset(`${this.prefix}/data/${ref.storage.key}`);
+    if (at === undefined) return undefined;
+    return { byteOffset: at + ref.storageOffset * es, byteLength: shapeSize(ref.shape) * es };
   }
 
   /** A copy of `root` with every TensorRef replaced by its loaded Tensor. */

@@ -230,6 +230,15 @@ export class ZipArchive {
     return inflated;
   }
 
+  /**
+   * Absolute offset of a stored entry's bytes in the archive file, or undefined when the entry
+   * is compressed (its bytes are not there as they are).
+   */
+  async storedOffset(name: string): Promise<number | undefined> {
+    const entry = this.#entry(name);
+    return entry.method === 0 ? await this.#dataOffset(entry) : undefined;
+  }
+
   /** Reads `length` bytes at `offset` of an entry (a sub-range read for stored entries). */
   async readRange(name: string, offset: number, length: number): Promise<Uint8Array> {
     const entry = this.#entry(name);
