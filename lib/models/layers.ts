@@ -41,6 +41,12 @@ export class ModelContext {
 
   /** The initializer for weight `name`, which must have `shape` (recorded in the ledger). */
   param(name: string, shape: readonly number[]): Value {
+    if (recording !== null) {
+      if (recording.has(name)) throw new RangeError(`Weight "${name}" is requested twice`);
+      recording.set(name, [...shape]);
+      const n = shape.reduce((a, b) => a * b, 1);
+      return this.g.initializer(name, { dtype: "float32", shape, load: () => new Float32Array(n) });
+    }
     const value = this.ledger.param(this.g, name, shape);
     if (value.type !== "float32") {
       throw new RangeError(
@@ -53,8 +59,39 @@ export class ModelContext {
 
   /** Throws listing every missing, misshapen and unused weight, if any. */
   finish(): void {
-    this.ledger.finish();
+    if (recording === null) this.ledger.finish();
   }
+}
+
+// Set while collectParameterShapes() runs a builder (builders are synchronous).
+let recording: Map<string, number[]> | null = null;
+
+/**
+ * The weights a builder asks for, by name, with their shapes: runs `build` (which must build its
+ * graph synchronously with {@linkcode ModelContext}, as the UNet and VAE builders do) in a mode
+ * where every requested weight is recorded instead of looked up. Used to make random models
+ * with exactly the layout the builders read.
+ *
+ * @example
+ * ```ts
+ * import { parseVaeConfig } from "./config.ts";
+ * import { collectParameterShapes } from "./layers.ts";
+ * import { buildVaeDecoder } from "./vae.ts";
+ * const config = parseVaeConfig({ block_out_channels: [4], norm_num_groups: 2 });
+ * const shapes = collectParameterShapes(() => buildVaeDecoder(config, new Map()));
+ * console.assert(shapes.get("decoder.conv_in.weight")?.join() === "4,4,3,3");
+ * ```
+ */
+export function collectParameterShapes(build: () => unknown): Map<string, number[]> {
+  if (recording !== null) throw new RangeError("collectParameterShapes() cannot be nested");
+  const shapes = new Map<string, number[]>();
+  recording = shapes;
+  try {
+    build();
+  } finally {
+    recording = null;
+  }
+  return shapes;
 }
 
 /**
