@@ -168,9 +168,11 @@ function f16Lookup(): Float32Array {
  * ```
  */
 export function f16ToF32(src: Uint16Array): Float32Array {
-  const table = f16Lookup();
+  // Copy bit patterns, not numbers: it is faster and keeps NaN payloads intact.
+  const table = new Uint32Array(f16Lookup().buffer);
   const out = new Float32Array(src.length);
-  for (let i = 0; i < src.length; i++) out[i] = table[src[i]!]!;
+  const bits = new Uint32Array(out.buffer);
+  for (let i = 0; i < src.length; i++) bits[i] = table[src[i]!]!;
   return out;
 }
 
