@@ -160,3 +160,45 @@ Deno.test("writeModel() copies file regions when asked and refuses wrong sizes",
     fs.rmSync(tmp, { recursive: true, force: true });
   }
 });
+
+Deno.test("writeModel() references 3 GiB of weights at offsets past 2^31 (sparse file)", async () => {
+  const tmp = Deno.makeTempDirSync({ prefix: "denoise-big-" });
+  try {
+    const file = join(tmp, "big.bin");
+    const n = 256 * 1024 * 1024; // float32 elements per tensor: 1 GiB
+    const fd = fs.openSync(file, "w");
+    try {
+      fs.ftruncateSync(fd, 12 + 3 * n * 4); // sparse: no disk blocks for the zeros
+      for (let t = 0; t < 3; t++) {
+        fs.writeSync(fd, new Float32Array([t + 1.5]), 0, 4, 12 + t * n * 4 + 7 * 4);
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+    const g = new GraphBuilder("big");
+    const idx = g.input("idx", "int64", [1]);
+    const picks = [0, 1, 2].map((t) => {
+      const w = g.initializer(`w${t}`, {
+        dtype: "float32",
+        shape: [n],
+        file,
+        offset: 12 + t * n * 4,
+        length: n * 4,
+      });
+      return g.op("Gather", [w, idx], { axis: 0 });
+    });
+    g.output(g.op("Concat", picks, { axis: 0 }), "y");
+    const written = await writeModel(g.build(), join(tmp, "m", "model.onnx"));
+    assert.equal(written.bytesReferenced, 3 * 2 ** 30);
+    assert.ok(fs.statSync(written.path).size < 2000);
+    const session = await createSession(written.path, { threads: 1 });
+    try {
+      const out = await session.run({ idx: hostTensor("int64", new BigInt64Array([7n]), [1]) });
+      assert.deepEqual(Array.from(out.y!.data as Float32Array), [1.5, 2.5, 3.5]);
+    } finally {
+      await session.release();
+    }
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
