@@ -23,6 +23,11 @@ import { LMSDiscreteScheduler } from "./lms.ts";
 import { HeunDiscreteScheduler } from "./heun.ts";
 import { KDPM2DiscreteScheduler } from "./kdpm2.ts";
 import { KDPM2AncestralDiscreteScheduler } from "./kdpm2_ancestral.ts";
+import { DDIMScheduler } from "./ddim.ts";
+import { DDPMScheduler } from "./ddpm.ts";
+import { PNDMScheduler } from "./pndm.ts";
+import { LCMScheduler } from "./lcm.ts";
+import { TCDScheduler } from "./tcd.ts";
 import { resolveSampler } from "./names.ts";
 
 export * from "./common.ts";
@@ -37,6 +42,18 @@ export { lmsCoefficient, LMSDiscreteScheduler, lmsStep } from "./lms.ts";
 export { derivativeOf, heunCorrect, HeunDiscreteScheduler } from "./heun.ts";
 export { eulerMove, KDPM2DiscreteScheduler } from "./kdpm2.ts";
 export { KDPM2AncestralDiscreteScheduler } from "./kdpm2_ancestral.ts";
+export {
+  clipOriginal,
+  DDIMScheduler,
+  ddimStep,
+  ddimVariance,
+  integerTimesteps,
+  predictOriginalAndNoise,
+} from "./ddim.ts";
+export { ddpmPosteriorMean, DDPMScheduler } from "./ddpm.ts";
+export { PNDMScheduler, pndmTransfer } from "./pndm.ts";
+export { lcmScalings, LCMScheduler, lcmStep, lcmTimesteps } from "./lcm.ts";
+export { TCDScheduler, tcdStep } from "./tcd.ts";
 export {
   a1111Label,
   a1111ScheduleType,
@@ -58,6 +75,11 @@ const REGISTRY: ReadonlyMap<string, SchedulerFactory> = new Map<string, Schedule
   ["HeunDiscreteScheduler", (c) => new HeunDiscreteScheduler(c)],
   ["KDPM2DiscreteScheduler", (c) => new KDPM2DiscreteScheduler(c)],
   ["KDPM2AncestralDiscreteScheduler", (c) => new KDPM2AncestralDiscreteScheduler(c)],
+  ["DDIMScheduler", (c) => new DDIMScheduler(c)],
+  ["DDPMScheduler", (c) => new DDPMScheduler(c)],
+  ["PNDMScheduler", (c) => new PNDMScheduler(c)],
+  ["LCMScheduler", (c) => new LCMScheduler(c)],
+  ["TCDScheduler", (c) => new TCDScheduler(c)],
 ]);
 
 /** Diffusers class names that `createScheduler` can build. */
