@@ -16,7 +16,7 @@
  * @module
  */
 
-import { type Dtype, dtypeByteLength, shapeSize } from "../tensor/dtype.ts";
+import { bytesToFloat32, type Dtype, dtypeByteLength, shapeSize } from "../tensor/dtype.ts";
 import { contiguousStrides, gatherStrided, stridedExtent, type Tensor } from "../tensor/tensor.ts";
 import { type ByteSource, fileSource, memorySource } from "./byte_source.ts";
 import {
@@ -139,6 +139,47 @@ function rebuildTensor(args: PickleValue[]): TensorRef {
   return ref;
 }
 
+/** numpy scalar from its dtype and bytes (numpy/_core/src/multiarray/scalarapi.c). */
+function numpyScalar(args: PickleValue[]): PickleValue {
+  const [dtype, data] = args;
+  if (!(dtype instanceof PickleObject) || dtype.className !== "numpy.dtype") {
+    throw new TypeError("Invalid pickle: numpy scalar without a numpy.dtype");
+  }
+  const spec = dtype.args[0];
+  const state = dtype.state;
+  const order = Array.isArray(state) ? state[1] : "<";
+  if (typeof spec !== "string" || !(data instanceof Uint8Array)) {
+    throw new TypeError("Invalid pickle: malformed numpy scalar");
+  }
+  const m = /^([fiub])(\d)$/.exec(spec);
+  const size = m ? Number(m[2]) : 0;
+  if (!m || data.byteLength !== size) {
+    throw new TypeError(`Unsupported numpy scalar of dtype "${spec}"; only bool, int and float`);
+  }
+  const le = order !== ">";
+  const v = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const kind = m[1];
+  if (kind === "b") return data[0] !== 0;
+  if (kind === "f") {
+    if (size === 8) return v.getFloat64(0, le);
+    if (size === 4) return v.getFloat32(0, le);
+    if (size === 2) {
+      const h = v.getUint16(0, le);
+      return bytesToFloat32(new Uint8Array([h & 0xff, h >> 8]), "F16")[0]!;
+    }
+  }
+  if (kind === "i" || kind === "u") {
+    if (size === 1) return kind === "i" ? v.getInt8(0) : v.getUint8(0);
+    if (size === 2) return kind === "i" ? v.getInt16(0, le) : v.getUint16(0, le);
+    if (size === 4) return kind === "i" ? v.getInt32(0, le) : v.getUint32(0, le);
+    if (size === 8) {
+      const big = kind === "i" ? v.getBigInt64(0, le) : v.getBigUint64(0, le);
+      return Number.isSafeInteger(Number(big)) ? Number(big) : big;
+    }
+  }
+  throw new TypeError(`Unsupported numpy scalar of dtype "${spec}"`);
+}
+
 /** Every Python global a torch weights file may name, and what each builds. */
 function torchGlobals(): Map<string, PickleGlobal> {
   const g = new Map<string, PickleGlobal>(plainGlobals());
@@ -166,6 +207,12 @@ function torchGlobals(): Map<string, PickleGlobal> {
   });
   for (const [type, dtype] of Object.entries(STORAGE_DTYPES)) {
     add(`torch.${type}`, undefined, dtype);
+  }
+  // Lightning checkpoints store global_step and scores as numpy scalars:
+  // numpy.core.multiarray.scalar(numpy.dtype("i8") + BUILD state, raw bytes).
+  add("numpy.dtype", (args) => new PickleObject("numpy.dtype", args));
+  for (const mod of ["numpy.core.multiarray", "numpy._core.multiarray"]) {
+    add(`${mod}.scalar`, numpyScalar);
   }
   // Lightning saves its checkpoint callback's settings; kept as inert data.
   for (

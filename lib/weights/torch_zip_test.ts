@@ -192,6 +192,19 @@ Deno.test("loadTorchFile() refuses a .ckpt whose pickle calls os.system, and not
   }
 });
 
+Deno.test("loadTorchFile() reads numpy scalars as Lightning checkpoints store them", async () => {
+  // pickle.dumps({'global_step': np.int64(470000), 'score': np.float64(1.5),
+  //               'f': np.float32(0.25), 'b': np.bool_(True)}, protocol=2).hex(), numpy 2.4
+  const hex =
+    "80027d710028580b000000676c6f62616c5f737465707101636e756d70792e5f636f72652e6d756c746961727261790a7363616c61720a7102636e756d70790a64747970650a71035802000000693871048988877105527106284b0358010000003c71074e4e4e4affffffff4affffffff4b0074710862635f636f646563730a656e636f64650a71095809000000c3b02b070000000000710a58060000006c6174696e31710b86710c52710d86710e52710f580500000073636f72657110680268035802000000663871118988877112527113284b0368074e4e4e4affffffff4affffffff4b007471146268095809000000000000000000c3b83f7115680b867116527117867118527119580100000066711a6802680358020000006634711b898887711c52711d284b0368074e4e4e4affffffff4affffffff4b0074711e62680958050000000000c2803e711f680b8671205271218671225271235801000000627124680268035802000000623171258988877126527127284b0358010000007c71284e4e4e4affffffff4affffffff4b00747129626809580100000001712a680b86712b52712c86712d52712e752e";
+  const pickle = Uint8Array.from(hex.match(/../g)!, (h) => parseInt(h, 16));
+  const root = await loadTorchFile(archive({ "archive/data.pkl": pickle }));
+  assert.deepEqual(
+    root,
+    new Map<string, unknown>([["global_step", 470000], ["score", 1.5], ["f", 0.25], ["b", true]]),
+  );
+});
+
 // Reference values: CPython 3.11 + numpy 2.4 reading the same archives with zipfile and a
 // find_class-restricted pickle.Unpickler, storage bytes viewed with np.lib.stride_tricks and
 // summed in float64 (no torch involved).
