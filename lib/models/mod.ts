@@ -1,0 +1,29 @@
+/**
+ * Architecture builders: Diffusers/transformers config + weights in, ONNX model out (initializer
+ * names = parameter names). Random-weight models for tests and `denoise models create-random`.
+ *
+ * @example
+ * ```ts ignore
+ * import { buildUnet, parseUnetConfig } from "./mod.ts";
+ * import { tensorSources } from "../onnx/mod.ts";
+ * import { SafetensorsFile } from "../weights/safetensors.ts";
+ * const file = await SafetensorsFile.open("unet/diffusion_pytorch_model.safetensors");
+ * const config = parseUnetConfig(JSON.parse(await Deno.readTextFile("unet/config.json")));
+ * const model = buildUnet(config, tensorSources(file));
+ * ```
+ *
+ * @module
+ */
+export * from "./config.ts";
+export * from "./unet.ts";
+export * from "./vae.ts";
+export * from "./random.ts";
+export {
+  collectParameterShapes,
+  memoryWeights,
+  ModelContext,
+  selectWeights,
+  timestepFrequencies,
+} from "./layers.ts";
+export * from "./clip_text.ts";
+export * from "./taesd.ts";
