@@ -202,3 +202,28 @@ Deno.test("writeModel() references 3 GiB of weights at offsets past 2^31 (sparse
     fs.rmSync(tmp, { recursive: true, force: true });
   }
 });
+
+Deno.test("writeModel() beside the weights references the file by name, with no link", async () => {
+  const tmp = Deno.makeTempDirSync({ prefix: "denoise-ext-" });
+  try {
+    const w = Float32Array.from({ length: 600 }, (_, i) => ((i * 7) % 11) / 13);
+    const b = new Float32Array([0, 1]);
+    const st = join(tmp, "model.safetensors");
+    const offsets = writeSafetensors(st, {
+      "linear.weight": { shape: [2, 300], data: w },
+      "linear.bias": { shape: [2], data: b },
+    });
+    const { written, y, input } = await buildAndRun(
+      { dtype: "float32", shape: [2, 300], file: st, ...offsets.get("linear.weight")! },
+      { dtype: "float32", shape: [2], file: st, ...offsets.get("linear.bias")! },
+      join(tmp, "model.onnx"),
+    );
+    assert.ok(maxDiff(y, expected(w, b, input)) < 1e-5);
+    assert.deepEqual(written.dataFiles, []);
+    assert.deepEqual(fs.readdirSync(tmp).sort(), ["model.onnx", "model.safetensors"]);
+    const init = decodeModelProto(fs.readFileSync(written.path)).graph.initializer[0]!;
+    assert.equal(init.externalData![0]!.value, "model.safetensors");
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
