@@ -28,6 +28,9 @@ import { DDPMScheduler } from "./ddpm.ts";
 import { PNDMScheduler } from "./pndm.ts";
 import { LCMScheduler } from "./lcm.ts";
 import { TCDScheduler } from "./tcd.ts";
+import { DPMSolverSinglestepScheduler } from "./dpm_solver_singlestep.ts";
+import { DEISMultistepScheduler } from "./deis.ts";
+import { UniPCMultistepScheduler } from "./unipc.ts";
 import { resolveSampler } from "./names.ts";
 
 export * from "./common.ts";
@@ -54,6 +57,9 @@ export { ddpmPosteriorMean, DDPMScheduler } from "./ddpm.ts";
 export { PNDMScheduler, pndmTransfer } from "./pndm.ts";
 export { lcmScalings, LCMScheduler, lcmStep, lcmTimesteps } from "./lcm.ts";
 export { TCDScheduler, tcdStep } from "./tcd.ts";
+export { DPMSolverSinglestepScheduler } from "./dpm_solver_singlestep.ts";
+export { DEISMultistepScheduler } from "./deis.ts";
+export { UniPCMultistepScheduler } from "./unipc.ts";
 export {
   a1111Label,
   a1111ScheduleType,
@@ -80,6 +86,9 @@ const REGISTRY: ReadonlyMap<string, SchedulerFactory> = new Map<string, Schedule
   ["PNDMScheduler", (c) => new PNDMScheduler(c)],
   ["LCMScheduler", (c) => new LCMScheduler(c)],
   ["TCDScheduler", (c) => new TCDScheduler(c)],
+  ["DPMSolverSinglestepScheduler", (c) => new DPMSolverSinglestepScheduler(c)],
+  ["DEISMultistepScheduler", (c) => new DEISMultistepScheduler(c)],
+  ["UniPCMultistepScheduler", (c) => new UniPCMultistepScheduler(c)],
 ]);
 
 /** Diffusers class names that `createScheduler` can build. */
@@ -101,7 +110,7 @@ export function createScheduler(name: string, config: Record<string, unknown>): 
   } catch {
     resolved = undefined;
   }
-  const factory = resolved === undefined ? undefined : REGISTRY.get(resolved.diffusersClass);
+  const factory = resolved === undefined ? undefined : REGISTRY.get(resolved.implementation);
   if (resolved === undefined || factory === undefined) {
     const why = resolved === undefined
       ? ""

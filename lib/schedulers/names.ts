@@ -36,8 +36,10 @@ export interface SamplerRow {
   sampler: SamplerName;
   /** A1111 sampler label without a schedule suffix. */
   a1111: string;
-  /** Diffusers scheduler class. */
+  /** Diffusers scheduler class (for metadata); a denoise class where Diffusers has none. */
   diffusersClass: string;
+  /** The registry class `createScheduler` builds (differs where Diffusers lacks the sampler). */
+  implementation: string;
   /** Config keys the sampler sets on top of the model's scheduler_config.json. */
   configOverrides: Readonly<Record<string, unknown>>;
   /** Schedules the sampler accepts (sigma-free samplers take only "default"). */
@@ -51,6 +53,8 @@ export interface ResolvedSampler {
   sampler: SamplerName;
   schedule: ScheduleName;
   diffusersClass: string;
+  /** The registry class `createScheduler` builds for it. */
+  implementation: string;
   /** Sampler keys plus the schedule's keys, to merge over the model's scheduler config. */
   configOverrides: Record<string, unknown>;
 }
@@ -64,6 +68,14 @@ const ALL_SCHEDULES: readonly ScheduleName[] = [
   "simple",
 ];
 const ONLY_DEFAULT: readonly ScheduleName[] = ["default"];
+
+// Samplers that Diffusers 0.27 cannot run (3M SDE needs order 3 with sde-dpmsolver++, which its
+// multistep scheduler rejects; DPMSolverSDEScheduler needs torchsde) use the k-diffusion forms.
+const IMPLEMENTATION: Partial<Record<SamplerName, string>> = {
+  "dpm++3m-sde": "KDpmpp3mSdeSampler",
+  "dpm++sde": "KDpmppSdeSampler",
+  "dpm++2s-a": "KDpmpp2sAncestralSampler",
+};
 
 const TABLE: readonly SamplerRow[] = [
   row("ddim", "DDIM", "DDIMScheduler", {}, ONLY_DEFAULT, false),
@@ -98,7 +110,7 @@ const TABLE: readonly SamplerRow[] = [
     true,
   ),
   row("dpm++sde", "DPM++ SDE", "DPMSolverSDEScheduler", {}, ALL_SCHEDULES, true),
-  row("dpm++2s-a", "DPM++ 2S a", "DPMSolverSinglestepAncestralScheduler", {}, ALL_SCHEDULES, true),
+  row("dpm++2s-a", "DPM++ 2S a", "KDpmpp2sAncestralSampler", {}, ALL_SCHEDULES, true),
   row("unipc", "UniPC", "UniPCMultistepScheduler", {}, ALL_SCHEDULES, false),
   row("deis", "DEIS", "DEISMultistepScheduler", {}, ALL_SCHEDULES, false),
   row("lcm", "LCM", "LCMScheduler", {}, ONLY_DEFAULT, true),
@@ -113,7 +125,8 @@ function row(
   schedules: readonly ScheduleName[],
   stochastic: boolean,
 ): SamplerRow {
-  return { sampler, a1111, diffusersClass, configOverrides, schedules, stochastic };
+  const implementation = IMPLEMENTATION[sampler] ?? diffusersClass;
+  return { sampler, a1111, diffusersClass, implementation, configOverrides, schedules, stochastic };
 }
 
 /** A1111 "Schedule type" labels (sd_schedulers.py) for the schedules denoise implements. */
@@ -234,6 +247,7 @@ export function resolveSampler(
     sampler: found.sampler,
     schedule,
     diffusersClass: found.diffusersClass,
+    implementation: found.implementation,
     configOverrides: { ...found.configOverrides, ...scheduleKeys(schedule) },
   };
 }
