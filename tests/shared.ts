@@ -31,9 +31,15 @@ export function sharedPath(relative: string): string {
   return join(SHARED_DIR, relative);
 }
 
-/** Reads and parses a JSON file from the shared folder. */
+/**
+ * Reads and parses a JSON file from the shared folder. Python's json writes bare `Infinity`,
+ * `-Infinity` and `NaN`; they become ±1e999 (which JSON.parse reads as ±Infinity) and null.
+ */
 export function readSharedJson<T = unknown>(relative: string): T {
-  return JSON.parse(Deno.readTextFileSync(sharedPath(relative))) as T;
+  const text = Deno.readTextFileSync(sharedPath(relative))
+    .replace(/([:\[,]\s*)(-?)Infinity(?=\s*[,\]}])/g, "$1$21e999")
+    .replace(/([:\[,]\s*)NaN(?=\s*[,\]}])/g, "$1null");
+  return JSON.parse(text) as T;
 }
 
 /** Absolute path of the repository root. */
