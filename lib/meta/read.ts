@@ -125,7 +125,26 @@ export function readMetadata(bytes: Uint8Array, options: ReadMetadataOptions = {
   else if (format === "webp") readWebp(bytes, out);
   else readGif(bytes, out);
   interpret(out);
-  return out;
+  return ordered(out);
+}
+
+/** The same object with its keys in reading order (summary first, bulky lists last). */
+function ordered(m: ImageMetadata): ImageMetadata {
+  return {
+    format: m.format,
+    ...(m.width !== undefined ? { width: m.width } : {}),
+    ...(m.height !== undefined ? { height: m.height } : {}),
+    generators: m.generators,
+    ...(m.a1111 !== undefined ? { a1111: m.a1111 } : {}),
+    ...(m.comfyui !== undefined ? { comfyui: m.comfyui } : {}),
+    ...(m.job !== undefined ? { job: m.job } : {}),
+    ...(m.exif !== undefined ? { exif: m.exif } : {}),
+    ...(m.xmp !== undefined ? { xmp: m.xmp } : {}),
+    texts: m.texts,
+    json: m.json,
+    ...(m.chunks !== undefined ? { chunks: m.chunks } : {}),
+    warnings: m.warnings,
+  };
 }
 
 function readPng(bytes: Uint8Array, options: ReadMetadataOptions, out: ImageMetadata): void {
