@@ -7,6 +7,7 @@
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import denoConfig from "./deno.json" with { type: "json" };
 import { type AnyCommand, examples, progressOption, writeStderr } from "./commands/common.ts";
+import { metaCommand } from "./commands/meta.ts";
 import { modelsCommand } from "./commands/models.ts";
 import { ExitCode, exitCodeFor, formatError } from "./lib/errors.ts";
 
@@ -15,6 +16,7 @@ export const VERSION: string = denoConfig.version;
 
 /** Subcommand factories, in the order `denoise --help` lists them. Only working ones. */
 const COMMANDS: Array<() => AnyCommand> = [
+  metaCommand,
   modelsCommand,
 ];
 
