@@ -977,6 +977,16 @@ export function lerpHalf32(a: number, b: number): number {
   return f32(b - f32(f32(b - a) * 0.5));
 }
 
+/**
+ * Overrides for classes whose Diffusers 0.27 `__init__` lacks `sigma_min` / `sigma_max` (all
+ * k-diffusion-style ones but Euler): there Diffusers ignores the keys and Karras uses the ends of
+ * the interpolated sigmas.
+ */
+export const NO_SIGMA_RANGE: Readonly<{ sigmaMin: null; sigmaMax: null }> = {
+  sigmaMin: null,
+  sigmaMax: null,
+};
+
 /** Largest value of an array (Diffusers `sigmas.max()`). */
 export function arrayMax(a: ArrayLike<number>): number {
   let m = -Infinity;

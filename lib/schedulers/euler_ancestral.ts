@@ -16,6 +16,7 @@ import {
   kInitNoiseSigma,
   kSigmaSchedule,
   makeBetas,
+  NO_SIGMA_RANGE,
   type NoiseGenerator,
   parseSchedulerConfig,
   scaleBySigma,
@@ -86,7 +87,11 @@ export class EulerAncestralDiscreteScheduler implements Scheduler {
 
   constructor(config: Record<string, unknown>) {
     const c = parseSchedulerConfig(config, EULER_ANCESTRAL_DEFAULTS);
-    this.config = config["sigma_schedule"] === undefined ? { ...c, sigmaSchedule: "default" } : c;
+    // Nor sigma_min / sigma_max: unknown keys to its Diffusers class.
+    const own = { ...c, ...NO_SIGMA_RANGE };
+    this.config = config["sigma_schedule"] === undefined
+      ? { ...own, sigmaSchedule: "default" }
+      : own;
     const ac = alphasCumprodFromBetas(makeBetas(this.config));
     if (this.config.rescaleBetasZeroSnr) ac[ac.length - 1] = 2 ** -24;
     this.#alphasCumprod = ac;

@@ -17,6 +17,7 @@ import {
   kInitNoiseSigma,
   kSigmaSchedule,
   makeBetas,
+  NO_SIGMA_RANGE,
   parseSchedulerConfig,
   scaleBySigma,
   type Scheduler,
@@ -79,7 +80,11 @@ export class HeunDiscreteScheduler implements Scheduler {
 
   constructor(config: Record<string, unknown>) {
     // Diffusers' Heun has no rescale_betas_zero_snr.
-    this.config = { ...parseSchedulerConfig(config, HEUN_DEFAULTS), rescaleBetasZeroSnr: false };
+    this.config = {
+      ...parseSchedulerConfig(config, HEUN_DEFAULTS),
+      rescaleBetasZeroSnr: false,
+      ...NO_SIGMA_RANGE,
+    };
     this.#alphasCumprod = alphasCumprodFromBetas(makeBetas(this.config));
   }
 

@@ -16,6 +16,7 @@ import {
   kSigmaSchedule,
   lerpHalf32,
   makeBetas,
+  NO_SIGMA_RANGE,
   parseSchedulerConfig,
   scaleBySigma,
   type Scheduler,
@@ -74,7 +75,11 @@ export class KDPM2DiscreteScheduler implements Scheduler {
 
   constructor(config: Record<string, unknown>) {
     // Diffusers' KDPM2 has no rescale_betas_zero_snr.
-    this.config = { ...parseSchedulerConfig(config, KDPM2_DEFAULTS), rescaleBetasZeroSnr: false };
+    this.config = {
+      ...parseSchedulerConfig(config, KDPM2_DEFAULTS),
+      rescaleBetasZeroSnr: false,
+      ...NO_SIGMA_RANGE,
+    };
     this.#alphasCumprod = alphasCumprodFromBetas(makeBetas(this.config));
   }
 

@@ -16,6 +16,7 @@ import {
   kInitNoiseSigma,
   kSigmaSchedule,
   makeBetas,
+  NO_SIGMA_RANGE,
   type NoiseGenerator,
   parseSchedulerConfig,
   scaleBySigma,
@@ -54,7 +55,7 @@ export class KDPM2AncestralDiscreteScheduler implements Scheduler {
   constructor(config: Record<string, unknown>) {
     const c = parseSchedulerConfig(config, KDPM2_ANCESTRAL_DEFAULTS);
     // Diffusers' KDPM2 ancestral has no rescale_betas_zero_snr.
-    this.config = { ...c, rescaleBetasZeroSnr: false };
+    this.config = { ...c, rescaleBetasZeroSnr: false, ...NO_SIGMA_RANGE };
     this.#alphasCumprod = alphasCumprodFromBetas(makeBetas(this.config));
   }
 

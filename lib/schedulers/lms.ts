@@ -15,6 +15,7 @@ import {
   kInitNoiseSigma,
   kSigmaSchedule,
   makeBetas,
+  NO_SIGMA_RANGE,
   parseSchedulerConfig,
   scaleBySigma,
   type Scheduler,
@@ -103,7 +104,11 @@ export class LMSDiscreteScheduler implements Scheduler {
 
   constructor(config: Record<string, unknown>) {
     // Diffusers' LMS has no rescale_betas_zero_snr.
-    this.config = { ...parseSchedulerConfig(config, LMS_DEFAULTS), rescaleBetasZeroSnr: false };
+    this.config = {
+      ...parseSchedulerConfig(config, LMS_DEFAULTS),
+      rescaleBetasZeroSnr: false,
+      ...NO_SIGMA_RANGE,
+    };
     this.#alphasCumprod = alphasCumprodFromBetas(makeBetas(this.config));
   }
 
