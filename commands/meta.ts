@@ -13,6 +13,7 @@ import { resolveJob } from "../lib/job.ts";
 import { MetaReadJob, MetaWriteJob } from "../lib/meta/job.ts";
 import { checkKeyword } from "../lib/meta/png.ts";
 import { readMetadata } from "../lib/meta/read.ts";
+import { addStealthInfo } from "../lib/meta/stealth.ts";
 import { writeMetadata } from "../lib/meta/write.ts";
 import { examples, explicitOptions, loadJobOption, runContext } from "./common.ts";
 import { extractJob } from "../lib/meta/extract_job.ts";
@@ -134,6 +135,7 @@ function metaRead() {
     } catch (error) {
       throw inputFailure(error, input.label, "read metadata from");
     }
+    await addStealthInfo(input.bytes, meta);
     for (const warning of meta.warnings.slice(0, 5)) ctx.warn(`${input.label}: ${warning}`);
     if (meta.warnings.length > 5) {
       ctx.warn(`${input.label}: ${meta.warnings.length - 5} more warnings in "warnings"`);

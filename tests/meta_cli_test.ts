@@ -149,6 +149,12 @@ metaTest("meta read prints A1111 EXIF from JPEG/WebP and ComfyUI EXIF from WebP"
     sharedPath("fixtures/real/comfyui/comfyui_flux_kontext_exif.webp"),
   ]);
   assert.equal(JSON.parse(webp.text).comfyui.workflow.last_node_id, 171);
+  const stealth = await runCli([
+    "meta",
+    "read",
+    sharedPath("fixtures/real/a1111/sdparsers_a1111_stealth_pnginfo.png"),
+  ]);
+  assert.equal(JSON.parse(stealth.text).a1111.summary.seed, 2015833630);
 }, true);
 
 metaTest("meta write on JPEG stores A1111 parameters that meta read finds", async () => {

@@ -22,3 +22,4 @@ export * from "./read.ts";
 export * from "./webp.ts";
 export * from "./write.ts";
 export { extractJob } from "./extract_job.ts";
+export * from "./stealth.ts";

@@ -19,6 +19,7 @@ import {
   readPngChunks,
 } from "./png.ts";
 import { decodeLatin1, decodeUtf8 } from "./text.ts";
+import type { StealthInfo } from "./stealth.ts";
 import { isWebp, readWebpChunks, webpSize } from "./webp.ts";
 
 /** Keyword of the PNG text chunk that holds denoise's Job JSON. */
@@ -39,8 +40,8 @@ export type Generator =
 
 /** A1111 infotext found in an image, with where it came from. */
 export interface A1111Metadata extends Infotext {
-  /** "parameters" (PNG text chunk) or "exif.userComment" (JPEG/WebP). */
-  source: "parameters" | "exif.userComment";
+  /** "parameters" (PNG text chunk), "exif.userComment" (JPEG/WebP) or "stealth" (pixel LSBs). */
+  source: "parameters" | "exif.userComment" | "stealth";
   /** Typed well-known fields (steps, seed, width, height, hires, loraHashes ...). */
   summary: InfotextSummary;
 }
@@ -68,6 +69,8 @@ export interface ImageMetadata {
   exif?: ExifFields;
   /** Raw XMP packet text. */
   xmp?: string;
+  /** Text hidden in pixel LSBs (stealth pnginfo); only set by `addStealthInfo`. */
+  stealth?: StealthInfo;
   /** Recoverable problems: damaged chunks (lenient), undecodable text, invalid JSON, caps hit. */
   warnings: string[];
 }
@@ -140,6 +143,7 @@ function ordered(m: ImageMetadata): ImageMetadata {
     ...(m.job !== undefined ? { job: m.job } : {}),
     ...(m.exif !== undefined ? { exif: m.exif } : {}),
     ...(m.xmp !== undefined ? { xmp: m.xmp } : {}),
+    ...(m.stealth !== undefined ? { stealth: m.stealth } : {}),
     texts: m.texts,
     json: m.json,
     ...(m.chunks !== undefined ? { chunks: m.chunks } : {}),
