@@ -31,6 +31,13 @@ import { TCDScheduler } from "./tcd.ts";
 import { DPMSolverSinglestepScheduler } from "./dpm_solver_singlestep.ts";
 import { DEISMultistepScheduler } from "./deis.ts";
 import { UniPCMultistepScheduler } from "./unipc.ts";
+import {
+  KDpmpp2mSampler,
+  KDpmpp2mSdeSampler,
+  KDpmpp2sAncestralSampler,
+  KDpmpp3mSdeSampler,
+  KDpmppSdeSampler,
+} from "./k_diffusion.ts";
 import { resolveSampler } from "./names.ts";
 
 export * from "./common.ts";
@@ -61,6 +68,14 @@ export { DPMSolverSinglestepScheduler } from "./dpm_solver_singlestep.ts";
 export { DEISMultistepScheduler } from "./deis.ts";
 export { UniPCMultistepScheduler } from "./unipc.ts";
 export {
+  KDiffusionSampler,
+  KDpmpp2mSampler,
+  KDpmpp2mSdeSampler,
+  KDpmpp2sAncestralSampler,
+  KDpmpp3mSdeSampler,
+  KDpmppSdeSampler,
+} from "./k_diffusion.ts";
+export {
   a1111Label,
   a1111ScheduleType,
   type ResolvedSampler,
@@ -89,6 +104,12 @@ const REGISTRY: ReadonlyMap<string, SchedulerFactory> = new Map<string, Schedule
   ["DPMSolverSinglestepScheduler", (c) => new DPMSolverSinglestepScheduler(c)],
   ["DEISMultistepScheduler", (c) => new DEISMultistepScheduler(c)],
   ["UniPCMultistepScheduler", (c) => new UniPCMultistepScheduler(c)],
+  // k-diffusion forms (lib/schedulers/k_diffusion.ts); not Diffusers classes.
+  ["KDpmpp2mSampler", (c) => new KDpmpp2mSampler(c)],
+  ["KDpmpp2mSdeSampler", (c) => new KDpmpp2mSdeSampler(c)],
+  ["KDpmpp3mSdeSampler", (c) => new KDpmpp3mSdeSampler(c)],
+  ["KDpmpp2sAncestralSampler", (c) => new KDpmpp2sAncestralSampler(c)],
+  ["KDpmppSdeSampler", (c) => new KDpmppSdeSampler(c)],
 ]);
 
 /** Diffusers class names that `createScheduler` can build. */

@@ -61,3 +61,14 @@ Deno.test("samplerTable() lists all 18 denoise samplers once", () => {
   assert.equal(new Set(names).size, 18);
   assert.ok(names.includes("tcd") && names.includes("dpm++2s-a"));
 });
+
+Deno.test("createScheduler() builds every sampler in the table", async () => {
+  const { createScheduler } = await import("./mod.ts");
+  const config = { beta_schedule: "scaled_linear", beta_start: 0.00085, beta_end: 0.012 };
+  for (const r of samplerTable()) {
+    const s = createScheduler(r.sampler, config);
+    s.setTimesteps(4);
+    assert.ok(s.timesteps.length >= 4, r.sampler);
+  }
+  assert.throws(() => createScheduler("NoSuchScheduler", {}), RangeError);
+});
