@@ -144,6 +144,7 @@ export class KDiffusionSampler implements Scheduler {
   #logSigmas: Float32Array = new Float32Array(0);
   #timesteps: Float64Array = new Float64Array(0);
   #sigmas: Float64Array = new Float64Array(0);
+  #evalSigmas: Float64Array = new Float64Array(0);
   #plan: PlanEntry[] = [];
   #stepStart: number[] = [];
   #initNoiseSigma = 1;
@@ -184,8 +185,16 @@ export class KDiffusionSampler implements Scheduler {
     return this.#timesteps;
   }
 
-  /** The step sigmas (float32 values, final 0), one more than the number of steps. */
+  /**
+   * The noise level of each model evaluation (aligned with `timesteps`, as Diffusers' Heun lays
+   * out its repeated sigmas) followed by the final 0.
+   */
   get sigmas(): Float64Array {
+    return this.#evalSigmas;
+  }
+
+  /** The step sigmas (float32 values, final 0): one more than the number of steps. */
+  get stepSigmas(): Float64Array {
     return this.#sigmas;
   }
 
@@ -233,6 +242,7 @@ export class KDiffusionSampler implements Scheduler {
     this.#plan = plan;
     this.#stepStart = stepStart;
     this.#timesteps = Float64Array.from(plan, (e) => e.t);
+    this.#evalSigmas = Float64Array.from([...plan.map((e) => e.sigma), 0]);
     this.#initNoiseSigma = kInitNoiseSigma(c.timestepSpacing, sigmas);
     this.#reset();
   }
