@@ -228,3 +228,14 @@ Deno.test("buildUnet() reports missing and misshapen weights by name", () => {
       e.message.includes('"extra.weight"'),
   );
 });
+
+Deno.test("buildUnet() builds a 9-channel inpainting UNet from its config alone", async () => {
+  const json = { ...TINY_SD15_UNET, in_channels: 9 };
+  const config = parseUnetConfig(json);
+  const shapes = unetParameterShapes(json);
+  assert.deepEqual(shapes.get("conv_in.weight"), [32, 9, 3, 3]);
+  const model = buildUnet(config, memoryWeights(randomWeights(shapes, 4)));
+  const [out] = await runUnet(model, tinyFeeds(config, 1, 8, 8, 3)) as [Output];
+  assert.deepEqual(out.dims, [1, 4, 8, 8]);
+  assert.ok(out.data.every(Number.isFinite));
+});
