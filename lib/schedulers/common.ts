@@ -19,8 +19,13 @@ export type { NoiseGenerator };
  *
  * The denoising loop is
  * ```ts
- * s.setTimesteps(n);
- * let x = noise.map((v) => v * s.initNoiseSigma);
+ * import { createScheduler } from "./mod.ts";
+ * import { TorchCpuGenerator } from "../rng/mod.ts";
+ * const model = (x: Float32Array, t: number) => x.map((v) => 0.1 * v + 0.05 * Math.sin(t / 100));
+ * const s = createScheduler("euler-a", { beta_schedule: "scaled_linear" });
+ * const rng = new TorchCpuGenerator(0);
+ * s.setTimesteps(20);
+ * let x: Float32Array = rng.randn([1, 4, 8, 8]).map((v) => v * s.initNoiseSigma);
  * for (let i = 0; i < s.timesteps.length; i++) {
  *   const eps = model(s.scaleModelInput(x, i), s.timesteps[i]!);
  *   x = s.step(eps, i, x, rng);
