@@ -10,6 +10,7 @@ import {
   checkIndex,
   checkSameLength,
   checkSteps,
+  convertSigmas,
   drawNoise,
   img2imgSlice,
   type Img2ImgTimesteps,
@@ -22,6 +23,7 @@ import {
   scaleBySigma,
   type Scheduler,
   type SchedulerConfig,
+  sigmaToT,
   sqrt32,
   torchLinspaceF32,
 } from "./common.ts";
@@ -86,16 +88,16 @@ export class EulerDiscreteScheduler implements Scheduler {
     let sigmas = sched.sigmas;
     let timesteps = sched.timesteps.map(f32);
     if (c.interpolationType === "log_linear") {
-      // Diffusers replaces the interpolated sigmas by N + 1 log-uniform training sigmas.
+      // Diffusers replaces the interpolated sigmas by N + 1 log-uniform training sigmas (so
+      // sigmas has one entry more than timesteps, as in Diffusers), then applies the schedule.
       const ts = sched.trainingSigmas;
       sigmas = Float64Array.from(
         torchLinspaceF32(Math.log(ts[ts.length - 1]!), Math.log(ts[0]!), numInferenceSteps + 1),
         (v) => f32(Math.exp(v)),
       );
       if (c.sigmaSchedule !== "default") {
-        throw new RangeError(
-          'EulerDiscreteScheduler: interpolation_type "log_linear" cannot be combined with a sigma schedule',
-        );
+        sigmas = convertSigmas(sigmas, numInferenceSteps, c, ts, sched.logSigmas);
+        timesteps = sigmas.map((v) => f32(sigmaToT(v, sched.logSigmas)));
       }
     }
     const s32 = Float64Array.from(sigmas, f32);
