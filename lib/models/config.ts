@@ -46,7 +46,12 @@ export interface UnetConfig {
   transformerLayersPerBlock: number[][];
   /** Transformer layers, per up block then per resnet layer. */
   reverseTransformerLayersPerBlock: number[][];
+  /** SD 2.x/SDXL: proj_in/proj_out are Linear `[C, C]` instead of 1x1 Conv `[C, C, 1, 1]`. */
   useLinearProjection: boolean;
+  /**
+   * SD 2.1: attention scores in fp32 under fp16. The graphs are fp32 throughout, so this
+   * changes nothing in them; it is kept for callers that build fp16 graphs.
+   */
   upcastAttention: boolean;
   resnetOutScaleFactor: number;
   timeEmbedDim: number;
