@@ -488,7 +488,7 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     const name = "DPMSolverMultistepScheduler.step";
     const n = this.#timesteps.length;
     checkIndex(name, i, n);
-    checkSameLength(name, modelOutput, sample);
+
     if (this.#nextIndex !== undefined && i !== this.#nextIndex) {
       throw new RangeError(
         `${name}: expected step index ${this.#nextIndex}, got ${i}; ` +
@@ -497,6 +497,13 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     }
     const c = this.config;
     const { solverOrder, algorithmType } = this.options;
+    if (
+      (c.varianceType === "learned" || c.varianceType === "learned_range") &&
+      c.predictionType === "epsilon"
+    ) {
+      modelOutput = dropVarianceChannels(modelOutput, sample.length, this.noiseShape?.[0] ?? 1);
+    }
+    checkSameLength(name, modelOutput, sample);
     // Improve numerical stability for small numbers of steps (Diffusers' lower_order_final)
     const lowerOrderFinal = i === n - 1 &&
       (c.eulerAtFinal || (c.lowerOrderFinal && n < 15) || c.finalSigmasType === "zero");
@@ -557,6 +564,33 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     this.setTimesteps(numInferenceSteps);
     return img2imgSlice(this.#timesteps, numInferenceSteps, strength, this.order);
   }
+}
+
+/**
+ * Diffusers' `model_output[:, :3]` for models that also predict a variance (`variance_type`
+ * "learned" / "learned_range"): keeps, per batch item, the leading channels that match the sample
+ * (NCHW, so they are the first values of each item's block). Returns `modelOutput` itself when it
+ * already has the sample's size.
+ */
+export function dropVarianceChannels(
+  modelOutput: Float32Array,
+  sampleLength: number,
+  batch = 1,
+): Float32Array {
+  if (modelOutput.length === sampleLength) return modelOutput;
+  const per = sampleLength / batch;
+  const perOut = modelOutput.length / batch;
+  if (!Number.isInteger(per) || !Number.isInteger(perOut) || perOut < per) {
+    throw new TypeError(
+      `model output of ${modelOutput.length} values cannot hold a ${sampleLength}-value sample ` +
+        `plus its variance in ${batch} batch items; set noiseShape to the latent shape`,
+    );
+  }
+  const out = new Float32Array(sampleLength);
+  for (let b = 0; b < batch; b++) {
+    out.set(modelOutput.subarray(b * perOut, b * perOut + per), b * per);
+  }
+  return out;
 }
 
 /** VP noising x_t = alpha_t x0 + sigma_t noise for the k-diffusion sigma `sigma`, in float32. */

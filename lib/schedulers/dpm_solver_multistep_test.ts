@@ -339,3 +339,22 @@ Deno.test("DPMSolverMultistepScheduler img2img starts at t_start and noises with
     assert.ok(Math.abs(noisy[j]! - (a * x0[j]! + sg * z[j]!)) < 1e-6);
   }
 });
+
+Deno.test("DPMSolverMultistepScheduler drops the variance channels of learned-variance models", () => {
+  const make = (variance_type: string | null) => {
+    const s = new DPMSolverMultistepScheduler({ ...SD15, variance_type });
+    s.setTimesteps(4);
+    s.noiseShape = [2, 2, 4, 4];
+    return s;
+  };
+  const x = latent(64);
+  const eps = latent(64, 8);
+  // [B, 2C, H, W]: each batch item holds its eps channels, then its variance channels
+  const withVar = new Float32Array(128);
+  withVar.set(eps.subarray(0, 32), 0);
+  withVar.set(latent(32, 99), 32);
+  withVar.set(eps.subarray(32), 64);
+  withVar.set(latent(32, 98), 96);
+  assert.deepEqual(make("learned_range").step(withVar, 0, x), make(null).step(eps, 0, x));
+  assert.throws(() => make(null).step(withVar, 0, x), TypeError);
+});

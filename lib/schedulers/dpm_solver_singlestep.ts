@@ -25,6 +25,7 @@ import {
 import {
   combine,
   dpmSolverFirstOrderUpdate,
+  dropVarianceChannels,
   exp32,
   lambdaOf,
   modelOutputToEpsilon,
@@ -248,6 +249,9 @@ export class DPMSolverSinglestepScheduler implements Scheduler {
   ): Float32Array {
     const name = "DPMSolverSinglestepScheduler.step";
     checkIndex(name, i, this.#timesteps.length);
+    if (this.config.varianceType === "learned_range" && this.config.predictionType === "epsilon") {
+      modelOutput = dropVarianceChannels(modelOutput, sample.length, this.noiseShape?.[0] ?? 1);
+    }
     checkSameLength(name, modelOutput, sample);
     if (this.#nextIndex !== undefined && i !== this.#nextIndex) {
       throw new RangeError(
