@@ -7,6 +7,8 @@
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import denoConfig from "./deno.json" with { type: "json" };
 import { type AnyCommand, examples, progressOption, writeStderr } from "./commands/common.ts";
+import { generateCommand } from "./commands/generate.ts";
+import { img2imgCommand } from "./commands/img2img.ts";
 import { metaCommand } from "./commands/meta.ts";
 import { modelsCommand } from "./commands/models.ts";
 import { ExitCode, exitCodeFor, formatError } from "./lib/errors.ts";
@@ -16,6 +18,8 @@ export const VERSION: string = denoConfig.version;
 
 /** Subcommand factories, in the order `denoise --help` lists them. Only working ones. */
 const COMMANDS: Array<() => AnyCommand> = [
+  generateCommand,
+  img2imgCommand,
   metaCommand,
   modelsCommand,
 ];

@@ -164,3 +164,82 @@ export function unwrapJob(value: unknown): Record<string, unknown> | undefined {
   if (isRecord(value.job)) return value.job;
   return value;
 }
+
+/** A seed: a non-negative integer below 2^64, as a JSON number or a decimal string. */
+export const Seed = z.union([
+  z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  z.string().regex(/^\d{1,20}$/, "expected a decimal integer").refine(
+    (s) => BigInt(s) < 2n ** 64n,
+    "must be below 2^64",
+  ),
+]);
+
+/** The fields generate and img2img share. */
+const diffusionFields = {
+  /** The prompt, in A1111 syntax unless `promptSyntax` is "plain". */
+  prompt: z.string().default(""),
+  /** The negative prompt. */
+  negative: z.string().default(""),
+  /** A model folder, single file or alias; required to run. */
+  model: z.string().optional(),
+  /** Sampling steps. */
+  steps: z.number().int().min(1).max(1000).default(20),
+  /** Classifier-free guidance scale; default per model family. */
+  cfg: z.number().min(0).max(100).optional(),
+  /** A denoise sampler name, A1111 label or Diffusers class; default the model's scheduler. */
+  sampler: z.string().optional(),
+  /** Sigma schedule (default the sampler's own). */
+  schedule: z.enum(["default", "karras", "exponential", "beta", "sgm-uniform", "simple"])
+    .optional(),
+  /** Seed of the first image; image k of a run uses seed + k. */
+  seed: Seed.optional(),
+  /** Noise source: torch CPU generator, or A1111's NV (philox) source. */
+  rng: z.enum(["cpu", "nv"]).default("cpu"),
+  /** Image size in pixels (default from the model). */
+  width: z.number().int().min(8).max(16384).optional(),
+  height: z.number().int().min(8).max(16384).optional(),
+  /** Images per denoising batch (one noise tensor, as Diffusers' num_images_per_prompt). */
+  batchSize: z.number().int().min(1).max(64).default(1),
+  /** Batches run one after another; batch k starts at seed + k * batchSize. */
+  batchCount: z.number().int().min(1).max(10000).default(1),
+  /** A1111 clip skip: 1 uses the last CLIP layer, 2 the penultimate. */
+  clipSkip: z.number().int().min(1).max(12).default(1),
+  /** Another VAE (folder) to decode with. */
+  vae: z.string().optional(),
+  /** Decode (and encode) in overlapping tiles to bound memory. */
+  vaeTiling: z.boolean().default(false),
+  /** Prompt language: A1111 syntax or plain text. */
+  promptSyntax: z.enum(["a1111", "plain"]).default("a1111"),
+  /** How token weights apply (A1111 "Emphasis mode"). */
+  emphasis: z.enum(["original", "no-norm", "none"]).default("original"),
+  /** Diffusers guidance_rescale (0 = off). */
+  guidanceRescale: z.number().min(0).max(1).default(0),
+};
+
+/** The Job of `denoise generate`. */
+export const GenerateJob = defineJob("generate", {
+  ...diffusionFields,
+  /** A1111 hires fix: upscale factor (unset = off). */
+  hiresScale: z.number().min(1).max(8).optional(),
+  /** Hires fix steps (default: the same as steps). */
+  hiresSteps: z.number().int().min(1).max(1000).optional(),
+  /** Hires fix denoising strength. */
+  hiresStrength: z.number().min(0).max(1).default(0.7),
+  /** Hires fix upscaler: in latent space or on decoded pixels. */
+  hiresUpscaler: z.enum(["latent", "lanczos"]).default("latent"),
+});
+
+/** A `denoise generate` Job. */
+export type GenerateJob = z.infer<typeof GenerateJob>;
+
+/** The Job of `denoise img2img`. */
+export const Img2ImgJob = defineJob("img2img", {
+  ...diffusionFields,
+  /** How much of the input to repaint (A1111 "Denoising strength"). */
+  strength: z.number().min(0).max(1).default(0.75),
+  /** The input image's name, for the record (the pixels come from --image). */
+  image: z.string().optional(),
+});
+
+/** A `denoise img2img` Job. */
+export type Img2ImgJob = z.infer<typeof Img2ImgJob>;

@@ -1,0 +1,312 @@
+/**
+ * What `generate` and `img2img` share: their flags, turning flags into Jobs, and writing the
+ * images (one to a file or stdout, many to a folder with deterministic names that reruns skip).
+ *
+ * @module
+ */
+import { type Command, Option } from "@commander-js/extra-typings";
+import { existsSync, statSync } from "node:fs";
+import { extname, join } from "node:path";
+import denoConfig from "../deno.json" with { type: "json" };
+import builtinLock from "../models.lock.json" with { type: "json" };
+import { UsageError } from "../lib/errors.ts";
+import { cacheRoot, parseLock } from "../lib/hub/mod.ts";
+import type { ImageFormat } from "../lib/image/codec.ts";
+import { writeFileAtomic, writeOutput } from "../lib/io/output.ts";
+import { DiffusionRunner, type MadeImage, type RunEnvironment } from "../lib/pipeline/run.ts";
+import { type AnyCommand, finiteNumber, positiveInt, type RunContext } from "./common.ts";
+
+/** The values of the flags {@linkcode addDiffusionOptions} adds. */
+export interface DiffusionOptions {
+  negative?: string;
+  model?: string;
+  steps?: number;
+  cfg?: number;
+  sampler?: string;
+  schedule?: "default" | "karras" | "exponential" | "beta" | "sgm-uniform" | "simple";
+  seed?: string;
+  rng?: "cpu" | "nv";
+  batchSize?: number;
+  batchCount?: number;
+  clipSkip?: number;
+  vae?: string;
+  vaeTiling?: true;
+  promptSyntax?: "a1111" | "plain";
+  emphasis?: "original" | "no-norm" | "none";
+  guidanceRescale?: number;
+  output?: string;
+  format?: ImageFormat;
+  quality?: number;
+  json?: true;
+  overwrite?: true;
+  device: "cpu" | "cuda";
+  threads?: number;
+  lowMemory?: true;
+  job?: string;
+  dryRun?: true;
+}
+
+/** Adds the flags generate and img2img share. */
+export function addDiffusionOptions<C extends AnyCommand>(command: C): C {
+  command
+    .option("--negative <text>", "negative prompt")
+    .option(
+      "-m, --model <path|alias>",
+      "a Diffusers model folder or an alias (denoise models list)",
+    )
+    .option("--steps <n>", "sampling steps (default 20)", positiveInt("--steps"))
+    .option(
+      "--cfg <scale>",
+      "guidance scale (default per model: 7.5, SDXL 5; 1 = no guidance)",
+      finiteNumber("--cfg"),
+    )
+    .option(
+      "--sampler <name>",
+      "sampler: euler, euler-a, dpm++2m, ... or an A1111 label (denoise samplers)",
+    )
+    .addOption(
+      new Option("--schedule <name>", "sigma schedule").choices(
+        [
+          "default",
+          "karras",
+          "exponential",
+          "beta",
+          "sgm-uniform",
+          "simple",
+        ] as const,
+      ),
+    )
+    .option(
+      "--seed <n>",
+      "seed of the first image (default random; image k uses seed + k)",
+      seedArg,
+    )
+    .addOption(
+      new Option("--rng <source>", "noise source: torch CPU, or A1111's NV philox").choices(
+        ["cpu", "nv"] as const,
+      ),
+    )
+    .option("--batch-size <n>", "images denoised together", positiveInt("--batch-size"))
+    .option("--batch-count <n>", "batches run one after another", positiveInt("--batch-count"))
+    .option(
+      "--clip-skip <n>",
+      "A1111 clip skip: 1 = last CLIP layer, 2 = penultimate",
+      positiveInt("--clip-skip"),
+    )
+    .option("--vae <folder>", "decode with this VAE (a folder with config.json and weights)")
+    .option("--vae-tiling", "decode in overlapping tiles (bounded memory for large images)")
+    .addOption(
+      new Option("--prompt-syntax <syntax>", "prompt language").choices(
+        ["a1111", "plain"] as const,
+      ),
+    )
+    .addOption(
+      new Option("--emphasis <mode>", "how (word:1.2) weights apply").choices(
+        ["original", "no-norm", "none"] as const,
+      ),
+    )
+    .option(
+      "--guidance-rescale <phi>",
+      "Diffusers guidance_rescale (0..1)",
+      finiteNumber("--guidance-rescale"),
+    )
+    .option(
+      "-o, --output <file|dir>",
+      "output file, or a folder for several images (default: stdout)",
+    )
+    .addOption(
+      new Option("--format <format>", "image format (default from -o's extension, else png)")
+        .choices(["png", "jpeg", "webp"] as const),
+    )
+    .option("--quality <q>", "JPEG/WebP quality 1-100 (default 95)", positiveInt("--quality"))
+    .option("--json", "print one JSON line per image written (path, seed, job) on stdout")
+    .option("--overwrite", "remake images whose files already exist")
+    .addOption(
+      new Option("--device <device>", "execution provider").choices(["cpu", "cuda"] as const)
+        .default("cpu" as const),
+    )
+    .option(
+      "--threads <n>",
+      "threads per model evaluation (default: all cores)",
+      positiveInt("--threads"),
+    )
+    .option("--low-memory", "keep only one model in memory at a time")
+    .option("--job <file>", "read the job from a JSON file, an image made by denoise, or - (stdin)")
+    .option("--dry-run", "print the resolved job as JSON and do nothing else");
+  return command;
+}
+
+function seedArg(value: string): string {
+  if (!/^\d{1,20}$/.test(value) || BigInt(value) >= 2n ** 64n) {
+    throw new UsageError(`"--seed" must be an integer from 0 to 2^64-1, got "${value}"`);
+  }
+  return value;
+}
+
+/** Flag names that are Job fields (everything else is about where output goes). */
+export const JOB_FLAGS = [
+  "negative",
+  "model",
+  "steps",
+  "cfg",
+  "sampler",
+  "schedule",
+  "seed",
+  "rng",
+  "width",
+  "height",
+  "batchSize",
+  "batchCount",
+  "clipSkip",
+  "vae",
+  "vaeTiling",
+  "promptSyntax",
+  "emphasis",
+  "guidanceRescale",
+  "strength",
+  "mask",
+  "maskBlur",
+  "hiresScale",
+  "hiresSteps",
+  "hiresStrength",
+  "hiresUpscaler",
+] as const;
+
+/** Picks the Job fields out of explicitly given flags; seeds become numbers when exact. */
+export function jobFlags(explicit: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const key of JOB_FLAGS) {
+    if (explicit[key] === undefined) continue;
+    out[key] = explicit[key];
+  }
+  if (typeof out.seed === "string") {
+    const seed = BigInt(out.seed);
+    out.seed = seed <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(seed) : out.seed;
+  }
+  return out;
+}
+
+/** The run environment from the process environment and flags. */
+export function runEnvironment(options: {
+  threads?: number | undefined;
+  device?: "cpu" | "cuda" | undefined;
+  lowMemory?: boolean | undefined;
+}): RunEnvironment {
+  const lockPath = Deno.env.get("DENOISE_MODELS_LOCK");
+  const lock = lockPath === undefined
+    ? parseLock(JSON.stringify(builtinLock), "the built-in models.lock.json")
+    : parseLock(Deno.readTextFileSync(lockPath), lockPath);
+  return {
+    cacheDir: cacheRoot({
+      DENOISE_HOME: Deno.env.get("DENOISE_HOME"),
+      XDG_CACHE_HOME: Deno.env.get("XDG_CACHE_HOME"),
+      HOME: Deno.env.get("HOME"),
+    }),
+    lock,
+    threads: options.threads,
+    device: options.device ?? "cpu",
+    lowMemory: options.lowMemory ?? false,
+    version: denoConfig.version,
+  };
+}
+
+const EXTENSIONS: Record<ImageFormat, string> = { png: "png", jpeg: "jpg", webp: "webp" };
+
+/** Where images go. */
+export interface OutputPlan {
+  format: ImageFormat;
+  /** A folder for named images, or undefined. */
+  dir?: string;
+  /** One file, or undefined for stdout. */
+  file?: string;
+}
+
+/**
+ * Decides where `count` images go: `-o FILE` (one image), `-o DIR` (created when missing, and
+ * used for several images), or stdout (one image).
+ */
+export async function planOutput(
+  output: string | undefined,
+  format: ImageFormat | undefined,
+  count: number,
+  multiple: boolean,
+): Promise<OutputPlan> {
+  const ext = output ? extname(output).toLowerCase() : "";
+  const fromExt: ImageFormat | undefined = ext === ".png"
+    ? "png"
+    : ext === ".jpg" || ext === ".jpeg"
+    ? "jpeg"
+    : ext === ".webp"
+    ? "webp"
+    : undefined;
+  const isDir = output !== undefined &&
+    (output.endsWith("/") || (existsSync(output) && statSync(output).isDirectory()) ||
+      (fromExt === undefined && ext === ""));
+  if (output === undefined || output === "-") {
+    if (count > 1 || multiple) {
+      throw new UsageError(`This run makes ${count} images; stdout takes one`, {
+        hint: "pass -o DIR to write them into a folder",
+      });
+    }
+    return { format: format ?? "png" };
+  }
+  if (isDir) {
+    await Deno.mkdir(output, { recursive: true });
+    return { format: format ?? "png", dir: output };
+  }
+  if (count > 1 || multiple) {
+    throw new UsageError(`This run makes ${count} images but -o names one file: "${output}"`, {
+      hint: "pass -o DIR (a folder) instead",
+    });
+  }
+  if (ext !== "" && fromExt === undefined) {
+    throw new UsageError(`Cannot tell the image format from "${output}"`, {
+      hint: "use a .png, .jpg or .webp name, or --format",
+    });
+  }
+  return { format: format ?? fromExt ?? "png", file: output };
+}
+
+/** The path an image goes to in a folder plan. */
+export function imagePath(plan: OutputPlan, name: string): string | undefined {
+  if (plan.dir !== undefined) return join(plan.dir, `${name}.${EXTENSIONS[plan.format]}`);
+  return plan.file;
+}
+
+/** Writes one made image where the plan says, printing a JSON line when asked. */
+export async function writeImage(
+  plan: OutputPlan,
+  image: MadeImage,
+  options: { json?: boolean | undefined; ctx: RunContext },
+): Promise<void> {
+  const path = imagePath(plan, image.name);
+  if (path === undefined) {
+    await writeOutput(image.bytes, { binary: true });
+    return;
+  }
+  await writeFileAtomic(path, image.bytes);
+  options.ctx.info(`wrote ${path}`);
+  if (options.json) {
+    await writeOutput(
+      JSON.stringify({ path, seed: image.seed.toString(), job: image.job }) + "\n",
+      { binary: false },
+    );
+  }
+}
+
+/** Builds the runner for a command's flags. */
+export function makeRunner(options: {
+  threads?: number | undefined;
+  device?: "cpu" | "cuda" | undefined;
+  lowMemory?: boolean | undefined;
+}): DiffusionRunner {
+  return new DiffusionRunner(runEnvironment(options));
+}
+
+/** For help texts: the examples both commands share. */
+export const SEED_NOTE =
+  "\nSeeds: --seed S reproduces Diffusers with torch.Generator('cpu').manual_seed(S);\n" +
+  "image k of a run uses seed S+k, so any image can be remade alone from its metadata.\n";
+
+/** Re-exported for commands. */
+export type { Command };

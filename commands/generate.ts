@@ -1,0 +1,166 @@
+/**
+ * `denoise generate [PROMPT]`: text to image. Flags become a GenerateJob (lib/job.ts); the
+ * pipeline (lib/pipeline) makes the images; this file decides where they go.
+ *
+ * @module
+ */
+import { Command } from "@commander-js/extra-typings";
+import { InputError, UsageError } from "../lib/errors.ts";
+import { readFileChecked } from "../lib/io/input.ts";
+import { writeOutput } from "../lib/io/output.ts";
+import { describeIssues, GenerateJob, resolveJob, unwrapJob } from "../lib/job.ts";
+import { extractJob } from "../lib/meta/extract_job.ts";
+import {
+  type BatchTask,
+  parseShard,
+  planBatches,
+  seedValue,
+  shardBatches,
+} from "../lib/pipeline/batch.ts";
+import { randomSeed } from "../lib/pipeline/sampling.ts";
+import { examples, explicitOptions, loadJobOption, positiveInt, runContext } from "./common.ts";
+import {
+  addDiffusionOptions,
+  type DiffusionOptions,
+  imagePath,
+  jobFlags,
+  makeRunner,
+  planOutput,
+  SEED_NOTE,
+  writeImage,
+} from "./diffusion.ts";
+import { existsSync } from "node:fs";
+
+/** Reads a jobs file: one GenerateJob JSON object per line (blank lines and # comments skipped). */
+async function readJobsFile(path: string, flags: Record<string, unknown>): Promise<GenerateJob[]> {
+  const text = new TextDecoder().decode(await readFileChecked(path));
+  const jobs: GenerateJob[] = [];
+  const lines = text.split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!.trim();
+    if (line === "" || line.startsWith("#")) continue;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch (error) {
+      throw new InputError(`${path}:${i + 1} is not valid JSON: ${(error as Error).message}`);
+    }
+    const document = unwrapJob(value);
+    if (document === undefined) throw new InputError(`${path}:${i + 1} is not a JSON object`);
+    const parsed = GenerateJob.safeParse({ command: "generate", ...document, ...flags });
+    if (!parsed.success) {
+      throw new InputError(`${path}:${i + 1}: ${describeIssues(parsed.error.issues)}`);
+    }
+    jobs.push(parsed.data);
+  }
+  if (jobs.length === 0) throw new InputError(`${path} holds no jobs`);
+  return jobs;
+}
+
+/** Fixes a random seed for a job that has none, so it is recorded and every shard agrees. */
+function withSeed(job: GenerateJob, index: number, jobsFile: boolean): GenerateJob {
+  if (job.seed !== undefined) return job;
+  if (jobsFile) {
+    throw new InputError(`Job ${index + 1} of the jobs file has no seed`, {
+      hint: "give every job a seed so shards and reruns agree on the images",
+    });
+  }
+  return { ...job, seed: seedValue(randomSeed()) };
+}
+
+/** The `generate` command. */
+export function generateCommand() {
+  const command = new Command("generate")
+    .description("make images from a text prompt (txt2img)")
+    .argument("[prompt]", "the prompt, in A1111 syntax: (word:1.2), [a:b:0.5], AND, BREAK")
+    .option("--width <px>", "image width (default from the model)", positiveInt("--width"))
+    .option("--height <px>", "image height (default from the model)", positiveInt("--height"))
+    .option("--jobs <file>", "run every job of a JSON-lines file (one job per line)")
+    .option("--shard <i/n>", "run only shard i of n of the batches (with --jobs or --batch-count)");
+  addDiffusionOptions(command);
+  command.addHelpText(
+    "after",
+    examples([
+      ['denoise generate "a red fox in snow" -m ./sd15 --seed 7 -o fox.png', "one image"],
+      [
+        'denoise generate "a lighthouse, (golden hour:1.2)" -m sd15 --sampler "DPM++ 2M Karras" | denoise meta read',
+        "A1111 sampler labels, image on stdout",
+      ],
+      [
+        'denoise generate "a cat" -m sd15 --batch-count 8 -o out/ --json',
+        "eight images into a folder, a JSON line each",
+      ],
+      ["denoise generate --jobs batch.jsonl --shard 2/4 -o out/", "one of four CI shards"],
+      ["denoise meta read fox.png | denoise generate --job - -o again.png", "remake an image"],
+    ]) + SEED_NOTE,
+  );
+  return command.action(async (prompt, commandOptions, cmd) => {
+    const options = commandOptions as typeof commandOptions & DiffusionOptions;
+    const ctx = runContext(cmd);
+    const explicit = explicitOptions(cmd);
+    const flags = jobFlags(explicit);
+    if (prompt !== undefined) flags.prompt = prompt;
+    let jobs: GenerateJob[];
+    if (options.jobs !== undefined) {
+      if (options.job !== undefined) throw new UsageError("Pass --jobs or --job, not both");
+      jobs = (await readJobsFile(options.jobs, flags)).map((j, i) => withSeed(j, i, true));
+    } else {
+      const loaded = await loadJobOption(options.job, { fromImage: extractJob });
+      const job = resolveJob(GenerateJob, "generate", {
+        flags,
+        ...(loaded ? { document: loaded.document, documentLabel: loaded.label } : {}),
+      });
+      jobs = [withSeed(job, 0, false)];
+    }
+    if (options.dryRun) {
+      await writeOutput(
+        jobs.map((j) => JSON.stringify(j, null, jobs.length > 1 ? 0 : 2)).join("\n") + "\n",
+        {
+          binary: false,
+        },
+      );
+      return;
+    }
+    const shard = options.shard === undefined ? undefined : parseShard(options.shard);
+    const all: BatchTask<GenerateJob>[] = jobs.flatMap((job, i) => planBatches(job, i));
+    const batches = shardBatches(all, shard);
+    const count = batches.reduce((n, b) => n + b.images.length, 0);
+    const plan = await planOutput(
+      options.output,
+      options.format,
+      count,
+      options.jobs !== undefined || shard !== undefined,
+    );
+    // Resume: skip batches whose every image already exists.
+    const todo = options.overwrite || plan.dir === undefined
+      ? batches
+      : batches.filter((b) => b.images.some((img) => !existsSync(imagePath(plan, img.name)!)));
+    const skipped = batches.length - todo.length;
+    if (skipped > 0) {
+      ctx.info(`skipping ${skipped} batch(es) whose images exist (--overwrite remakes them)`);
+    }
+    const runner = makeRunner(options);
+    let made = 0;
+    try {
+      await runner.run(todo, {
+        format: plan.format,
+        ...(options.quality !== undefined ? { quality: options.quality } : {}),
+        onProgress: ctx.progress.report,
+        onImage: async (image) => {
+          await writeImage(plan, image, { json: options.json, ctx });
+          made++;
+        },
+      });
+    } finally {
+      ctx.progress.finish();
+      await runner.release();
+    }
+    if (options.jobs !== undefined || count > 1) {
+      ctx.info(
+        `generate: ${made} image(s) made, ${count - made} skipped${
+          shard ? ` (shard ${shard.index}/${shard.count})` : ""
+        }`,
+      );
+    }
+  });
+}

@@ -1,0 +1,101 @@
+/**
+ * `denoise img2img [PROMPT] --image FILE|-`: repaint an image guided by a prompt. The input comes
+ * from stdin by default, so `denoise generate ... | denoise img2img ...` works.
+ *
+ * @module
+ */
+import { Command } from "@commander-js/extra-typings";
+import { UsageError } from "../lib/errors.ts";
+import { decodeImage, imageToTensor } from "../lib/image/codec.ts";
+import { readInput } from "../lib/io/input.ts";
+import { writeOutput } from "../lib/io/output.ts";
+import { Img2ImgJob, resolveJob } from "../lib/job.ts";
+import { extractJob } from "../lib/meta/extract_job.ts";
+import { planBatches, seedValue } from "../lib/pipeline/batch.ts";
+import { randomSeed } from "../lib/pipeline/sampling.ts";
+import { examples, explicitOptions, finiteNumber, loadJobOption, runContext } from "./common.ts";
+import {
+  addDiffusionOptions,
+  type DiffusionOptions,
+  imagePath,
+  jobFlags,
+  makeRunner,
+  planOutput,
+  SEED_NOTE,
+  writeImage,
+} from "./diffusion.ts";
+import { existsSync } from "node:fs";
+
+/** The `img2img` command. */
+export function img2imgCommand() {
+  const command = new Command("img2img")
+    .description("repaint an image guided by a prompt (image-to-image)")
+    .argument("[prompt]", "the prompt, in A1111 syntax")
+    .option("--image <file|->", "the input image (default: stdin)")
+    .option(
+      "--strength <s>",
+      "how much to repaint, 0..1 (A1111 denoising strength; default 0.75)",
+      finiteNumber("--strength"),
+    );
+  addDiffusionOptions(command);
+  command.addHelpText(
+    "after",
+    examples([
+      [
+        'denoise img2img "oil painting" --image photo.png -m ./sd15 --strength 0.6 -o out.png',
+        "repaint a file",
+      ],
+      [
+        'denoise generate "a castle" -m sd15 --seed 1 | denoise img2img "a castle at night" -m sd15 --strength 0.5 -o night.png',
+        "chain in a pipe",
+      ],
+    ]) + SEED_NOTE,
+  );
+  return command.action(async (prompt, commandOptions, cmd) => {
+    const options = commandOptions as typeof commandOptions & DiffusionOptions;
+    const ctx = runContext(cmd);
+    const flags = jobFlags(explicitOptions(cmd));
+    if (prompt !== undefined) flags.prompt = prompt;
+    if (options.job === "-" && (options.image === undefined || options.image === "-")) {
+      throw new UsageError("--job - and the input image cannot both come from stdin", {
+        hint: "pass the image with --image FILE",
+      });
+    }
+    const loaded = await loadJobOption(options.job, { fromImage: extractJob });
+    const input = await readInput(options.image, { what: "input image" });
+    if (options.image !== undefined && options.image !== "-") flags.image = options.image;
+    let job = resolveJob(Img2ImgJob, "img2img", {
+      flags,
+      ...(loaded ? { document: loaded.document, documentLabel: loaded.label } : {}),
+    });
+    if (job.seed === undefined) job = { ...job, seed: seedValue(randomSeed()) };
+    if (options.dryRun) {
+      await writeOutput(JSON.stringify(job, null, 2) + "\n", { binary: false });
+      return;
+    }
+    const raw = await decodeImage(input.bytes, { label: input.label, channels: 3 });
+    const image = {
+      data: imageToTensor(raw),
+      dims: [1, 3, raw.height, raw.width] as [number, number, number, number],
+    };
+    const batches = planBatches(job);
+    const count = batches.reduce((n, b) => n + b.images.length, 0);
+    const plan = await planOutput(options.output, options.format, count, false);
+    const todo = options.overwrite || plan.dir === undefined
+      ? batches
+      : batches.filter((b) => b.images.some((img) => !existsSync(imagePath(plan, img.name)!)));
+    const runner = makeRunner(options);
+    try {
+      await runner.run(todo, {
+        format: plan.format,
+        image,
+        ...(options.quality !== undefined ? { quality: options.quality } : {}),
+        onProgress: ctx.progress.report,
+        onImage: (made) => writeImage(plan, made, { json: options.json, ctx }),
+      });
+    } finally {
+      ctx.progress.finish();
+      await runner.release();
+    }
+  });
+}

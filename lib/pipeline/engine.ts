@@ -1,0 +1,129 @@
+/**
+ * Turning a component (config + weight file) into a running ONNX session, through the on-disk
+ * cache of built graphs (lib/onnx/cache.ts). The first run builds the graph, checks the weights
+ * for NaN/Inf, and writes `<cache>/graphs/<key>/model.onnx` whose initializers point into the
+ * weight file (hard linked beside it, so nothing big is copied); later runs load that directly.
+ *
+ * @module
+ */
+import * as fsp from "node:fs/promises";
+import { join } from "node:path";
+import { InputError } from "../errors.ts";
+import type { OnnxModel, TensorSource } from "../onnx/graph.ts";
+import { cacheKey, createCachedSession, fileIdentity } from "../onnx/cache.ts";
+import { readSource } from "../onnx/model_file.ts";
+import type { ExecutionProvider, OnnxSession } from "../onnx/session.ts";
+import { tensorSources } from "../onnx/tensor_sources.ts";
+import { SafetensorsFile } from "../weights/safetensors.ts";
+
+/**
+ * Bumped whenever a builder changes the graphs it emits, so stale cached graphs are not reused.
+ */
+export const GRAPH_REVISION = 1;
+
+/** Options shared by every session of a run. */
+export interface EngineOptions {
+  /** Root of the build cache (graphs go to `<cacheDir>/graphs/`). */
+  cacheDir: string;
+  /** Intra-op threads (default: ORT's choice). */
+  threads?: number | undefined;
+  /** Execution provider (default cpu). */
+  executionProvider?: ExecutionProvider;
+}
+
+/** What to build. */
+export interface ComponentSpec {
+  /** A short name used in messages and the cache key, e.g. "unet". */
+  kind: string;
+  /** The weight file (.safetensors). */
+  weights: string;
+  /** The raw config (part of the cache key). */
+  config: unknown;
+  /** Builds the graph from float32 tensor sources. */
+  build: (sources: Map<string, TensorSource>) => OnnxModel;
+  /**
+   * Changes applied to the sources before building (LoRA merges); `key` identifies them in the
+   * cache key.
+   */
+  transform?: {
+    key: string;
+    apply: (sources: Map<string, TensorSource>) => Promise<Map<string, TensorSource>>;
+  };
+}
+
+/** The cache key of a component: graph revision, kind, config, weight file identity, edits. */
+export async function componentKey(spec: ComponentSpec): Promise<string> {
+  return `${spec.kind}-${
+    cacheKey({
+      revision: GRAPH_REVISION,
+      kind: spec.kind,
+      config: spec.config,
+      file: await fileIdentity(spec.weights),
+      transform: spec.transform?.key ?? null,
+    })
+  }`;
+}
+
+/**
+ * Checks every float tensor for NaN or infinity, throwing an {@linkcode InputError} that names
+ * the first bad tensors. Runs once, when a graph is built.
+ */
+export async function assertFiniteWeights(
+  what: string,
+  sources: ReadonlyMap<string, TensorSource>,
+): Promise<void> {
+  const bad: string[] = [];
+  for (const [name, source] of sources) {
+    if (source.dtype !== "float32") continue;
+    const bytes = await readSource(name, source);
+    const view = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 2);
+    for (let i = 0; i < view.length; i++) {
+      const v = view[i]!;
+      if (v - v !== 0) {
+        bad.push(name);
+        break;
+      }
+    }
+    if (bad.length >= 3) break;
+  }
+  if (bad.length > 0) {
+    throw new InputError(
+      `Cannot use the ${what} weights: NaN or infinite values in ${
+        bad.map((n) => `"${n}"`).join(", ")
+      }`,
+      { hint: "the weight file is corrupt or was saved from a diverged training run" },
+    );
+  }
+}
+
+/** Weight files above this size do not get a second, ORT-optimised copy in the cache. */
+const OPTIMIZED_COPY_LIMIT = 256 * 1024 * 1024;
+
+/** Builds (or reuses) the graph of a component and opens a session on it. */
+export async function openComponent(
+  spec: ComponentSpec,
+  options: EngineOptions,
+): Promise<OnnxSession> {
+  const key = await componentKey(spec);
+  const size = (await fsp.stat(spec.weights)).size;
+  const { session } = await createCachedSession(
+    join(options.cacheDir, "graphs"),
+    key,
+    () => build(spec),
+    {
+      ...(options.threads !== undefined ? { threads: options.threads } : {}),
+      executionProvider: options.executionProvider ?? "cpu",
+      cacheOptimized: size < OPTIMIZED_COPY_LIMIT,
+    },
+  );
+  return session;
+}
+
+async function build(spec: ComponentSpec): Promise<OnnxModel> {
+  // The file stays open only while the graph is built; tensors are referenced by path.
+  using file = await SafetensorsFile.open(spec.weights);
+  let sources = tensorSources(file, { floatType: "float32" });
+  if (spec.transform) sources = await spec.transform.apply(sources);
+  await assertFiniteWeights(spec.kind, sources);
+  return spec.build(sources);
+}

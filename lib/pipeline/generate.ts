@@ -1,0 +1,206 @@
+/**
+ * txt2img and img2img, read top to bottom like Diffusers' `StableDiffusionPipeline.__call__`
+ * and `StableDiffusionImg2ImgPipeline.__call__`: same noise draws in the same order, same
+ * scheduler calls, same latent scaling, so a seed gives Diffusers' image.
+ *
+ * @module
+ */
+import { UsageError } from "../errors.ts";
+import { type RawImage, tensorToImage } from "../image/codec.ts";
+import type { ProgressCallback } from "../io/progress.ts";
+import { type Nchw, sampleLatent, scaleLatents } from "../models/vae.ts";
+import type { Scheduler } from "../schedulers/mod.ts";
+import { denoiseLatents, type StepConditioning } from "./denoise.ts";
+import { vaeFactor } from "./model.ts";
+import { batchGenerator, makeScheduler, type ScheduleFlag } from "./sampling.ts";
+import type { StableDiffusion } from "./stable_diffusion.ts";
+
+/** Builds the per-step conditioning of a run (see conditioning.ts). */
+export type Conditioner = (
+  sd: StableDiffusion,
+  scheduler: Scheduler,
+) => Promise<(i: number) => StepConditioning>;
+
+/** Parameters shared by txt2img and img2img. */
+export interface DiffusionParams {
+  steps: number;
+  cfg: number;
+  sampler?: string | undefined;
+  schedule?: ScheduleFlag | undefined;
+  /** One seed per image of the batch (image k of a run uses seed + k). */
+  seeds: bigint[];
+  rng: "cpu" | "nv";
+  guidanceRescale?: number;
+  vaeTiling?: boolean;
+  /** Produces the conditioning once the scheduler's timesteps are known. */
+  conditioner: Conditioner;
+  onProgress?: ProgressCallback;
+}
+
+/** txt2img parameters. */
+export interface Txt2ImgParams extends DiffusionParams {
+  width: number;
+  height: number;
+}
+
+/** img2img parameters. */
+export interface Img2ImgParams extends DiffusionParams {
+  /** The input as `[1, 3, H, W]` pixels in [-1, 1]; H and W multiples of the VAE factor. */
+  image: Nchw;
+  strength: number;
+}
+
+/** The outcome of one batch. */
+export interface DiffusionResult {
+  /** Final latents `[N, C, h, w]` (scaled, as the UNet sees them). */
+  latents: Nchw;
+  /** Decoded images, one per batch item. */
+  images: RawImage[];
+}
+
+/** Checks that a size fits the VAE grid. */
+export function checkSize(sd: StableDiffusion, width: number, height: number): void {
+  const f = vaeFactor(sd.model);
+  if (width % f !== 0 || height % f !== 0) {
+    throw new UsageError(
+      `Image size ${width}x${height} is not a multiple of ${f}, the model's VAE factor`,
+      { hint: `use e.g. ${Math.round(width / f) * f}x${Math.round(height / f) * f}` },
+    );
+  }
+}
+
+function scaleInPlace(x: Float32Array, s: number): Float32Array {
+  if (s !== 1) { for (let i = 0; i < x.length; i++) x[i] = Math.fround(x[i]! * s); }
+  return x;
+}
+
+/** Decodes final latents into 8-bit images. */
+export async function decodeImages(
+  sd: StableDiffusion,
+  latents: Nchw,
+  tiled: boolean,
+): Promise<RawImage[]> {
+  const [n, , h, w] = latents.dims;
+  const f = vaeFactor(sd.model);
+  const pixels = await sd.decode(latents, { tiled });
+  const plane = 3 * h * f * w * f;
+  const images: RawImage[] = [];
+  for (let k = 0; k < n; k++) {
+    images.push(tensorToImage(pixels.data.subarray(k * plane, (k + 1) * plane), w * f, h * f));
+  }
+  return images;
+}
+
+/**
+ * txt2img:
+ * 1. scheduler and timesteps; 2. conditioning per step; 3. initial noise
+ * `randn([N, C, h, w]) * init_noise_sigma` from the seeded generator; 4. denoising loop (the
+ * same generator feeds ancestral noise); 5. VAE decode.
+ */
+export async function txt2img(sd: StableDiffusion, p: Txt2ImgParams): Promise<DiffusionResult> {
+  checkSize(sd, p.width, p.height);
+  // 1. Scheduler
+  const scheduler = makeScheduler(sd.model.schedulerConfig, p.sampler, p.schedule);
+  scheduler.setTimesteps(p.steps);
+  // 2. Conditioning
+  const conditioning = await p.conditioner(sd, scheduler);
+  if (sd.options.lowMemory) {
+    await sd.releaseSession("text_encoder");
+    await sd.releaseSession("text_encoder_2");
+  }
+  // 3. Initial latents
+  const f = vaeFactor(sd.model);
+  const channels = sd.model.unet.config.outChannels;
+  const shape: [number, number, number, number] = [
+    p.seeds.length,
+    channels,
+    p.height / f,
+    p.width / f,
+  ];
+  const rng = batchGenerator(p.rng, p.seeds);
+  const latents = scaleInPlace(rng.randn(shape), scheduler.initNoiseSigma);
+  // 4. Denoising loop
+  const final = await denoiseLatents({
+    scheduler,
+    latents,
+    shape,
+    conditioning,
+    guidanceScale: p.cfg,
+    guidanceRescale: p.guidanceRescale ?? 0,
+    unet: sd.unetCall(),
+    rng,
+    ...(p.onProgress ? { onProgress: p.onProgress } : {}),
+  });
+  if (sd.options.lowMemory) await sd.releaseSession("unet");
+  // 5. Decode
+  const out: Nchw = { data: final, dims: shape };
+  return { latents: out, images: await decodeImages(sd, out, p.vaeTiling ?? false) };
+}
+
+/**
+ * img2img:
+ * 1. scheduler, and the tail of its timesteps for `strength` (Diffusers `get_timesteps`);
+ * 2. conditioning; 3. encode the image: `latent_dist.sample(generator)` draws first, then
+ * `scaling_factor`; 4. `add_noise` with a second draw at the first kept timestep; 5. the loop;
+ * 6. decode.
+ */
+export async function img2img(sd: StableDiffusion, p: Img2ImgParams): Promise<DiffusionResult> {
+  const [, , height, width] = p.image.dims;
+  checkSize(sd, width, height);
+  // 1. Scheduler and timesteps
+  const scheduler = makeScheduler(sd.model.schedulerConfig, p.sampler, p.schedule);
+  const { timesteps, startIndex } = scheduler.img2imgTimesteps(p.steps, p.strength);
+  if (timesteps.length === 0) {
+    throw new UsageError(
+      `Strength ${p.strength} with ${p.steps} steps leaves no denoising step`,
+      { hint: "raise --strength or --steps" },
+    );
+  }
+  // 2. Conditioning
+  const conditioning = await p.conditioner(sd, scheduler);
+  if (sd.options.lowMemory) {
+    await sd.releaseSession("text_encoder");
+    await sd.releaseSession("text_encoder_2");
+  }
+  // 3. Encode the image; the posterior sample is the first draw of each image's generator
+  const rng = batchGenerator(p.rng, p.seeds);
+  const posterior = await sd.encode(p.image, { tiled: p.vaeTiling ?? false });
+  if (sd.options.lowMemory) await sd.releaseSession("vae_encoder");
+  const n = p.seeds.length;
+  const [, c, h, w] = posterior.mean.dims;
+  const shape: [number, number, number, number] = [n, c, h, w];
+  const repeat = (x: Nchw): Nchw => {
+    const out = new Float32Array(n * x.data.length);
+    for (let k = 0; k < n; k++) out.set(x.data, k * x.data.length);
+    return { data: out, dims: shape };
+  };
+  const batched = {
+    mean: repeat(posterior.mean),
+    logvar: repeat(posterior.logvar),
+    std: repeat(posterior.std),
+  };
+  const init = scaleLatents(
+    { data: sampleLatent(batched, rng.randn(shape)), dims: shape },
+    sd.model.vae.config,
+  );
+  // 4. Noise to the first kept timestep
+  const noise = rng.randn(shape);
+  const latents = scheduler.addNoise(init, noise, startIndex);
+  // 5. Denoising loop
+  const final = await denoiseLatents({
+    scheduler,
+    latents,
+    shape,
+    startIndex,
+    conditioning,
+    guidanceScale: p.cfg,
+    guidanceRescale: p.guidanceRescale ?? 0,
+    unet: sd.unetCall(),
+    rng,
+    ...(p.onProgress ? { onProgress: p.onProgress } : {}),
+  });
+  if (sd.options.lowMemory) await sd.releaseSession("unet");
+  // 6. Decode
+  const out: Nchw = { data: final, dims: shape };
+  return { latents: out, images: await decodeImages(sd, out, p.vaeTiling ?? false) };
+}

@@ -1,0 +1,131 @@
+/**
+ * What every image denoise writes carries: an A1111-compatible `parameters` text and the full Job
+ * as JSON (PNG chunk "denoise"), so `meta read` shows it and `--job image.png` replays it.
+ *
+ * @module
+ */
+import { encodeImage, type ImageFormat, type RawImage } from "../image/codec.ts";
+import { formatInfotext } from "../meta/a1111.ts";
+import { DENOISE_JOB_KEYWORD } from "../meta/read.ts";
+import { writeMetadata } from "../meta/write.ts";
+import { resolveSampler, samplerTable } from "../schedulers/mod.ts";
+
+/** The Job fields the infotext reads. */
+export interface InfotextJob {
+  command: string;
+  prompt: string;
+  negative: string;
+  steps: number;
+  cfg?: number | undefined;
+  sampler?: string | undefined;
+  schedule?: string | undefined;
+  seed?: number | string | undefined;
+  clipSkip: number;
+  strength?: number;
+  hiresScale?: number | undefined;
+  hiresSteps?: number | undefined;
+  hiresStrength?: number;
+  hiresUpscaler?: string;
+  rng: string;
+  emphasis?: string;
+}
+
+/** Facts known only at run time. */
+export interface InfotextContext {
+  width: number;
+  height: number;
+  /** Guidance actually used (the family default when the job has none). */
+  cfg: number;
+  /** The model's scheduler class (used when the job names no sampler). */
+  schedulerClass: string;
+  schedulerConfig: Record<string, unknown>;
+  /** Model name (folder or file stem). */
+  modelName: string;
+  version: string;
+  /** Extra `Key: value` pairs (Lora hashes, TI hashes...). */
+  extra?: Record<string, string>;
+}
+
+function samplerLabels(
+  job: InfotextJob,
+  ctx: InfotextContext,
+): { sampler: string; schedule?: string } {
+  try {
+    const resolved = job.sampler !== undefined
+      ? resolveSampler(job.sampler)
+      : resolveSampler(ctx.schedulerClass, undefined, ctx.schedulerConfig);
+    const schedule = job.schedule ?? resolved.schedule;
+    const label = labelOf(resolved.sampler);
+    const out: { sampler: string; schedule?: string } = { sampler: label };
+    if (schedule !== "default") out.schedule = scheduleLabel(schedule);
+    return out;
+  } catch {
+    return { sampler: job.sampler ?? ctx.schedulerClass };
+  }
+}
+
+const A1111_SCHEDULE_LABELS: Record<string, string> = {
+  karras: "Karras",
+  exponential: "Exponential",
+  beta: "Beta",
+  "sgm-uniform": "SGM Uniform",
+  sgm_uniform: "SGM Uniform",
+  simple: "Simple",
+};
+
+function scheduleLabel(schedule: string): string {
+  return A1111_SCHEDULE_LABELS[schedule] ?? schedule;
+}
+
+/** The A1111 label of a denoise sampler name, without a schedule suffix. */
+function labelOf(sampler: string): string {
+  return samplerTable().find((r) => r.sampler === sampler)?.a1111 ?? sampler;
+}
+
+/** Formats the A1111 `parameters` text of one image. */
+export function infotextFor(job: InfotextJob, ctx: InfotextContext): string {
+  const labels = samplerLabels(job, ctx);
+  const params: Record<string, string> = {
+    Steps: String(job.steps),
+    Sampler: labels.sampler,
+  };
+  if (labels.schedule) params["Schedule type"] = labels.schedule;
+  params["CFG scale"] = String(ctx.cfg);
+  params["Seed"] = String(job.seed ?? "");
+  params["Size"] = `${ctx.width}x${ctx.height}`;
+  params["Model"] = ctx.modelName;
+  if (job.clipSkip > 1) params["Clip skip"] = String(job.clipSkip);
+  if (job.strength !== undefined) params["Denoising strength"] = String(job.strength);
+  if (job.hiresScale !== undefined) {
+    params["Hires upscale"] = String(job.hiresScale);
+    params["Hires steps"] = String(job.hiresSteps ?? job.steps);
+    params["Hires upscaler"] = job.hiresUpscaler === "lanczos" ? "Lanczos" : "Latent";
+    params["Denoising strength"] = String(job.hiresStrength ?? 0.7);
+  }
+  if (job.rng === "nv") params["RNG"] = "NV";
+  else params["RNG"] = "CPU";
+  if (job.emphasis !== undefined && job.emphasis !== "original") {
+    params["Emphasis"] = job.emphasis === "none" ? "None" : "No norm";
+  }
+  Object.assign(params, ctx.extra ?? {});
+  params["Version"] = ctx.version;
+  return formatInfotext({
+    prompt: job.prompt,
+    negativePrompt: job.negative,
+    params,
+    extraLines: [],
+  });
+}
+
+/** Encodes an image and attaches the infotext and the Job (JPEG/WebP hold the infotext only). */
+export async function encodeWithMetadata(
+  image: RawImage,
+  format: ImageFormat,
+  metadata: { infotext: string; job: unknown },
+  options: { quality?: number } = {},
+): Promise<Uint8Array> {
+  const bytes = await encodeImage(image, format, options);
+  const set: Record<string, string> = { parameters: metadata.infotext };
+  if (format === "png") set[DENOISE_JOB_KEYWORD] = JSON.stringify(metadata.job);
+  return writeMetadata(bytes, { set });
+}
