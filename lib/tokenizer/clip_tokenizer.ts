@@ -105,6 +105,7 @@ export class ClipTokenizer {
   #cache = new Map<string, string[]>();
   #added = new Map<string, number[]>(); // unsplittable text -> ids it encodes to
   #addedById = new Map<number, string>();
+  #groupLength = new Map<number, number>(); // first id of an added token -> ids it expands to
   #splitters: string[] = [];
   #vocabSize: number;
 
@@ -164,6 +165,7 @@ export class ClipTokenizer {
       if (!this.#encoder.has(token)) {
         this.#added.set(token, [id]);
         this.#addedById.set(id, token);
+        this.#groupLength.set(id, 1);
         this.#vocabSize = Math.max(this.#vocabSize, id + 1);
       }
     }
@@ -269,6 +271,7 @@ export class ClipTokenizer {
       return id;
     });
     this.#added.set(name, ids);
+    this.#groupLength.set(ids[0] as number, ids.length);
     names.slice(1).forEach((n, i) => this.#added.set(n, [ids[i + 1] as number]));
     this.#rebuildSplitters();
     return ids;
@@ -277,6 +280,14 @@ export class ClipTokenizer {
   /** The added (textual-inversion) token name an id belongs to, if any. */
   addedTokenOf(id: number): string | undefined {
     return this.#addedById.get(id);
+  }
+
+  /**
+   * For the first id of a token added with {@linkcode addTokens}, the number of ids `name`
+   * expands to (its embedding's vectors); undefined for any other id.
+   */
+  addedTokenLength(id: number): number | undefined {
+    return this.#groupLength.get(id);
   }
 
   /** Token ids of `text`, without BOS/EOS and without truncation. */
