@@ -34,6 +34,8 @@ import {
   roundHalfEven,
   type Scheduler,
   type SchedulerConfig,
+  sgmUniformSigmas,
+  simpleSigmas,
   thresholdSample,
   type TimestepSpacing,
 } from "./common.ts";
@@ -241,10 +243,11 @@ export function sigmaMinOf(tables: VpTables): number {
 }
 
 /**
- * Replaces interpolated sigmas by a karras / exponential / beta schedule between the first and
- * last training sigma, and the timesteps by their `_sigma_to_t` (rounded for karras and Lu
- * lambdas as Diffusers 0.27 does; truncated for exponential and beta, as Diffusers 0.32 does:
- * those two schedules are not in 0.27's DPM solvers and are offered as newer Diffusers has them).
+ * Replaces interpolated sigmas by a karras / exponential / beta / sgm_uniform / simple schedule
+ * between the first and last training sigma, and the timesteps by their `_sigma_to_t` (rounded
+ * for karras and Lu lambdas as Diffusers 0.27 does; truncated for exponential and beta, as
+ * Diffusers 0.32 does: those two are not in 0.27's DPM solvers and are offered as newer Diffusers
+ * has them; rounded for A1111's sgm_uniform and simple).
  */
 export function solverSigmaSchedule(
   schedule: SchedulerConfig["sigmaSchedule"] | "lu",
@@ -269,10 +272,15 @@ export function solverSigmaSchedule(
   } else if (schedule === "beta") {
     sigmas = betaSigmas(sigmaMin, sigmaMax, n, betaShape.alpha, betaShape.beta);
     round = false;
+  } else if (schedule === "sgm_uniform") {
+    // A1111 / ComfyUI schedules (denoise extensions; Diffusers has no key for them)
+    sigmas = sgmUniformSigmas(sigmaMin, sigmaMax, n, tables.logSigmas);
+  } else if (schedule === "simple") {
+    sigmas = simpleSigmas(n, tables.sigmas);
   } else {
     throw new RangeError(
-      `sigma schedule "${schedule}" is not available for DPM-Solver schedulers: ` +
-        'use "default", "karras", "exponential" or "beta"',
+      `sigma schedule "${schedule}" is not available for DPM-Solver schedulers: use "default", ` +
+        '"karras", "exponential", "beta", "sgm_uniform" or "simple"',
     );
   }
   const timesteps = sigmas.map((s) => {

@@ -358,3 +358,20 @@ Deno.test("DPMSolverMultistepScheduler drops the variance channels of learned-va
   assert.deepEqual(make("learned_range").step(withVar, 0, x), make(null).step(eps, 0, x));
   assert.throws(() => make(null).step(withVar, 0, x), TypeError);
 });
+
+Deno.test("DPM-Solver schedulers accept every denoise sigma schedule", () => {
+  for (const sigma_schedule of ["exponential", "beta", "sgm_uniform", "simple"]) {
+    const s = new DPMSolverMultistepScheduler({ ...SD15, sigma_schedule });
+    s.setTimesteps(8);
+    assert.equal(s.sigmas.length, 9);
+    for (let k = 1; k < 8; k++) {
+      assert.ok(s.sigmas[k]! < s.sigmas[k - 1]!, `${sigma_schedule} sigmas descend`);
+      assert.ok(s.timesteps[k]! <= s.timesteps[k - 1]!, `${sigma_schedule} timesteps descend`);
+    }
+    checkConstantX0(
+      new DPMSolverMultistepScheduler({ ...SD15, sigma_schedule }),
+      8,
+      sigma_schedule,
+    );
+  }
+});
