@@ -250,8 +250,9 @@ export function planConditioning(
         }
       }
       for (const id of ids) {
+        // Only the first id of an embedding carries its name (the rest are name_1, ...).
         const name = main.addedTokenOf(id);
-        if (name !== undefined) used.add(name);
+        if (name !== undefined && main.addedTokenLength(id) !== undefined) used.add(name);
       }
       // A1111 treats only an unmerged, unweighted ["BREAK", -1] as a chunk break.
       const isBreak = syntax === "a1111" && fragment === "BREAK" && weight === -1;

@@ -127,7 +127,9 @@ export class ClipTokenizer {
       const key = `${parts[0]} ${parts[1]}`;
       if (!this.#ranks.has(key)) this.#ranks.set(key, rank);
     });
-    this.#vocabSize = this.#encoder.size;
+    // New ids go after the largest id in use (vocab.json need not be dense).
+    this.#vocabSize = 0;
+    for (const id of this.#decoder.keys()) this.#vocabSize = Math.max(this.#vocabSize, id + 1);
 
     // special_tokens_map.json overrides tokenizer_config.json, which overrides CLIPTokenizer's
     // defaults (tokenization_utils_base.py _from_pretrained).
