@@ -9,7 +9,7 @@ import { basename, resolve } from "node:path";
 import { ModelNotFoundError, UsageError } from "../errors.ts";
 import type { ImageFormat } from "../image/codec.ts";
 import type { ProgressCallback } from "../io/progress.ts";
-import type { GenerateJob, Img2ImgJob } from "../job.ts";
+import { GenerateJob, Img2ImgJob } from "../job.ts";
 import type { Nchw } from "../models/vae.ts";
 import { lockedModel, modelDir, type ModelsLock, modelStatus } from "../hub/mod.ts";
 import type { BatchTask } from "./batch.ts";
@@ -163,11 +163,11 @@ export class DiffusionRunner {
       for (let k = 0; k < batch.images.length; k++) {
         const task = batch.images[k]!;
         const image = result.images[k]!;
-        const taskJob = { ...task.job, cfg, width, height } as GenerateJob | Img2ImgJob;
-        if (job.command === "img2img") {
-          delete (taskJob as { width?: number }).width;
-          delete (taskJob as { height?: number }).height;
-        }
+        // Record what was used (guidance, size), in the schema's key order, so the stored Job
+        // serialises the same way when it is replayed.
+        const taskJob: GenerateJob | Img2ImgJob = job.command === "img2img"
+          ? Img2ImgJob.parse({ ...task.job, cfg })
+          : GenerateJob.parse({ ...task.job, cfg, width, height });
         const infotext = infotextFor(
           {
             ...taskJob,
