@@ -3,6 +3,8 @@
  *
  * `deno task bench` runs the short part: building and running the tiny SD 1.x-shaped UNet.
  *
+ * `DENOISE_BENCH_ATTENTION=onnx` selects the plain-ops attention kernel (default "fused").
+ *
  * `DENOISE_BENCH_FULL=1 deno task bench` (or `DENOISE_BENCH_FULL=1 deno run -A
  * bench/unet_bench.ts`) also measures a full-size SD 1.5-shaped UNet with random weights,
  * written once (3.4 GB fp32, generated in chunks) to `$DENOISE_BENCH_DIR` (default a temp
@@ -174,14 +176,16 @@ async function fullBenchmark(): Promise<void> {
     resetPeakRss();
     const t1 = performance.now();
     const file = await SafetensorsFile.open(weightsPath);
-    const model = buildUnet(config, tensorSources(file));
+    const attention = Deno.env.get("DENOISE_BENCH_ATTENTION") === "onnx" ? "onnx" : "fused";
+    const model = buildUnet(config, tensorSources(file), { attention });
+    log("attention kernel", attention);
     log("graph build (open header + buildUnet)", `${(performance.now() - t1).toFixed(0)} ms`);
     log("graph nodes", String(model.proto.graph.node.length));
 
     // 2. Cold start: write the model into the cache (external data into a hard link of the
     //    weights), let ORT optimise it and save the optimised model.
     resetPeakRss();
-    const key = "sd15-unet-bench";
+    const key = `sd15-unet-bench-${attention}`;
     const t2 = performance.now();
     const cold = await createCachedSession(cacheDir, key, () => model, { ...threads });
     log(

@@ -26,6 +26,7 @@
 import { GraphBuilder, type OnnxModel, type TensorSource, type Value } from "../onnx/graph.ts";
 import type { UnetConfig } from "./config.ts";
 import {
+  type AttentionKernel,
   batchDim,
   conv2d,
   downsample2d,
@@ -45,6 +46,8 @@ export interface UnetBuildOptions {
   controlnetResiduals?: boolean;
   /** Graph name (default "unet"). */
   name?: string;
+  /** Attention kernel (default `"fused"`, onnxruntime's MultiHeadAttention). */
+  attention?: AttentionKernel;
 }
 
 /** One ControlNet residual input of the UNet graph. */
@@ -118,7 +121,9 @@ export function buildUnet(
   options: UnetBuildOptions = {},
 ): OnnxModel {
   const g = new GraphBuilder(options.name ?? "unet");
-  const c = new ModelContext(g, "UNet2DConditionModel", weights);
+  const c = new ModelContext(g, "UNet2DConditionModel", weights, {
+    attention: options.attention ?? "fused",
+  });
   const boc = config.blockOutChannels;
   const n = boc.length;
   const groups = config.normNumGroups;

@@ -7,7 +7,7 @@ import { createSession, type HostTensor, hostTensor } from "../onnx/session.ts";
 import { SafetensorsFile } from "../weights/safetensors.ts";
 import { TINY_SD15_UNET, TINY_SD2_UNET, TINY_SDXL_UNET } from "../../tests/fixtures/configs.ts";
 import { parseUnetConfig, type UnetConfig } from "./config.ts";
-import { memoryWeights } from "./layers.ts";
+import { type AttentionKernel, memoryWeights } from "./layers.ts";
 import { randomWeights, unetParameterShapes } from "./random.ts";
 import { tensorSources } from "../onnx/tensor_sources.ts";
 import { buildUnet, unetResidualSpecs } from "./unet.ts";
@@ -20,12 +20,12 @@ interface Reference {
   };
 }
 
-async function checkUnetParity(set: string): Promise<void> {
+async function checkUnetParity(set: string, attention: AttentionKernel): Promise<void> {
   const dir = sharedPath(`golden/models/${set}/pipeline/unet`);
   const ref = readModelReference<Reference>(set);
   const config = parseUnetConfig(JSON.parse(await Deno.readTextFile(`${dir}/config.json`)));
   using file = await SafetensorsFile.open(`${dir}/diffusion_pytorch_model.safetensors`);
-  const model = buildUnet(config, tensorSources(file));
+  const model = buildUnet(config, tensorSources(file), { attention });
   const session = await createSession(await serializeModel(model), { threads: 2 });
   try {
     for (const t of ["10", "999"]) {
@@ -44,24 +44,32 @@ async function checkUnetParity(set: string): Promise<void> {
       });
       const want = ref.unet.out[t]!;
       assert.deepEqual(out.out_sample!.dims, want.shape);
-      assertClose(out.out_sample!.data as Float32Array, want.values, 1e-4, `${set} unet t=${t}`);
+      assertClose(
+        out.out_sample!.data as Float32Array,
+        want.values,
+        1e-4,
+        `${set} unet (${attention} attention) t=${t}`,
+      );
     }
   } finally {
     await session.release();
   }
 }
 
-Deno.test({
-  name: "buildUnet() matches Diffusers on tiny_dummy at t=10 and t=999",
-  ignore: !hasShared,
-  fn: () => checkUnetParity("tiny_dummy"),
-});
+for (const attention of ["fused", "onnx"] as const) {
+  Deno.test({
+    name: `buildUnet() matches Diffusers on tiny_dummy at t=10 and t=999 (${attention} attention)`,
+    ignore: !hasShared,
+    fn: () => checkUnetParity("tiny_dummy", attention),
+  });
 
-Deno.test({
-  name: "buildUnet() matches Diffusers on tiny_sd (SD 1.x block layout) at t=10 and t=999",
-  ignore: !hasShared,
-  fn: () => checkUnetParity("tiny_sd"),
-});
+  Deno.test({
+    name:
+      `buildUnet() matches Diffusers on tiny_sd (SD 1.x layout) at t=10 and t=999 (${attention})`,
+    ignore: !hasShared,
+    fn: () => checkUnetParity("tiny_sd", attention),
+  });
+}
 
 function seeded(n: number, seed: number): Float32Array {
   const out = new Float32Array(n);

@@ -18,6 +18,7 @@
 import { GraphBuilder, type OnnxModel, type TensorSource, type Value } from "../onnx/graph.ts";
 import type { VaeConfig } from "./config.ts";
 import {
+  type AttentionKernel,
   conv2d,
   downsample2d,
   groupNorm,
@@ -33,6 +34,8 @@ import {
 export interface VaeBuildOptions {
   /** Graph name (default "vae_encoder" / "vae_decoder"). */
   name?: string;
+  /** Attention kernel of the mid block (default `"fused"`). */
+  attention?: AttentionKernel;
 }
 
 /** Spatial factor between pixels and latents: `2 ** (blocks - 1)` (8 for SD). */
@@ -78,7 +81,9 @@ export function buildVaeEncoder(
 ): OnnxModel {
   const g = new GraphBuilder(options.name ?? "vae_encoder");
   const own = selectWeights(weights, ["encoder.", "quant_conv."]);
-  const c = new ModelContext(g, "AutoencoderKL encoder", own);
+  const c = new ModelContext(g, "AutoencoderKL encoder", own, {
+    attention: options.attention ?? "fused",
+  });
   const boc = config.blockOutChannels;
   const groups = config.normNumGroups;
   const lc = config.latentChannels;
@@ -131,7 +136,9 @@ export function buildVaeDecoder(
 ): OnnxModel {
   const g = new GraphBuilder(options.name ?? "vae_decoder");
   const own = selectWeights(weights, ["decoder.", "post_quant_conv."]);
-  const c = new ModelContext(g, "AutoencoderKL decoder", own);
+  const c = new ModelContext(g, "AutoencoderKL decoder", own, {
+    attention: options.attention ?? "fused",
+  });
   const reversed = [...config.blockOutChannels].reverse();
   const groups = config.normNumGroups;
   const lc = config.latentChannels;

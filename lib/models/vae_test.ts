@@ -6,6 +6,7 @@ import { createSession, hostTensor, type OnnxSession } from "../onnx/session.ts"
 import { tensorSources } from "../onnx/tensor_sources.ts";
 import { SafetensorsFile } from "../weights/safetensors.ts";
 import { parseVaeConfig } from "./config.ts";
+import type { AttentionKernel } from "./layers.ts";
 import {
   buildVaeDecoder,
   buildVaeEncoder,
@@ -38,46 +39,64 @@ async function runOne(session: OnnxSession, input: string, x: Nchw): Promise<Nch
   return { data: t.data as Float32Array, dims: [...t.dims] as Nchw["dims"] };
 }
 
-async function checkVaeParity(set: string): Promise<void> {
+async function checkVaeParity(set: string, attention: AttentionKernel): Promise<void> {
   const dir = sharedPath(`golden/models/${set}/pipeline/vae`);
   const ref = readModelReference<Reference>(set).vae;
   const config = parseVaeConfig(JSON.parse(await Deno.readTextFile(`${dir}/config.json`)));
   using file = await SafetensorsFile.open(`${dir}/diffusion_pytorch_model.safetensors`);
   const weights = tensorSources(file);
-  const encoder = await createSession(await serializeModel(buildVaeEncoder(config, weights)), {
-    threads: 2,
-  });
-  const decoder = await createSession(await serializeModel(buildVaeDecoder(config, weights)), {
-    threads: 2,
-  });
+  const encoder = await createSession(
+    await serializeModel(buildVaeEncoder(config, weights, { attention })),
+    {
+      threads: 2,
+    },
+  );
+  const decoder = await createSession(
+    await serializeModel(buildVaeDecoder(config, weights, { attention })),
+    {
+      threads: 2,
+    },
+  );
   try {
     const moments = await runOne(encoder, "sample", nchw(ref.input));
     const dist = latentDistribution(moments);
     assert.deepEqual(dist.mean.dims, ref.latent_mean.shape);
-    assertClose(dist.mean.data, ref.latent_mean.values, 1e-4, `${set} vae latent mean`);
-    assertClose(dist.std.data, ref.latent_std.values, 1e-4, `${set} vae latent std`);
+    assertClose(
+      dist.mean.data,
+      ref.latent_mean.values,
+      1e-4,
+      `${set} vae latent mean (${attention})`,
+    );
+    assertClose(dist.std.data, ref.latent_std.values, 1e-4, `${set} vae latent std (${attention})`);
     const decodedMean = await runOne(decoder, "latent_sample", nchw(ref.latent_mean));
     assert.deepEqual(decodedMean.dims, ref.decode_mean.shape);
-    assertClose(decodedMean.data, ref.decode_mean.values, 1e-4, `${set} vae decode(mean)`);
+    assertClose(
+      decodedMean.data,
+      ref.decode_mean.values,
+      1e-4,
+      `${set} vae decode(mean) (${attention})`,
+    );
     const decodedZ = await runOne(decoder, "latent_sample", nchw(ref.z));
-    assertClose(decodedZ.data, ref.decode_z.values, 1e-4, `${set} vae decode(z)`);
+    assertClose(decodedZ.data, ref.decode_z.values, 1e-4, `${set} vae decode(z) (${attention})`);
   } finally {
     await encoder.release();
     await decoder.release();
   }
 }
 
-Deno.test({
-  name: "buildVaeEncoder() and buildVaeDecoder() match Diffusers on tiny_dummy",
-  ignore: !hasShared,
-  fn: () => checkVaeParity("tiny_dummy"),
-});
+for (const attention of ["fused", "onnx"] as const) {
+  Deno.test({
+    name: `buildVaeEncoder() and buildVaeDecoder() match Diffusers on tiny_dummy (${attention})`,
+    ignore: !hasShared,
+    fn: () => checkVaeParity("tiny_dummy", attention),
+  });
 
-Deno.test({
-  name: "buildVaeEncoder() and buildVaeDecoder() match Diffusers on tiny_sd (4-block VAE)",
-  ignore: !hasShared,
-  fn: () => checkVaeParity("tiny_sd"),
-});
+  Deno.test({
+    name: `buildVaeEncoder() and buildVaeDecoder() match Diffusers on tiny_sd (${attention})`,
+    ignore: !hasShared,
+    fn: () => checkVaeParity("tiny_sd", attention),
+  });
+}
 
 Deno.test("buildVaeDecoder() lists missing and unused weights in one error", () => {
   const config = parseVaeConfig({
