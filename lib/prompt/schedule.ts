@@ -120,7 +120,9 @@ export function promptSchedules(
   const intOffset = base ? 0 : steps;
   const floatOffset = base ? 0 : 1;
   const total = base ? steps : options.hiresSteps ?? steps;
-  const parsed = parseBrackets(prompt, "tolerant");
+  // A strict parse, when it succeeds, equals the tolerant one and skips its backtracking.
+  const strict = parseBrackets(prompt, "strict");
+  const parsed = strict.ok ? strict : parseBrackets(prompt, "tolerant");
   if (!parsed.ok) return [[total, prompt]];
   const cache = new Map<string, number>();
   const whenOf = (when: string): number => {

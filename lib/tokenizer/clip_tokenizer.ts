@@ -81,10 +81,10 @@ function tokenContent(value: unknown): string | undefined {
  * ```ts
  * import { ClipTokenizer } from "./clip_tokenizer.ts";
  * const tok = new ClipTokenizer({
- *   vocab: { "a</w>": 0, "cat</w>": 1, "c": 2, "at</w>": 3, "<|startoftext|>": 4, "<|endoftext|>": 5 },
- *   merges: "#version: 0.2\nc at</w>",
+ *   vocab: { "a</w>": 0, "c": 1, "a": 2, "t</w>": 3, "ca": 4, "cat</w>": 5, "<|endoftext|>": 6 },
+ *   merges: "#version: 0.2\nc a\nca t</w>",
  * });
- * console.assert(tok.encode("A cat").join() === "0,2,3");
+ * console.assert(tok.encode("A cat").join() === "0,5");
  * ```
  */
 export class ClipTokenizer {
