@@ -32,7 +32,7 @@ export interface DiffusionOptions {
   vae?: string;
   vaeTiling?: true;
   promptSyntax?: "a1111" | "plain";
-  emphasis?: "original" | "no-norm" | "none";
+  emphasis?: "original" | "no-norm" | "ignore" | "none";
   guidanceRescale?: number;
   output?: string;
   format?: ImageFormat;

@@ -210,8 +210,8 @@ const diffusionFields = {
   vaeTiling: z.boolean().default(false),
   /** Prompt language: A1111 syntax or plain text. */
   promptSyntax: z.enum(["a1111", "plain"]).default("a1111"),
-  /** How token weights apply (A1111 "Emphasis mode"). */
-  emphasis: z.enum(["original", "no-norm", "none"]).default("original"),
+  /** How token weights apply (A1111 "Emphasis mode"; "none" keeps brackets as text). */
+  emphasis: z.enum(["original", "no-norm", "ignore", "none"]).default("original"),
   /** Diffusers guidance_rescale (0 = off). */
   guidanceRescale: z.number().min(0).max(1).default(0),
 };

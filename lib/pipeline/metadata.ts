@@ -105,7 +105,8 @@ export function infotextFor(job: InfotextJob, ctx: InfotextContext): string {
   if (job.rng === "nv") params["RNG"] = "NV";
   else params["RNG"] = "CPU";
   if (job.emphasis !== undefined && job.emphasis !== "original") {
-    params["Emphasis"] = job.emphasis === "none" ? "None" : "No norm";
+    params["Emphasis"] = { none: "None", ignore: "Ignore", "no-norm": "No norm" }[job.emphasis] ??
+      job.emphasis;
   }
   Object.assign(params, ctx.extra ?? {});
   params["Version"] = ctx.version;
