@@ -38,6 +38,13 @@ export interface ConditioningPlanOptions {
   commaPaddingBacktrack?: number;
   /** Steps of a hires-fix pass (see {@linkcode promptSchedules}). */
   hiresSteps?: number;
+  /**
+   * Names of textual-inversion embeddings already added to the tokenizer(s) with
+   * `ClipTokenizer.addTokens`. The tokenizer finds a name only as written (case-sensitive, like
+   * Diffusers); names listed here are also found as A1111 finds them: wherever the tokens of the
+   * lower-cased name appear in the prompt's tokens ("easynegative" for "EasyNegative").
+   */
+  embeddings?: readonly string[];
 }
 
 /** The prompt and negative prompt of one image, and its sampling steps. */
@@ -229,6 +236,41 @@ export function planConditioning(
   checkInteger(clipSkip, "clipSkip", 1);
   checkInteger(backtrack, "commaPaddingBacktrack", 0);
 
+  // A1111's EmbeddingDatabase: each name's ordinary token ids, longest first per first id.
+  const embeddingLookup = new Map<number, Array<{ bpe: number[]; ids: number[] }>>();
+  for (const name of options.embeddings ?? []) {
+    const ids = main.encode(name);
+    const head = ids[0];
+    if (head === undefined || ids.length !== main.addedTokenLength(head)) {
+      throw new RangeError(
+        `Cannot plan conditioning: embedding "${name}" is not in the tokenizer; add it with addTokens() first`,
+      );
+    }
+    const bpe = main.encode(name, { addedTokens: false });
+    const first = bpe[0];
+    if (first === undefined) continue;
+    const list = embeddingLookup.get(first) ?? [];
+    list.push({ bpe, ids });
+    list.sort((a, b) => b.bpe.length - a.bpe.length);
+    embeddingLookup.set(first, list);
+  }
+  const expandEmbeddings = (ids: number[]): number[] => {
+    if (embeddingLookup.size === 0) return ids;
+    const out: number[] = [];
+    for (let i = 0; i < ids.length;) {
+      const match = embeddingLookup.get(ids[i] as number)?.find((e) =>
+        e.bpe.every((id, k) => ids[i + k] === id)
+      );
+      if (match === undefined) {
+        out.push(ids[i++] as number);
+      } else {
+        out.push(...match.ids);
+        i += match.bpe.length;
+      }
+    }
+    return out;
+  };
+
   const variants: Array<{ text: string; chunks: RawChunk[]; tokenCount: number }> = [];
   const variantIndex = new Map<string, number>();
   const used = new Set<string>();
@@ -240,9 +282,9 @@ export function planConditioning(
       ? [[text, 1.0]]
       : parsePromptAttention(text);
     const fragments = parsed.map(([fragment, weight]) => {
-      const ids = main.encode(fragment);
+      const ids = expandEmbeddings(main.encode(fragment));
       for (const t of toks.slice(1)) {
-        const other = t.encode(fragment);
+        const other = expandEmbeddings(t.encode(fragment));
         if (other.join() !== ids.join()) {
           throw new RangeError(
             `Cannot plan conditioning: the tokenizers split "${fragment}" differently; they must share one vocabulary`,

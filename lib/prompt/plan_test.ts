@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { hasShared, readSharedJson, sharedPath } from "../../tests/shared.ts";
 import { ClipTokenizer } from "../tokenizer/clip_tokenizer.ts";
 import { CHUNK_TOKENS, planConditioning } from "./plan.ts";
 
@@ -173,4 +174,52 @@ Deno.test("planConditioning() rejects bad options with RangeError", () => {
   assert.throws(() => planConditioning(p, tok, { emphasis: "loud" }), RangeError);
   assert.throws(() => planConditioning(p, []), TypeError);
   assert.equal(planConditioning(p, tok, { clipSkip: 2 }).clipSkip, 2);
+});
+
+Deno.test("planConditioning() also finds embeddings by their tokens, as A1111 does", () => {
+  const tok = tokenizer();
+  const ids = tok.addTokens("X", 2);
+  // "x" is not "X" to the tokenizer, but its tokens match the lower-cased name's tokens.
+  const a1111 = planConditioning({ prompt: "a x", negative: "", steps: 1 }, tok, {
+    embeddings: ["X"],
+  });
+  assert.deepEqual(body(a1111.variants[0]?.chunks[0]?.ids[0] ?? []), [3, ...ids]);
+  assert.deepEqual(a1111.embeddingsUsed, ["X"]);
+  const exact = planConditioning({ prompt: "a x", negative: "", steps: 1 }, tok);
+  assert.deepEqual(body(exact.variants[0]?.chunks[0]?.ids[0] ?? []), [3, 1]);
+  assert.throws(
+    () => planConditioning({ prompt: "a", negative: "", steps: 1 }, tok, { embeddings: ["Q"] }),
+    /embedding "Q" is not in the tokenizer/,
+  );
+});
+
+interface GoldenPrompt {
+  prompt: string;
+  padded: number[];
+  padded_pad0: number[];
+  n_tokens_unpadded: number;
+}
+
+Deno.test({
+  name: "planConditioning() single chunks equal transformers' padded ids for plain golden prompts",
+  ignore: !hasShared,
+  async fn() {
+    const golden = readSharedJson<{ prompts: GoldenPrompt[] }>("golden/clip_tokenizer.json");
+    const dir = sharedPath("data/clip");
+    const sd1 = await ClipTokenizer.fromDirectory(dir);
+    const vocab = JSON.parse(await Deno.readTextFile(`${dir}/vocab.json`));
+    const merges = await Deno.readTextFile(`${dir}/merges.txt`);
+    const sd2 = new ClipTokenizer({ vocab, merges, specialTokensMap: { pad_token: "!" } });
+    // Prompts with no A1111 syntax in them and at most 75 tokens.
+    const plain = golden.prompts.filter((g) =>
+      !/[()[\]:|\\<]|BREAK|AND/.test(g.prompt) && g.n_tokens_unpadded <= 77
+    );
+    assert.ok(plain.length >= 15, `only ${plain.length} prompts`);
+    for (const g of plain) {
+      const plan = planConditioning({ prompt: g.prompt, negative: "", steps: 1 }, [sd1, sd2]);
+      const chunk = plan.variants[0]?.chunks[0];
+      assert.deepEqual(chunk?.ids[0], g.padded, JSON.stringify(g.prompt));
+      assert.deepEqual(chunk?.ids[1], g.padded_pad0, JSON.stringify(g.prompt));
+    }
+  },
 });

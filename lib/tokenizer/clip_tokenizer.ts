@@ -292,10 +292,16 @@ export class ClipTokenizer {
     return this.#groupLength.get(id);
   }
 
-  /** Token ids of `text`, without BOS/EOS and without truncation. */
-  encode(text: string): number[] {
+  /**
+   * Token ids of `text`, without BOS/EOS and without truncation. With `addedTokens: false`,
+   * textual-inversion names are tokenised as ordinary text (how A1111 finds them).
+   */
+  encode(text: string, options: { addedTokens?: boolean } = {}): number[] {
     const ids: number[] = [];
-    for (const [piece, unsplit] of this.#splitAdded(text)) {
+    const pieces: Array<[string, boolean]> = options.addedTokens === false
+      ? [[text, false]]
+      : this.#splitAdded(text);
+    for (const [piece, unsplit] of pieces) {
       if (unsplit) {
         ids.push(...(this.#added.get(piece) ?? []));
         continue;
