@@ -29,7 +29,11 @@ export interface ConditioningPlanOptions {
   syntax?: PromptSyntax;
   /** How weights act (default "original"); "none" also keeps brackets as literal text. */
   emphasis?: EmphasisMode;
-  /** Use the output of the N-th layer from the end (1 = last, A1111 "Clip skip"). Default 1. */
+  /**
+   * Use the output of the N-th encoder layer from the end, A1111's "Clip skip" numbering (1 =
+   * last layer, the default). Diffusers counts skipped layers instead: its `clip_skip=k` is
+   * `clipSkip: k + 1`. For SD 1.x/2.x both apply the final layer norm to the chosen layer.
+   */
   clipSkip?: number;
   /**
    * A1111 "Prompt word wrap length limit": when a chunk fills up, text after a comma within

@@ -1,6 +1,8 @@
 /**
  * CLIP tokenizer for Stable Diffusion text encoders: byte-level BPE identical to Hugging Face's
- * `CLIPTokenizer` with ftfy installed, plus textual-inversion tokens.
+ * `CLIPTokenizer` with ftfy installed, plus textual-inversion tokens. One known gap: ftfy's
+ * mojibake repair (`fix_encoding`) is not implemented, so text like "cafÃ©" is tokenised as
+ * written where ftfy would first turn it into "café" (see fix_text.ts).
  *
  * @example
  * ```ts ignore
