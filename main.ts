@@ -11,6 +11,7 @@ import { generateCommand } from "./commands/generate.ts";
 import { img2imgCommand } from "./commands/img2img.ts";
 import { metaCommand } from "./commands/meta.ts";
 import { modelsCommand } from "./commands/models.ts";
+import { samplersCommand } from "./commands/samplers.ts";
 import { ExitCode, exitCodeFor, formatError } from "./lib/errors.ts";
 
 /** The denoise version, from deno.json. */
@@ -22,6 +23,7 @@ const COMMANDS: Array<() => AnyCommand> = [
   img2imgCommand,
   metaCommand,
   modelsCommand,
+  samplersCommand,
 ];
 
 /** Builds the root command with every registered subcommand. */

@@ -295,7 +295,7 @@ Deno.test("bad inputs: one line, a documented exit code, and no partial file", a
     [
       "unknown sampler",
       ["generate", "x", "-m", RANDOM_MODEL, "--sampler", "warp-drive"],
-      3,
+      2,
       /warp-drive/,
     ],
     [

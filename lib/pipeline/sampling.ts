@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { UsageError } from "../errors.ts";
 import { type NoiseGenerator, PhiloxGenerator, TorchCpuGenerator } from "../rng/mod.ts";
 import { createScheduler, resolveSampler, type Scheduler } from "../schedulers/mod.ts";
 
@@ -22,7 +23,12 @@ export function makeScheduler(
   const config: Record<string, unknown> = { ...modelConfig };
   let className = String(modelConfig._class_name ?? "EulerDiscreteScheduler");
   if (sampler !== undefined) {
-    const resolved = resolveSampler(sampler);
+    let resolved;
+    try {
+      resolved = resolveSampler(sampler);
+    } catch (error) {
+      throw new UsageError((error as Error).message, { hint: 'see "denoise samplers"' });
+    }
     className = resolved.diffusersClass;
     Object.assign(config, resolved.configOverrides);
     if (schedule === undefined && resolved.schedule !== "default") {
