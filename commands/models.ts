@@ -6,7 +6,9 @@
  */
 import { Command } from "@commander-js/extra-typings";
 import builtinLock from "../models.lock.json" with { type: "json" };
-import { InputError, ModelNotFoundError } from "../lib/errors.ts";
+import { existsSync } from "node:fs";
+import { InputError, ModelNotFoundError, UsageError } from "../lib/errors.ts";
+import { createRandomModel, type RandomModelConfigs } from "../lib/models/random.ts";
 import {
   cacheRoot,
   lockedModel,
@@ -19,7 +21,7 @@ import {
 } from "../lib/hub/mod.ts";
 import { readFileChecked } from "../lib/io/input.ts";
 import { writeOutput } from "../lib/io/output.ts";
-import { examples, runContext } from "./common.ts";
+import { examples, positiveInt, runContext } from "./common.ts";
 
 async function loadLock(path: string | undefined): Promise<ModelsLock> {
   const file = path ?? Deno.env.get("DENOISE_MODELS_LOCK");
@@ -159,6 +161,58 @@ export function modelsCommand() {
         throw new ModelNotFoundError(`Model "${alias}" is not fully downloaded`, {
           hint: `run "denoise models pull ${alias}"`,
         });
+      }
+    });
+
+  models.command("create-random")
+    .description("write a Diffusers-layout model with random weights (for tests and benchmarks)")
+    .requiredOption(
+      "--config <file>",
+      'JSON {"unet": {...}, "vae": {...}, "textEncoder"?: {...}, "textEncoder2"?: {...}, "scheduler"?: {...}}',
+    )
+    .requiredOption("-o, --output <dir>", "the model folder to create (must not exist)")
+    .option("--seed <n>", "seed of the random weights", positiveInt("--seed"))
+    .option("--tokenizer <dir>", "a tokenizer folder (vocab.json, merges.txt) to copy in")
+    .addHelpText(
+      "after",
+      examples([[
+        "denoise models create-random --config tiny.json -o ./tiny --tokenizer ./sd15/tokenizer",
+        "a tiny model that generate can run",
+      ]]),
+    )
+    .action(async (options) => {
+      const text = new TextDecoder().decode(await readFileChecked(options.config));
+      let configs: unknown;
+      try {
+        configs = JSON.parse(text);
+      } catch (error) {
+        throw new InputError(`${options.config} is not valid JSON: ${(error as Error).message}`);
+      }
+      if (
+        typeof configs !== "object" || configs === null || !("unet" in configs) ||
+        !("vae" in configs)
+      ) {
+        throw new InputError(`${options.config} must be an object with "unet" and "vae" configs`);
+      }
+      if (existsSync(options.output)) {
+        throw new UsageError(`"${options.output}" already exists`, {
+          hint: "pass a new folder name",
+        });
+      }
+      // Written beside the target and renamed, so a failure leaves no half-written model.
+      const temp = `${options.output}.tmp-${crypto.randomUUID().slice(0, 8)}`;
+      try {
+        await createRandomModel(configs as RandomModelConfigs, temp, {
+          seed: options.seed ?? 0,
+          ...(options.tokenizer !== undefined ? { tokenizerDir: options.tokenizer } : {}),
+        });
+        await Deno.rename(temp, options.output);
+      } catch (error) {
+        await Deno.remove(temp, { recursive: true }).catch(() => {});
+        if (error instanceof RangeError || error instanceof TypeError) {
+          throw new InputError(`Cannot create the model: ${error.message}`, { cause: error });
+        }
+        throw error;
       }
     });
 
