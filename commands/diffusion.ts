@@ -34,6 +34,9 @@ export interface DiffusionOptions {
   promptSyntax?: "a1111" | "plain";
   emphasis?: "original" | "no-norm" | "ignore" | "none";
   guidanceRescale?: number;
+  originalSize?: { width: number; height: number };
+  cropsCoordsTopLeft?: { top: number; left: number };
+  targetSize?: { width: number; height: number };
   output?: string;
   format?: ImageFormat;
   quality?: number;
@@ -102,7 +105,7 @@ export function addDiffusionOptions<C extends AnyCommand>(command: C): C {
     )
     .addOption(
       new Option("--emphasis <mode>", "how (word:1.2) weights apply").choices(
-        ["original", "no-norm", "none"] as const,
+        ["original", "no-norm", "ignore", "none"] as const,
       ),
     )
     .option(
@@ -110,6 +113,13 @@ export function addDiffusionOptions<C extends AnyCommand>(command: C): C {
       "Diffusers guidance_rescale (0..1)",
       finiteNumber("--guidance-rescale"),
     )
+    .option(
+      "--original-size <WxH>",
+      "SDXL micro-conditioning original size",
+      sizeArg("--original-size"),
+    )
+    .option("--crops-coords-top-left <TOP,LEFT>", "SDXL micro-conditioning crop corner", cropArg)
+    .option("--target-size <WxH>", "SDXL micro-conditioning target size", sizeArg("--target-size"))
     .option(
       "-o, --output <file|dir>",
       "output file, or a folder for several images (default: stdout)",
@@ -134,6 +144,24 @@ export function addDiffusionOptions<C extends AnyCommand>(command: C): C {
     .option("--job <file>", "read the job from a JSON file, an image made by denoise, or - (stdin)")
     .option("--dry-run", "print the resolved job as JSON and do nothing else");
   return command;
+}
+
+function sizeArg(name: string) {
+  return (value: string): { width: number; height: number } => {
+    const m = /^\s*(\d+)\s*[xX,]\s*(\d+)\s*$/.exec(value);
+    if (!m || Number(m[1]) <= 0 || Number(m[2]) <= 0) {
+      throw new UsageError(`"${name}" must be WIDTHxHEIGHT, e.g. 1024x1024, got "${value}"`);
+    }
+    return { width: Number(m[1]), height: Number(m[2]) };
+  };
+}
+
+function cropArg(value: string): { top: number; left: number } {
+  const m = /^\s*(\d+)\s*,\s*(\d+)\s*$/.exec(value);
+  if (!m) {
+    throw new UsageError(`"--crops-coords-top-left" must be TOP,LEFT, e.g. 0,0, got "${value}"`);
+  }
+  return { top: Number(m[1]), left: Number(m[2]) };
 }
 
 function seedArg(value: string): string {
@@ -163,6 +191,9 @@ export const JOB_FLAGS = [
   "promptSyntax",
   "emphasis",
   "guidanceRescale",
+  "originalSize",
+  "cropsCoordsTopLeft",
+  "targetSize",
   "strength",
   "mask",
   "maskBlur",

@@ -214,6 +214,21 @@ const diffusionFields = {
   emphasis: z.enum(["original", "no-norm", "ignore", "none"]).default("original"),
   /** Diffusers guidance_rescale (0 = off). */
   guidanceRescale: z.number().min(0).max(1).default(0),
+  /** SDXL micro-conditioning: the original size (default the image size). */
+  originalSize: z.object({
+    width: z.number().int().positive(),
+    height: z.number().int().positive(),
+  })
+    .strict().optional(),
+  /** SDXL micro-conditioning: crop coordinates of the top-left corner (default 0, 0). */
+  cropsCoordsTopLeft: z.object({
+    top: z.number().int().nonnegative(),
+    left: z.number().int().nonnegative(),
+  })
+    .strict().optional(),
+  /** SDXL micro-conditioning: the target size (default the image size). */
+  targetSize: z.object({ width: z.number().int().positive(), height: z.number().int().positive() })
+    .strict().optional(),
 };
 
 /** The Job of `denoise generate`. */

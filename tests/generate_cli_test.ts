@@ -380,3 +380,56 @@ Deno.test("NaN in the weights is a one-line error naming the tensor", async () =
   assert.ok(!listDir(dir).includes("x.png"));
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("SDXL: a tiny SDXL model generates at its default size with micro-conditioning flags", async () => {
+  const model = await makeTinyModel("sdxl", {
+    seed: 5,
+    tokenizerDir: await writeByteTokenizer(await Deno.makeTempDir()),
+  });
+  const dir = await Deno.makeTempDir();
+  const out = join(dir, "xl.png");
+  const r = await runCli([
+    "generate",
+    "a lighthouse",
+    "-m",
+    model,
+    "--steps",
+    "2",
+    "--seed",
+    "3",
+    "--original-size",
+    "128x96",
+    "--crops-coords-top-left",
+    "0,8",
+    "-o",
+    out,
+    "-q",
+  ], { env: ENV });
+  assert.equal(r.code, 0, r.stderr);
+  const meta = readMetadata(await Deno.readFile(out));
+  assert.deepEqual([meta.width, meta.height], [64, 64]);
+  const job = meta.job as Record<string, unknown>;
+  assert.deepEqual(job.originalSize, { width: 128, height: 96 });
+  assert.deepEqual(job.cropsCoordsTopLeft, { top: 0, left: 8 });
+  assert.equal(job.cfg, 5, "SDXL's default guidance");
+  // Different micro-conditioning, different image.
+  const plain = await runCli([
+    "generate",
+    "a lighthouse",
+    "-m",
+    model,
+    "--steps",
+    "2",
+    "--seed",
+    "3",
+    "-q",
+  ], {
+    env: ENV,
+  });
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.notDeepEqual(
+    (await pixels(plain.stdout)).data,
+    (await pixels(await Deno.readFile(out))).data,
+  );
+  await Deno.remove(dir, { recursive: true });
+});

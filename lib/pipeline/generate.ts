@@ -19,6 +19,7 @@ import type { StableDiffusion } from "./stable_diffusion.ts";
 export type Conditioner = (
   sd: StableDiffusion,
   scheduler: Scheduler,
+  size: { width: number; height: number },
 ) => Promise<(i: number) => StepConditioning>;
 
 /** Parameters shared by txt2img and img2img. */
@@ -103,7 +104,7 @@ export async function txt2img(sd: StableDiffusion, p: Txt2ImgParams): Promise<Di
   const scheduler = makeScheduler(sd.model.schedulerConfig, p.sampler, p.schedule);
   scheduler.setTimesteps(p.steps);
   // 2. Conditioning
-  const conditioning = await p.conditioner(sd, scheduler);
+  const conditioning = await p.conditioner(sd, scheduler, { width: p.width, height: p.height });
   if (sd.options.lowMemory) {
     await sd.releaseSession("text_encoder");
     await sd.releaseSession("text_encoder_2");
@@ -157,7 +158,7 @@ export async function img2img(sd: StableDiffusion, p: Img2ImgParams): Promise<Di
     );
   }
   // 2. Conditioning
-  const conditioning = await p.conditioner(sd, scheduler);
+  const conditioning = await p.conditioner(sd, scheduler, { width, height });
   if (sd.options.lowMemory) {
     await sd.releaseSession("text_encoder");
     await sd.releaseSession("text_encoder_2");

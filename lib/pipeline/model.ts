@@ -155,7 +155,11 @@ export async function openDiffusersModel(path: string): Promise<DiffusersModel> 
       join(dir, "scheduler", "scheduler_config.json"),
       "the scheduler config",
     ),
-    forceZerosForEmptyPrompt: index.force_zeros_for_empty_prompt === true,
+    // Diffusers' pipeline defaults when model_index.json omits them: the SDXL text-to-image
+    // pipeline zeroes empty negatives; the SDXL img2img (refiner) pipeline does not.
+    forceZerosForEmptyPrompt: typeof index.force_zeros_for_empty_prompt === "boolean"
+      ? index.force_zeros_for_empty_prompt
+      : index._class_name === "StableDiffusionXLPipeline",
     requiresAestheticsScore: index.requires_aesthetics_score === true,
   };
   if (listed(index, "text_encoder") || existsSync(join(dir, "text_encoder"))) {

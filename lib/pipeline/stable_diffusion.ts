@@ -56,6 +56,8 @@ export interface TextEncoderOutput {
   hiddenStates: (skip: number) => Float32Array;
   /** Raw penultimate hidden state (no final norm), as SDXL uses it. */
   penultimate: Float32Array;
+  /** Raw hidden state `hidden_states[index]` (0 = embeddings, L = last layer), no final norm. */
+  rawHiddenStates: (index: number) => Float32Array;
   /** `[B, D]` pooled output (or `text_embeds` for a model with projection). */
   pooled: Float32Array;
   tokens: number;
@@ -175,6 +177,15 @@ export class StableDiffusion {
         return normed.data as Float32Array;
       },
       penultimate: (out[penultimateName]?.data ?? last.data) as Float32Array,
+      rawHiddenStates: (index: number) => {
+        const raw = out[`hidden_states.${index}`];
+        if (raw === undefined || index < 0) {
+          throw new RangeError(
+            `Cannot take CLIP hidden state ${index}: the text encoder has ${layers} layers`,
+          );
+        }
+        return raw.data as Float32Array;
+      },
       pooled,
       tokens: seq,
       dim,
