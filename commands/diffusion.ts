@@ -194,6 +194,8 @@ export const JOB_FLAGS = [
   "originalSize",
   "cropsCoordsTopLeft",
   "targetSize",
+  "refiner",
+  "refinerSwitch",
   "strength",
   "mask",
   "maskBlur",

@@ -18,7 +18,14 @@ import {
   shardBatches,
 } from "../lib/pipeline/batch.ts";
 import { randomSeed } from "../lib/pipeline/sampling.ts";
-import { examples, explicitOptions, loadJobOption, positiveInt, runContext } from "./common.ts";
+import {
+  examples,
+  explicitOptions,
+  finiteNumber,
+  loadJobOption,
+  positiveInt,
+  runContext,
+} from "./common.ts";
 import {
   addDiffusionOptions,
   type DiffusionOptions,
@@ -75,6 +82,12 @@ export function generateCommand() {
     .argument("[prompt]", "the prompt, in A1111 syntax: (word:1.2), [a:b:0.5], AND, BREAK")
     .option("--width <px>", "image width (default from the model)", positiveInt("--width"))
     .option("--height <px>", "image height (default from the model)", positiveInt("--height"))
+    .option("--refiner <path|alias>", "an SDXL refiner model that finishes the denoising")
+    .option(
+      "--refiner-switch <fraction>",
+      "fraction of the schedule done by the base model before the refiner (default 0.8)",
+      finiteNumber("--refiner-switch"),
+    )
     .option("--jobs <file>", "run every job of a JSON-lines file (one job per line)")
     .option("--shard <i/n>", "run only shard i of n of the batches (with --jobs or --batch-count)");
   addDiffusionOptions(command);

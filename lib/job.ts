@@ -242,6 +242,10 @@ export const GenerateJob = defineJob("generate", {
   hiresStrength: z.number().min(0).max(1).default(0.7),
   /** Hires fix upscaler: in latent space or on decoded pixels. */
   hiresUpscaler: z.enum(["latent", "lanczos"]).default("latent"),
+  /** An SDXL refiner model that finishes the denoising (folder or alias). */
+  refiner: z.string().optional(),
+  /** Fraction of the schedule the base model denoises before the refiner takes over. */
+  refinerSwitch: z.number().gt(0).lt(1).default(0.8),
 });
 
 /** A `denoise generate` Job. */

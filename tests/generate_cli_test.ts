@@ -433,3 +433,66 @@ Deno.test("SDXL: a tiny SDXL model generates at its default size with micro-cond
   );
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("SDXL refiner: the base hands its latents over at --refiner-switch", async () => {
+  const tokenizerDir = await writeByteTokenizer(await Deno.makeTempDir());
+  const base = await makeTinyModel("sdxl", { seed: 5, tokenizerDir });
+  // A refiner: only the second text encoder, aesthetic-score time ids (5 of them).
+  const refinerDir = join(await Deno.makeTempDir(), "refiner");
+  const { createRandomModel, TINY_MODELS } = await import("./fixtures/random_model.ts");
+  const xl = TINY_MODELS.sdxl;
+  await createRandomModel(
+    {
+      unet: {
+        ...(xl.unet as Record<string, unknown>),
+        cross_attention_dim: 32,
+        projection_class_embeddings_input_dim: 32 + 5 * 8,
+      },
+      vae: xl.vae,
+      textEncoder2: xl.textEncoder2,
+      scheduler: xl.scheduler,
+    },
+    refinerDir,
+    { seed: 9, tokenizerDir },
+  );
+  const indexPath = join(refinerDir, "model_index.json");
+  const index = JSON.parse(await Deno.readTextFile(indexPath));
+  await Deno.writeTextFile(
+    indexPath,
+    JSON.stringify({
+      ...index,
+      _class_name: "StableDiffusionXLImg2ImgPipeline",
+      requires_aesthetics_score: true,
+    }),
+  );
+  const args = [
+    "generate",
+    "a lighthouse",
+    "-m",
+    base,
+    "--steps",
+    "5",
+    "--seed",
+    "3",
+    "--progress",
+    "json",
+  ];
+  const refined = await runCli([...args, "--refiner", refinerDir, "--refiner-switch", "0.6"], {
+    env: ENV,
+  });
+  assert.equal(refined.code, 0, refined.stderr);
+  // 5 leading timesteps 801..1 (offset 1): 3 are >= the cutoff 400 (base), 2 below (refiner).
+  const totals = refined.stderr.split("\n").filter((l) => l.startsWith("{")).map((l) =>
+    JSON.parse(l)
+  )
+    .filter((e) => e.task === "denoise").map((e) => e.total);
+  assert.deepEqual([...new Set(totals)], [3, 2]);
+  const plain = await runCli(args.slice(0, -2).concat("-q"), { env: ENV });
+  assert.notDeepEqual((await pixels(refined.stdout)).data, (await pixels(plain.stdout)).data);
+  const meta = readMetadata(refined.stdout);
+  assert.equal((meta.job as Record<string, unknown>).refinerSwitch, 0.6);
+  const bad = await runCli([...args, "--refiner", refinerDir, "--refiner-switch", "1.5"], {
+    env: ENV,
+  });
+  assert.equal(bad.code, 2);
+});

@@ -53,6 +53,8 @@ export interface DenoiseOptions {
   shape: [number, number, number, number];
   /** Index into `scheduler.timesteps` to start from (img2img), default 0. */
   startIndex?: number;
+  /** Index into `scheduler.timesteps` to stop before (SDXL `denoising_end`), default all. */
+  endIndex?: number;
   /** Conditioning for step `i` (step index counts model evaluations). */
   conditioning: (i: number) => StepConditioning;
   /** Classifier-free guidance scale; 1 skips the unconditional pass. */
@@ -131,7 +133,7 @@ export async function denoiseLatents(options: DenoiseOptions): Promise<Float32Ar
   // Guidance is elementwise, so each pass's block of n images is handled as one vector.
   const size = n * channels * plane;
   const start = options.startIndex ?? 0;
-  const total = scheduler.timesteps.length;
+  const total = Math.min(scheduler.timesteps.length, options.endIndex ?? Infinity);
   const useUncond = options.guidanceScale !== 1;
   let latents = options.latents;
   scheduler.noiseShape = [...shape];

@@ -9,6 +9,7 @@ import { UsageError } from "../errors.ts";
 import { type RawImage, tensorToImage } from "../image/codec.ts";
 import type { ProgressCallback } from "../io/progress.ts";
 import { type Nchw, sampleLatent, scaleLatents } from "../models/vae.ts";
+import type { NoiseGenerator } from "../rng/mod.ts";
 import type { Scheduler } from "../schedulers/mod.ts";
 import { denoiseLatents, type StepConditioning } from "./denoise.ts";
 import { vaeFactor } from "./model.ts";
@@ -42,6 +43,20 @@ export interface DiffusionParams {
 export interface Txt2ImgParams extends DiffusionParams {
   width: number;
   height: number;
+  /**
+   * Stop at this fraction of the noise schedule and return noisy latents (Diffusers
+   * `denoising_end`, for handing over to the SDXL refiner); images are then not decoded.
+   */
+  denoisingEnd?: number;
+}
+
+/** Refiner parameters: continue from latents handed over at `denoisingStart`. */
+export interface RefineParams extends DiffusionParams {
+  latents: Nchw;
+  /** Diffusers `denoising_start`: the fraction of the schedule already done. */
+  denoisingStart: number;
+  /** Reuse the base pass's generator so the noise stream continues. */
+  generator?: NoiseGenerator;
 }
 
 /** img2img parameters. */
@@ -55,8 +70,22 @@ export interface Img2ImgParams extends DiffusionParams {
 export interface DiffusionResult {
   /** Final latents `[N, C, h, w]` (scaled, as the UNet sees them). */
   latents: Nchw;
-  /** Decoded images, one per batch item. */
+  /** Decoded images, one per batch item (none when stopped early at `denoisingEnd`). */
   images: RawImage[];
+  /** The noise generator, positioned after the last draw. */
+  generator?: NoiseGenerator;
+}
+
+/**
+ * Diffusers' `discrete_timestep_cutoff` for `denoising_end` / `denoising_start`:
+ * `round(T - fraction * T)` with T the training timesteps.
+ */
+export function timestepCutoff(config: Record<string, unknown>, fraction: number): number {
+  if (!(fraction > 0 && fraction < 1)) {
+    throw new UsageError(`The refiner switch must be between 0 and 1, got ${fraction}`);
+  }
+  const trainSteps = Number(config.num_train_timesteps ?? 1000);
+  return Math.round(trainSteps - fraction * trainSteps);
 }
 
 /** Checks that a size fits the VAE grid. */
@@ -120,11 +149,17 @@ export async function txt2img(sd: StableDiffusion, p: Txt2ImgParams): Promise<Di
   ];
   const rng = batchGenerator(p.rng, p.seeds);
   const latents = scaleInPlace(rng.randn(shape), scheduler.initNoiseSigma);
-  // 4. Denoising loop
+  // 4. Denoising loop (to `denoising_end` when handing over to a refiner)
+  let endIndex: number | undefined;
+  if (p.denoisingEnd !== undefined) {
+    const cutoff = timestepCutoff(sd.model.schedulerConfig, p.denoisingEnd);
+    endIndex = [...scheduler.timesteps].filter((t) => t >= cutoff).length;
+  }
   const final = await denoiseLatents({
     scheduler,
     latents,
     shape,
+    ...(endIndex !== undefined ? { endIndex } : {}),
     conditioning,
     guidanceScale: p.cfg,
     guidanceRescale: p.guidanceRescale ?? 0,
@@ -135,7 +170,58 @@ export async function txt2img(sd: StableDiffusion, p: Txt2ImgParams): Promise<Di
   if (sd.options.lowMemory) await sd.releaseSession("unet");
   // 5. Decode
   const out: Nchw = { data: final, dims: shape };
-  return { latents: out, images: await decodeImages(sd, out, p.vaeTiling ?? false) };
+  if (endIndex !== undefined) return { latents: out, images: [], generator: rng };
+  return {
+    latents: out,
+    images: await decodeImages(sd, out, p.vaeTiling ?? false),
+    generator: rng,
+  };
+}
+
+/**
+ * The SDXL refiner stage (StableDiffusionXLImg2ImgPipeline with `denoising_start`): the tail of
+ * the schedule below the cutoff (one more step for second-order schedulers with an even count),
+ * starting from the handed-over latents with no new noise, then decode.
+ */
+export async function refine(sd: StableDiffusion, p: RefineParams): Promise<DiffusionResult> {
+  const [, , h, w] = p.latents.dims;
+  const f = vaeFactor(sd.model);
+  // 1. Scheduler: the timesteps below the cutoff
+  const scheduler = makeScheduler(sd.model.schedulerConfig, p.sampler, p.schedule);
+  scheduler.setTimesteps(p.steps);
+  const cutoff = timestepCutoff(sd.model.schedulerConfig, p.denoisingStart);
+  let count = [...scheduler.timesteps].filter((t) => t < cutoff).length;
+  if (scheduler.order === 2 && count % 2 === 0) count += 1;
+  const startIndex = scheduler.timesteps.length - count;
+  if (count <= 0) {
+    throw new UsageError(`The refiner switch ${p.denoisingStart} leaves the refiner no step`, {
+      hint: "lower --refiner-switch or raise --steps",
+    });
+  }
+  // 2. Conditioning
+  const conditioning = await p.conditioner(sd, scheduler, { width: w * f, height: h * f });
+  if (sd.options.lowMemory) await sd.releaseSession("text_encoder_2");
+  // 3. The loop, continuing the base pass's noise stream
+  const rng = p.generator ?? batchGenerator(p.rng, p.seeds);
+  const final = await denoiseLatents({
+    scheduler,
+    latents: p.latents.data,
+    shape: p.latents.dims,
+    startIndex,
+    conditioning,
+    guidanceScale: p.cfg,
+    guidanceRescale: p.guidanceRescale ?? 0,
+    unet: sd.unetCall(),
+    rng,
+    ...(p.onProgress ? { onProgress: p.onProgress } : {}),
+  });
+  if (sd.options.lowMemory) await sd.releaseSession("unet");
+  const out: Nchw = { data: final, dims: p.latents.dims };
+  return {
+    latents: out,
+    images: await decodeImages(sd, out, p.vaeTiling ?? false),
+    generator: rng,
+  };
 }
 
 /**
@@ -203,5 +289,9 @@ export async function img2img(sd: StableDiffusion, p: Img2ImgParams): Promise<Di
   if (sd.options.lowMemory) await sd.releaseSession("unet");
   // 6. Decode
   const out: Nchw = { data: final, dims: shape };
-  return { latents: out, images: await decodeImages(sd, out, p.vaeTiling ?? false) };
+  return {
+    latents: out,
+    images: await decodeImages(sd, out, p.vaeTiling ?? false),
+    generator: rng,
+  };
 }

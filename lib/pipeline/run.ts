@@ -14,7 +14,7 @@ import type { Nchw } from "../models/vae.ts";
 import { lockedModel, modelDir, type ModelsLock, modelStatus } from "../hub/mod.ts";
 import type { BatchTask } from "./batch.ts";
 import { conditionerFor } from "./conditioning.ts";
-import { type DiffusionResult, img2img, txt2img } from "./generate.ts";
+import { type DiffusionResult, img2img, refine, txt2img } from "./generate.ts";
 import { encodeWithMetadata, infotextFor } from "./metadata.ts";
 import { defaultSize, type ModelFamily } from "./model.ts";
 import { StableDiffusion } from "./stable_diffusion.ts";
@@ -104,8 +104,13 @@ export class DiffusionRunner {
 
   /** Opens (once) the model a Job names. */
   async model(job: GenerateJob | Img2ImgJob): Promise<StableDiffusion> {
-    const path = await resolveModel(job.model, this.env);
-    const key = `${path}\0${job.vae ?? ""}`;
+    return await this.open(job.model, job.vae);
+  }
+
+  /** Opens (once) a model by `--model` spec, optionally with another VAE. */
+  async open(spec: string | undefined, vae?: string): Promise<StableDiffusion> {
+    const path = await resolveModel(spec, this.env);
+    const key = `${path}\0${vae ?? ""}`;
     let sd = this.#models.get(key);
     if (sd === undefined) {
       sd = StableDiffusion.open(path, {
@@ -113,7 +118,7 @@ export class DiffusionRunner {
         threads: this.env.threads,
         executionProvider: this.env.device ?? "cpu",
         lowMemory: this.env.lowMemory ?? false,
-        ...(job.vae !== undefined ? { vaeDir: job.vae } : {}),
+        ...(vae !== undefined ? { vaeDir: vae } : {}),
       });
       this.#models.set(key, sd);
       sd.catch(() => this.#models.delete(key));
@@ -158,7 +163,26 @@ export class DiffusionRunner {
       } else {
         width = job.width ?? size;
         height = job.height ?? size;
-        result = await txt2img(sd, { ...common, width, height });
+        const generateJob = job as GenerateJob;
+        if (generateJob.refiner === undefined) {
+          result = await txt2img(sd, { ...common, width, height });
+        } else {
+          // SDXL base + refiner: the base stops at the switch and hands its latents over.
+          const base = await txt2img(sd, {
+            ...common,
+            width,
+            height,
+            denoisingEnd: generateJob.refinerSwitch,
+          });
+          const refiner = await this.open(generateJob.refiner, job.vae);
+          result = await refine(refiner, {
+            ...common,
+            cfg: job.cfg ?? defaultCfg(refiner.model.family),
+            latents: base.latents,
+            denoisingStart: generateJob.refinerSwitch,
+            ...(base.generator ? { generator: base.generator } : {}),
+          });
+        }
       }
       for (let k = 0; k < batch.images.length; k++) {
         const task = batch.images[k]!;
