@@ -258,6 +258,10 @@ export const Img2ImgJob = defineJob("img2img", {
   strength: z.number().min(0).max(1).default(0.75),
   /** The input image's name, for the record (the pixels come from --image). */
   image: z.string().optional(),
+  /** Inpainting mask image (white repaints, black keeps); read again when the Job is replayed. */
+  mask: z.string().optional(),
+  /** A1111 mask blur in pixels; also pastes the original back through the blurred mask. */
+  maskBlur: z.number().min(0).max(256).optional(),
 });
 
 /** A `denoise img2img` Job. */
