@@ -8,6 +8,7 @@ import { existsSync, statSync } from "node:fs";
 import { basename, resolve } from "node:path";
 import { ModelNotFoundError, UsageError } from "../errors.ts";
 import type { ImageFormat } from "../image/codec.ts";
+import type { MaskImage } from "../image/mask.ts";
 import type { ProgressCallback } from "../io/progress.ts";
 import { GenerateJob, Img2ImgJob } from "../job.ts";
 import type { Nchw } from "../models/vae.ts";
@@ -15,6 +16,7 @@ import { lockedModel, modelDir, type ModelsLock, modelStatus } from "../hub/mod.
 import type { BatchTask } from "./batch.ts";
 import { conditionerFor } from "./conditioning.ts";
 import { type DiffusionResult, img2img, refine, txt2img } from "./generate.ts";
+import { inpaint } from "./inpaint.ts";
 import { encodeWithMetadata, infotextFor } from "./metadata.ts";
 import { defaultSize, type ModelFamily } from "./model.ts";
 import { StableDiffusion } from "./stable_diffusion.ts";
@@ -89,6 +91,8 @@ export interface RunBatchesOptions {
   onProgress?: ProgressCallback;
   /** The input image for img2img, `[1, 3, H, W]` in [-1, 1]. */
   image?: Nchw;
+  /** The inpainting mask for img2img (same size as `image`): white repaints, black keeps. */
+  mask?: MaskImage;
   /** Called with each finished image, in order. */
   onImage: (image: MadeImage) => Promise<void>;
 }
@@ -155,11 +159,16 @@ export class DiffusionRunner {
       if (job.command === "img2img") {
         if (options.image === undefined) throw new UsageError("img2img needs an input image");
         [, , height, width] = options.image.dims;
-        result = await img2img(sd, {
-          ...common,
-          image: options.image,
-          strength: (job as Img2ImgJob).strength,
-        });
+        const img2imgJob = job as Img2ImgJob;
+        result = options.mask === undefined
+          ? await img2img(sd, { ...common, image: options.image, strength: img2imgJob.strength })
+          : await inpaint(sd, {
+            ...common,
+            image: options.image,
+            mask: options.mask,
+            strength: img2imgJob.strength,
+            ...(img2imgJob.maskBlur !== undefined ? { maskBlur: img2imgJob.maskBlur } : {}),
+          });
       } else {
         width = job.width ?? size;
         height = job.height ?? size;
