@@ -6,7 +6,8 @@
  */
 import { Command } from "@commander-js/extra-typings";
 import { UsageError } from "../lib/errors.ts";
-import { decodeImage, imageToTensor } from "../lib/image/codec.ts";
+import { decodeImage, imageToTensor, type RawImage } from "../lib/image/codec.ts";
+import { decodeMask, type MaskImage } from "../lib/image/mask.ts";
 import { readInput } from "../lib/io/input.ts";
 import { writeOutput } from "../lib/io/output.ts";
 import { Img2ImgJob, resolveJob } from "../lib/job.ts";
@@ -26,6 +27,22 @@ import {
 } from "./diffusion.ts";
 import { existsSync } from "node:fs";
 
+/** Reads the `--mask` image and checks that it fits the input image. */
+async function readMask(path: string, image: RawImage): Promise<MaskImage> {
+  if (path === "-") {
+    throw new UsageError("--mask cannot come from stdin", { hint: "pass the mask as a file" });
+  }
+  const input = await readInput(path, { what: "mask" });
+  const mask = await decodeMask(input.bytes, { label: input.label });
+  if (mask.width !== image.width || mask.height !== image.height) {
+    throw new UsageError(
+      `The mask ${path} is ${mask.width}x${mask.height} but the image is ${image.width}x${image.height}`,
+      { hint: "pass a mask of the same size as the image" },
+    );
+  }
+  return mask;
+}
+
 /** The `img2img` command. */
 export function img2imgCommand() {
   const command = new Command("img2img")
@@ -36,6 +53,12 @@ export function img2imgCommand() {
       "--strength <s>",
       "how much to repaint, 0..1 (A1111 denoising strength; default 0.75)",
       finiteNumber("--strength"),
+    )
+    .option("--mask <file>", "inpaint: a mask image of the same size, white repaints, black keeps")
+    .option(
+      "--mask-blur <px>",
+      "A1111 mask blur in pixels; the original is pasted back through the blurred mask",
+      finiteNumber("--mask-blur"),
     );
   addDiffusionOptions(command);
   command.addHelpText(
@@ -48,6 +71,10 @@ export function img2imgCommand() {
       [
         'denoise generate "a castle" -m sd15 --seed 1 | denoise img2img "a castle at night" -m sd15 --strength 0.5 -o night.png',
         "chain in a pipe",
+      ],
+      [
+        'denoise img2img "a red hat" --image photo.png --mask hat.png -m ./sd15-inpainting --strength 1 -o hat.png',
+        "inpaint the white part of the mask",
       ],
     ]) + SEED_NOTE,
   );
@@ -78,6 +105,7 @@ export function img2imgCommand() {
       data: imageToTensor(raw),
       dims: [1, 3, raw.height, raw.width] as [number, number, number, number],
     };
+    const mask = job.mask === undefined ? undefined : await readMask(job.mask, raw);
     const batches = planBatches(job);
     const count = batches.reduce((n, b) => n + b.images.length, 0);
     const plan = await planOutput(options.output, options.format, count, false);
@@ -89,6 +117,7 @@ export function img2imgCommand() {
       await runner.run(todo, {
         format: plan.format,
         image,
+        ...(mask !== undefined ? { mask } : {}),
         ...(options.quality !== undefined ? { quality: options.quality } : {}),
         onProgress: ctx.progress.report,
         onImage: (made) => writeImage(plan, made, { json: options.json, ctx }),
