@@ -214,6 +214,22 @@ const diffusionFields = {
   emphasis: z.enum(["original", "no-norm", "ignore", "none"]).default("original"),
   /** Diffusers guidance_rescale (0 = off). */
   guidanceRescale: z.number().min(0).max(1).default(0),
+  /** LoRA files merged before the run: a scale, or separate text-encoder / UNet scales. */
+  lora: z.array(
+    z.object({
+      path: z.string().min(1),
+      scale: z.number().default(1),
+      te: z.number().optional(),
+      unet: z.number().optional(),
+    }).strict(),
+  ).optional(),
+  /** Folder searched for the LoRAs of `<lora:name:te:unet>` prompt tags. */
+  loraDir: z.string().optional(),
+  /** Textual-inversion files; the token is the file stem unless given. */
+  embedding: z.array(z.object({ path: z.string().min(1), token: z.string().optional() }).strict())
+    .optional(),
+  /** Folder of embeddings usable by name in the prompts. */
+  embeddingsDir: z.string().optional(),
   /** SDXL micro-conditioning: the original size (default the image size). */
   originalSize: z.object({
     width: z.number().int().positive(),
