@@ -43,6 +43,14 @@ export function buildProgram(): Command<[], { debug?: true; quiet?: true; progre
     .addHelpText(
       "after",
       examples([
+        [
+          'denoise generate "a red fox in snow, (golden hour:1.2)" -m sd15 --seed 7 -o fox.png',
+          "make an image (denoise models pull sd15 first)",
+        ],
+        [
+          'denoise generate "a castle" -m sd15 | denoise img2img "a castle at night" -m sd15 | denoise meta read',
+          "chain commands in a pipe",
+        ],
         ["denoise meta read photo.png", "print the generation metadata of an image as JSON"],
         [
           "cat a.png | denoise meta write --set note=hello | denoise meta read",

@@ -31,3 +31,16 @@ Deno.test("--progress only accepts auto, bar, json and none", async () => {
   assert.equal(r.code, 2);
   assert.match(r.stderr, /Allowed choices are auto, bar, json, none/);
 });
+
+Deno.test("every subcommand's --help shows examples", async () => {
+  for (
+    const cmd of [["generate"], ["img2img"], ["meta", "read"], ["meta", "write"], ["models"], [
+      "samplers",
+    ]]
+  ) {
+    const r = await runCli([...cmd, "--help"]);
+    assert.equal(r.code, 0, `${cmd.join(" ")}: ${r.stderr}`);
+    assert.match(r.text, /Examples:\n/, `${cmd.join(" ")} --help has no examples`);
+    assert.match(r.text, /\$ denoise /);
+  }
+});
