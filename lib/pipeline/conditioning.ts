@@ -36,6 +36,11 @@ export interface PromptOptions {
   cropsCoordsTopLeft?: { top: number; left: number } | undefined;
   /** SDXL `target_size` (default the image size). */
   targetSize?: Size | undefined;
+  /**
+   * Textual-inversion tokens to add to the tokenizer(s), in order, with the ids their rows got
+   * in the text encoders' token tables (lib/adapters `placeEmbeddings`).
+   */
+  embeddings?: ReadonlyArray<{ name: string; ids: readonly number[] }> | undefined;
 }
 
 /**
@@ -145,10 +150,27 @@ export async function encodeConditioning(
     throw new InputError(`The model in ${model.dir} has no CLIP text encoder and tokenizer`);
   }
   const tokenizers = await Promise.all(tokenizerDirs.map((d) => ClipTokenizer.fromDirectory(d)));
+  for (const e of options.embeddings ?? []) {
+    for (const tokenizer of tokenizers) {
+      const ids = tokenizer.addTokens(e.name, e.ids.length);
+      if (ids.some((id, k) => id !== e.ids[k])) {
+        throw new InputError(
+          `Cannot use embedding "${e.name}": the tokenizer gave it ids ${ids.join(", ")}, ` +
+            `its rows are at ${e.ids.join(", ")}`,
+          { hint: "the model's tokenizers have different vocabulary sizes" },
+        );
+      }
+    }
+  }
   const plan = planConditioning(
     { prompt: options.prompt, negative: options.negative, steps: options.steps },
     tokenizers,
-    { syntax: options.promptSyntax, emphasis: options.emphasis, clipSkip: options.clipSkip },
+    {
+      syntax: options.promptSyntax,
+      emphasis: options.emphasis,
+      clipSkip: options.clipSkip,
+      embeddings: (options.embeddings ?? []).map((e) => e.name),
+    },
   );
   const total = scheduler.timesteps.length;
   const stepOf = (i: number) => Math.min(options.steps - 1, Math.floor(i * options.steps / total));
@@ -223,5 +245,6 @@ export function conditionerFor(job: PromptOptions) {
       originalSize: job.originalSize,
       cropsCoordsTopLeft: job.cropsCoordsTopLeft,
       targetSize: job.targetSize,
+      embeddings: job.embeddings,
     }, size);
 }
