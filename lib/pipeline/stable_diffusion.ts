@@ -99,7 +99,17 @@ export class StableDiffusion {
         kind,
         weights: files.weights,
         config: files.rawConfig,
-        build: (sources) => buildClipTextModel(files.config, sources, { source: files.weights }),
+        // Textual-inversion rows (lib/adapters) make the token table longer than vocab_size.
+        build: (sources) =>
+          buildClipTextModel(
+            {
+              ...files.config,
+              vocabSize: sources.get("text_model.embeddings.token_embedding.weight")?.shape[0] ??
+                files.config.vocabSize,
+            },
+            sources,
+            { source: files.weights },
+          ),
         ...(this.options.transforms?.[kind] ? { transform: this.options.transforms[kind] } : {}),
       }, this.options);
     switch (name) {
