@@ -1,0 +1,261 @@
+/**
+ * A1111's hires fix (`generate --hires-scale`), after modules/processing.py
+ * (`StableDiffusionProcessingTxt2Img.sample` and `sample_hr_pass`):
+ * 1. txt2img at the base size (exactly {@linkcode txt2img}'s latents);
+ * 2. upscale: "latent" resizes the latents with `F.interpolate(mode="bilinear",
+ *    antialias=False)` (A1111's default "Latent" upscaler); "lanczos" decodes, resizes the 8-bit
+ *    pixels with Lanczos and encodes again;
+ * 3. img2img from those latents: A1111 runs exactly `hiresSteps` steps, the tail of a schedule
+ *    of `int(hiresSteps / min(strength, 0.999))` steps (`setup_img2img_steps` with explicit
+ *    steps), with noise from a fresh generator per image seeded like the first pass
+ *    (`rng.ImageRNG(...)`, `noise = self.rng.next()`), whose stream then feeds ancestral steps;
+ * 4. decode at the target size.
+ *
+ * Prompt schedules (`[a:b:0.5]`) in the second pass count through its whole N-step schedule, as
+ * this project's img2img does (A1111 counts only the steps it runs).
+ *
+ * @module
+ */
+import { UsageError } from "../errors.ts";
+import { imageToTensor, type RawImage, resizeImage } from "../image/codec.ts";
+import type { Nchw } from "../models/vae.ts";
+import type { NoiseGenerator } from "../rng/mod.ts";
+import { denoiseLatents } from "./denoise.ts";
+import { checkSize, decodeImages, type Txt2ImgParams } from "./generate.ts";
+import { encodeImageLatents } from "./inpaint.ts";
+import { vaeFactor } from "./model.ts";
+import { batchGenerator, makeScheduler } from "./sampling.ts";
+import type { StableDiffusion } from "./stable_diffusion.ts";
+
+/** Hires fix parameters: a txt2img run plus the second pass. */
+export interface HiresParams extends Txt2ImgParams {
+  /** Upscale factor of the second pass (A1111 "Upscale by"). */
+  hiresScale: number;
+  /** Steps the second pass runs (default: `steps`). */
+  hiresSteps?: number | undefined;
+  /** A1111 "Denoising strength" of the second pass, in (0, 1]. */
+  hiresStrength: number;
+  /** "latent": bilinear in latent space; "lanczos": on decoded pixels. */
+  hiresUpscaler: "latent" | "lanczos";
+}
+
+/** The outcome of a hires fix batch. */
+export interface HiresResult {
+  /** Final latents `[N, C, H/f, W/f]` at the target size. */
+  latents: Nchw;
+  /** Decoded images at the target size. */
+  images: RawImage[];
+  /** The first pass's latents at the base size. */
+  firstPass: Nchw;
+  /** The second pass's generator, positioned after its last draw. */
+  generator: NoiseGenerator;
+}
+
+/**
+ * The second pass's size: `int(base * scale)` as A1111's `hr_upscale_to_x/y`, rounded down to
+ * the VAE grid (A1111 interpolates the latents to `target // 8`).
+ *
+ * @example
+ * ```ts
+ * import { hiresSize } from "./hires.ts";
+ * console.assert(hiresSize(512, 512, { scale: 1.5, factor: 8 }).width === 768);
+ * console.assert(hiresSize(520, 512, { scale: 1.5, factor: 8 }).width === 776);
+ * ```
+ */
+export function hiresSize(
+  width: number,
+  height: number,
+  options: { scale: number; factor: number },
+): { width: number; height: number } {
+  const { scale, factor } = options;
+  if (!(scale >= 1) || !Number.isFinite(scale)) {
+    throw new RangeError(`Hires scale must be a finite number >= 1, got ${scale}`);
+  }
+  const snap = (v: number) => Math.floor(Math.trunc(v * scale) / factor) * factor;
+  return { width: snap(width), height: snap(height) };
+}
+
+/**
+ * `torch.nn.functional.interpolate(x, size=(outHeight, outWidth), mode="bilinear",
+ * align_corners=False, antialias=False)` on `[N, C, H, W]`, in float32 like PyTorch's CPU kernel:
+ * source coordinate `max(scale * (dst + 0.5) - 0.5, 0)` with `scale = in / out`.
+ */
+export function interpolateBilinear(x: Nchw, outHeight: number, outWidth: number): Nchw {
+  const [n, c, h, w] = x.dims;
+  const f = Math.fround;
+  const axis = (inSize: number, outSize: number) => {
+    const scale = f(inSize / outSize);
+    const i0 = new Int32Array(outSize);
+    const i1 = new Int32Array(outSize);
+    const l0 = new Float32Array(outSize);
+    const l1 = new Float32Array(outSize);
+    for (let d = 0; d < outSize; d++) {
+      const src = Math.max(f(f(scale * f(d + 0.5)) - 0.5), 0);
+      const a = Math.trunc(src);
+      const lambda = Math.min(Math.max(f(src - a), 0), 1);
+      i0[d] = a;
+      i1[d] = a < inSize - 1 ? a + 1 : a;
+      l1[d] = lambda;
+      l0[d] = f(1 - lambda);
+    }
+    return { i0, i1, l0, l1 };
+  };
+  const ys = axis(h, outHeight);
+  const xs = axis(w, outWidth);
+  const out = new Float32Array(n * c * outHeight * outWidth);
+  for (let p = 0; p < n * c; p++) {
+    const src = x.data.subarray(p * h * w, (p + 1) * h * w);
+    const base = p * outHeight * outWidth;
+    for (let oy = 0; oy < outHeight; oy++) {
+      const r0 = ys.i0[oy]! * w;
+      const r1 = ys.i1[oy]! * w;
+      const h0 = ys.l0[oy]!;
+      const h1 = ys.l1[oy]!;
+      for (let ox = 0; ox < outWidth; ox++) {
+        const c0 = xs.i0[ox]!;
+        const c1 = xs.i1[ox]!;
+        const w0 = xs.l0[ox]!;
+        const w1 = xs.l1[ox]!;
+        const top = f(f(w0 * src[r0 + c0]!) + f(w1 * src[r0 + c1]!));
+        const bottom = f(f(w0 * src[r1 + c0]!) + f(w1 * src[r1 + c1]!));
+        out[base + oy * outWidth + ox] = f(f(h0 * top) + f(h1 * bottom));
+      }
+    }
+  }
+  return { data: out, dims: [n, c, outHeight, outWidth] };
+}
+
+/**
+ * The first pass: {@linkcode txt2img}'s steps 1-4 (scheduler, conditioning, seeded noise, loop),
+ * returning the latents without decoding them. Equal to `txt2img(sd, p).latents`.
+ */
+export async function hiresFirstPass(sd: StableDiffusion, p: Txt2ImgParams): Promise<Nchw> {
+  checkSize(sd, p.width, p.height);
+  const scheduler = makeScheduler(sd.model.schedulerConfig, p.sampler, p.schedule);
+  scheduler.setTimesteps(p.steps);
+  const conditioning = await p.conditioner(sd, scheduler, { width: p.width, height: p.height });
+  const f = vaeFactor(sd.model);
+  const shape: [number, number, number, number] = [
+    p.seeds.length,
+    sd.model.unet.config.outChannels,
+    p.height / f,
+    p.width / f,
+  ];
+  const rng = batchGenerator(p.rng, p.seeds);
+  const latents = rng.randn(shape);
+  const sigma = scheduler.initNoiseSigma;
+  if (sigma !== 1) {
+    for (let i = 0; i < latents.length; i++) latents[i] = Math.fround(latents[i]! * sigma);
+  }
+  const final = await denoiseLatents({
+    scheduler,
+    latents,
+    shape,
+    conditioning,
+    guidanceScale: p.cfg,
+    guidanceRescale: p.guidanceRescale ?? 0,
+    unet: sd.unetCall(),
+    rng,
+    ...(p.onProgress ? { onProgress: p.onProgress } : {}),
+  });
+  return { data: final, dims: shape };
+}
+
+/** A1111's lowres image: `(255 * clamp((x + 1) / 2, 0, 1)).astype(np.uint8)` (truncating). */
+function truncatedImage(pixels: Float32Array, width: number, height: number): RawImage {
+  const plane = width * height;
+  const data = new Uint8Array(3 * plane);
+  for (let i = 0; i < plane; i++) {
+    for (let c = 0; c < 3; c++) {
+      const v = Math.min(1, Math.max(0, Math.fround(Math.fround(pixels[c * plane + i]! + 1) / 2)));
+      data[i * 3 + c] = Math.trunc(Math.fround(255 * v));
+    }
+  }
+  return { width, height, channels: 3, data };
+}
+
+/** Runs the hires fix (see the module documentation for the steps). */
+export async function hiresFix(sd: StableDiffusion, p: HiresParams): Promise<HiresResult> {
+  const f = vaeFactor(sd.model);
+  const target = hiresSize(p.width, p.height, { scale: p.hiresScale, factor: f });
+  const steps = p.hiresSteps ?? p.steps;
+  if (!(p.hiresStrength > 0 && p.hiresStrength <= 1)) {
+    throw new UsageError(`Hires strength ${p.hiresStrength} leaves no denoising step`, {
+      hint: "pass --hires-strength between 0 (exclusive) and 1",
+    });
+  }
+  const onProgress = p.onProgress;
+  // 1. First pass at the base size
+  const firstPass = await hiresFirstPass(sd, p);
+  const n = p.seeds.length;
+  const [, c] = firstPass.dims;
+  const [h, w] = [target.height / f, target.width / f];
+  const shape: [number, number, number, number] = [n, c, h, w];
+  // 2. Upscale
+  let upscaled: Nchw;
+  if (p.hiresUpscaler === "latent") {
+    upscaled = interpolateBilinear(firstPass, h, w);
+  } else {
+    const decoded = await sd.decode(firstPass, { tiled: p.vaeTiling ?? false });
+    const plane = 3 * p.width * p.height;
+    const pixels = new Float32Array(n * 3 * target.width * target.height);
+    for (let k = 0; k < n; k++) {
+      const low = truncatedImage(
+        decoded.data.subarray(k * plane, (k + 1) * plane),
+        p.width,
+        p.height,
+      );
+      const high = await resizeImage(low, target.width, target.height, { kernel: "lanczos3" });
+      pixels.set(imageToTensor(high), k * 3 * target.width * target.height);
+    }
+    // A1111 encodes with its own (global) RNG before the pass's noise generator is made; a
+    // separate generator per seed keeps the noise stream below the first draws of the seed.
+    const data = new Float32Array(n * c * h * w);
+    for (let k = 0; k < n; k++) {
+      const one = await encodeImageLatents(sd, {
+        data: pixels.subarray(
+          k * 3 * target.width * target.height,
+          (k + 1) * 3 * target.width * target.height,
+        ),
+        dims: [1, 3, target.height, target.width],
+      }, { n: 1, rng: batchGenerator(p.rng, [p.seeds[k]!]), tiled: p.vaeTiling ?? false });
+      data.set(one.data, k * c * h * w);
+    }
+    upscaled = { data, dims: shape };
+  }
+  // 3. img2img: the last `steps` steps of an int(steps / min(strength, 0.999))-step schedule
+  const scheduler = makeScheduler(sd.model.schedulerConfig, p.sampler, p.schedule);
+  const total = Math.trunc(steps / Math.min(p.hiresStrength, 0.999));
+  scheduler.setTimesteps(total);
+  const startIndex = (total - steps) * scheduler.order;
+  if (startIndex >= scheduler.timesteps.length) {
+    throw new UsageError(`Hires steps ${steps} with strength ${p.hiresStrength} leave no step`, {
+      hint: "raise --hires-steps or --hires-strength",
+    });
+  }
+  const conditioning = await p.conditioner(sd, scheduler, target);
+  const rng = batchGenerator(p.rng, p.seeds);
+  const noise = rng.randn(shape);
+  const latents = scheduler.addNoise(upscaled.data, noise, startIndex);
+  const final = await denoiseLatents({
+    scheduler,
+    latents,
+    shape,
+    startIndex,
+    conditioning,
+    guidanceScale: p.cfg,
+    guidanceRescale: p.guidanceRescale ?? 0,
+    unet: sd.unetCall(),
+    rng,
+    ...(onProgress ? { onProgress } : {}),
+  });
+  if (sd.options.lowMemory) await sd.releaseSession("unet");
+  // 4. Decode at the target size
+  const out: Nchw = { data: final, dims: shape };
+  return {
+    latents: out,
+    images: await decodeImages(sd, out, p.vaeTiling ?? false),
+    firstPass,
+    generator: rng,
+  };
+}
