@@ -13,12 +13,20 @@ import type { ProgressCallback } from "../io/progress.ts";
 import { GenerateJob, Img2ImgJob } from "../job.ts";
 import type { Nchw } from "../models/vae.ts";
 import { lockedModel, modelDir, type ModelsLock, modelStatus } from "../hub/mod.ts";
+import {
+  type AdapterModel,
+  type LoraLedger,
+  prepareAdapters,
+  type PreparedAdapters,
+} from "../adapters/mod.ts";
+import { ClipTokenizer } from "../tokenizer/mod.ts";
 import type { BatchTask } from "./batch.ts";
 import { conditionerFor } from "./conditioning.ts";
 import { type DiffusionResult, img2img, refine, txt2img } from "./generate.ts";
+import { hiresFix } from "./hires.ts";
 import { inpaint } from "./inpaint.ts";
 import { encodeWithMetadata, infotextFor } from "./metadata.ts";
-import { defaultSize, type ModelFamily } from "./model.ts";
+import { defaultSize, type ModelFamily, openDiffusersModel } from "./model.ts";
 import { StableDiffusion } from "./stable_diffusion.ts";
 import type { ScheduleFlag } from "./sampling.ts";
 
@@ -95,35 +103,86 @@ export interface RunBatchesOptions {
   mask?: MaskImage;
   /** Called with each finished image, in order. */
   onImage: (image: MadeImage) => Promise<void>;
+  /** Called once per distinct set of LoRAs with what each file applied (for --debug). */
+  onAdapters?: (ledgers: readonly LoraLedger[]) => void;
+}
+
+/** The facts about a model that LoRAs and embeddings are matched against. */
+async function adapterModel(path: string): Promise<AdapterModel> {
+  const m = await openDiffusersModel(path);
+  const out: AdapterModel = { components: { unet: m.unet.weights }, tables: {} };
+  const encoders = [
+    ["text_encoder", m.textEncoder, m.tokenizerDir],
+    ["text_encoder_2", m.textEncoder2, m.tokenizer2Dir],
+  ] as const;
+  for (const [kind, files, tokenizerDir] of encoders) {
+    if (files === undefined) continue;
+    out.components[kind] = files.weights;
+    if (tokenizerDir === undefined) continue;
+    const tokenizer = await ClipTokenizer.fromDirectory(tokenizerDir);
+    out.tables[kind] = { firstId: tokenizer.vocabSize, width: files.config.hiddenSize };
+  }
+  return out;
 }
 
 /** An open run: models are loaded once and reused by every batch. */
 export class DiffusionRunner {
   readonly env: RunEnvironment;
   #models = new Map<string, Promise<StableDiffusion>>();
+  #adapters = new Map<string, Promise<PreparedAdapters>>();
+  #onAdapters: ((ledgers: readonly LoraLedger[]) => void) | undefined;
 
   constructor(env: RunEnvironment) {
     this.env = env;
   }
 
-  /** Opens (once) the model a Job names. */
+  /** Opens (once) the model a Job names, with the LoRAs and embeddings it asks for. */
   async model(job: GenerateJob | Img2ImgJob): Promise<StableDiffusion> {
-    return await this.open(job.model, job.vae);
+    return await this.open(job.model, job.vae, await this.adapters(job));
   }
 
-  /** Opens (once) a model by `--model` spec, optionally with another VAE. */
-  async open(spec: string | undefined, vae?: string): Promise<StableDiffusion> {
+  /** Loads and matches (once per model and request) the LoRAs and embeddings of a Job. */
+  async adapters(job: GenerateJob | Img2ImgJob): Promise<PreparedAdapters> {
+    const path = await resolveModel(job.model, this.env);
+    const request = [job.lora, job.loraDir, job.embedding, job.embeddingsDir];
+    const key = JSON.stringify([path, request, job.prompt, job.negative, job.promptSyntax]);
+    let prepared = this.#adapters.get(key);
+    if (prepared === undefined) {
+      prepared = adapterModel(path).then((model) => prepareAdapters(job, model));
+      this.#adapters.set(key, prepared);
+      prepared.catch(() => this.#adapters.delete(key));
+    }
+    return await prepared;
+  }
+
+  /** Opens (once) a model by `--model` spec, optionally with another VAE and adapters. */
+  async open(
+    spec: string | undefined,
+    vae?: string,
+    adapters?: PreparedAdapters,
+  ): Promise<StableDiffusion> {
     const path = await resolveModel(spec, this.env);
-    const key = `${path}\0${vae ?? ""}`;
+    const base = `${path}\0${vae ?? ""}\0`;
+    const key = base + (adapters?.key ?? "");
     let sd = this.#models.get(key);
     if (sd === undefined) {
+      // Another set of adapters on the same model: free the old sessions (graphs stay cached).
+      for (const [other, open] of this.#models) {
+        if (!other.startsWith(base)) continue;
+        this.#models.delete(other);
+        await (await open).release();
+      }
       sd = StableDiffusion.open(path, {
         cacheDir: this.env.cacheDir,
         threads: this.env.threads,
         executionProvider: this.env.device ?? "cpu",
         lowMemory: this.env.lowMemory ?? false,
         ...(vae !== undefined ? { vaeDir: vae } : {}),
+        ...(adapters !== undefined ? { transforms: adapters.transforms } : {}),
       });
+      if (adapters !== undefined && adapters.ledgers.length > 0) {
+        this.#onAdapters?.(adapters.ledgers);
+      }
       this.#models.set(key, sd);
       sd.catch(() => this.#models.delete(key));
     }
@@ -137,7 +196,9 @@ export class DiffusionRunner {
   ): Promise<void> {
     for (const batch of batches) {
       const job = batch.job;
-      const sd = await this.model(job);
+      this.#onAdapters = options.onAdapters;
+      const adapters = await this.adapters(job);
+      const sd = await this.open(job.model, job.vae, adapters);
       const size = defaultSize(sd.model);
       const cfg = job.cfg ?? defaultCfg(sd.model.family);
       const seeds = batch.images.map((i) => i.seed);
@@ -150,7 +211,7 @@ export class DiffusionRunner {
         rng: job.rng,
         guidanceRescale: job.guidanceRescale,
         vaeTiling: job.vaeTiling,
-        conditioner: conditionerFor(job),
+        conditioner: conditionerFor({ ...job, embeddings: adapters.tokens }),
         ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       };
       let result: DiffusionResult;
@@ -173,7 +234,23 @@ export class DiffusionRunner {
         width = job.width ?? size;
         height = job.height ?? size;
         const generateJob = job as GenerateJob;
-        if (generateJob.refiner === undefined) {
+        if (generateJob.hiresScale !== undefined) {
+          if (generateJob.refiner !== undefined) {
+            throw new UsageError("--hires-scale and --refiner cannot be combined", {
+              hint: "drop one of them",
+            });
+          }
+          // A1111 hires fix: the Job keeps the base size; the images come out scaled.
+          result = await hiresFix(sd, {
+            ...common,
+            width,
+            height,
+            hiresScale: generateJob.hiresScale,
+            hiresSteps: generateJob.hiresSteps,
+            hiresStrength: generateJob.hiresStrength,
+            hiresUpscaler: generateJob.hiresUpscaler,
+          });
+        } else if (generateJob.refiner === undefined) {
           result = await txt2img(sd, { ...common, width, height });
         } else {
           // SDXL base + refiner: the base stops at the switch and hands its latents over.
@@ -214,6 +291,7 @@ export class DiffusionRunner {
             schedulerConfig: sd.model.schedulerConfig,
             modelName: basename(sd.model.dir),
             version: `denoise ${this.env.version}`,
+            extra: adapters.infotext,
           },
         );
         const bytes = await encodeWithMetadata(image, options.format, {
@@ -225,8 +303,8 @@ export class DiffusionRunner {
           seed: task.seed,
           job: taskJob,
           bytes,
-          width,
-          height,
+          width: image.width,
+          height: image.height,
         });
       }
     }
