@@ -37,6 +37,10 @@ export interface DiffusionOptions {
   originalSize?: { width: number; height: number };
   cropsCoordsTopLeft?: { top: number; left: number };
   targetSize?: { width: number; height: number };
+  lora?: LoraFlag[];
+  loraDir?: string;
+  embedding?: EmbeddingFlag[];
+  embeddingsDir?: string;
   output?: string;
   format?: ImageFormat;
   quality?: number;
@@ -121,6 +125,20 @@ export function addDiffusionOptions<C extends AnyCommand>(command: C): C {
     .option("--crops-coords-top-left <TOP,LEFT>", "SDXL micro-conditioning crop corner", cropArg)
     .option("--target-size <WxH>", "SDXL micro-conditioning target size", sizeArg("--target-size"))
     .option(
+      "--lora <file[:scale[:unet]]>",
+      "merge a LoRA (kohya, LyCORIS, Diffusers/PEFT); a second number is the UNet scale " +
+        "(repeatable)",
+      loraArg,
+    )
+    .option("--lora-dir <dir>", "folder searched for the LoRAs of <lora:name:scale> prompt tags")
+    .option(
+      "--embedding <file[:token]>",
+      "add a textual-inversion embedding, written in prompts as its token (default: the file " +
+        "name; repeatable)",
+      embeddingArg,
+    )
+    .option("--embeddings-dir <dir>", "folder of embeddings usable by name in the prompts")
+    .option(
       "-o, --output <file|dir>",
       "output file, or a folder for several images (default: stdout)",
     )
@@ -171,6 +189,48 @@ function seedArg(value: string): string {
   return value;
 }
 
+/** One `--lora` flag as a Job entry. */
+export interface LoraFlag {
+  path: string;
+  scale: number;
+  unet?: number;
+}
+
+/** One `--embedding` flag as a Job entry. */
+export interface EmbeddingFlag {
+  path: string;
+  token?: string;
+}
+
+const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
+
+/** Parses `FILE[:SCALE[:UNET]]` (repeatable); a path that exists as given is never split. */
+function loraArg(value: string, previous: LoraFlag[] | undefined): LoraFlag[] {
+  const parts = value.split(":");
+  const numbers: number[] = [];
+  while (!existsSync(parts.join(":")) && parts.length > 1 && numbers.length < 2) {
+    const tail = parts[parts.length - 1]!;
+    if (!NUMBER.test(tail)) break;
+    numbers.unshift(Number(tail));
+    parts.pop();
+  }
+  const path = parts.join(":");
+  if (path === "") throw new UsageError(`"--lora" needs a file, got "${value}"`);
+  const flag: LoraFlag = { path, scale: numbers[0] ?? 1 };
+  if (numbers[1] !== undefined) flag.unet = numbers[1];
+  return [...(previous ?? []), flag];
+}
+
+/** Parses `FILE[:TOKEN]` (repeatable); a path that exists as given is never split. */
+function embeddingArg(value: string, previous: EmbeddingFlag[] | undefined): EmbeddingFlag[] {
+  const at = value.lastIndexOf(":");
+  const flag: EmbeddingFlag = existsSync(value) || at <= 0
+    ? { path: value }
+    : { path: value.slice(0, at), token: value.slice(at + 1) };
+  if (flag.token === "") throw new UsageError(`"--embedding ${value}" has an empty token`);
+  return [...(previous ?? []), flag];
+}
+
 /** Flag names that are Job fields (everything else is about where output goes). */
 export const JOB_FLAGS = [
   "negative",
@@ -194,6 +254,10 @@ export const JOB_FLAGS = [
   "originalSize",
   "cropsCoordsTopLeft",
   "targetSize",
+  "lora",
+  "loraDir",
+  "embedding",
+  "embeddingsDir",
   "refiner",
   "refinerSwitch",
   "strength",
