@@ -9,6 +9,7 @@ import { existsSync, statSync } from "node:fs";
 import { extname, join } from "node:path";
 import denoConfig from "../deno.json" with { type: "json" };
 import builtinLock from "../models.lock.json" with { type: "json" };
+import { describeLedgers, type LoraLedger } from "../lib/adapters/mod.ts";
 import { UsageError } from "../lib/errors.ts";
 import { cacheRoot, parseLock } from "../lib/hub/mod.ts";
 import type { ImageFormat } from "../lib/image/codec.ts";
@@ -389,6 +390,13 @@ export async function writeImage(
       { binary: false },
     );
   }
+}
+
+/** Prints what each LoRA file applied, one line per module, with --debug. */
+export function debugLedger(ctx: RunContext): (ledgers: readonly LoraLedger[]) => void {
+  return (ledgers) => {
+    for (const line of describeLedgers(ledgers)) ctx.debug(line);
+  };
 }
 
 /** Builds the runner for a command's flags. */

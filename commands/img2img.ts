@@ -17,6 +17,7 @@ import { randomSeed } from "../lib/pipeline/sampling.ts";
 import { examples, explicitOptions, finiteNumber, loadJobOption, runContext } from "./common.ts";
 import {
   addDiffusionOptions,
+  debugLedger,
   type DiffusionOptions,
   imagePath,
   jobFlags,
@@ -121,6 +122,7 @@ export function img2imgCommand() {
         ...(options.quality !== undefined ? { quality: options.quality } : {}),
         onProgress: ctx.progress.report,
         onImage: (made) => writeImage(plan, made, { json: options.json, ctx }),
+        onAdapters: debugLedger(ctx),
       });
     } finally {
       ctx.progress.finish();
