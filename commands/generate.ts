@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { Command } from "@commander-js/extra-typings";
+import { Command, Option } from "@commander-js/extra-typings";
 import { InputError, UsageError } from "../lib/errors.ts";
 import { readFileChecked } from "../lib/io/input.ts";
 import { writeOutput } from "../lib/io/output.ts";
@@ -88,6 +88,25 @@ export function generateCommand() {
       "fraction of the schedule done by the base model before the refiner (default 0.8)",
       finiteNumber("--refiner-switch"),
     )
+    .option(
+      "--hires-scale <f>",
+      "A1111 hires fix: upscale the first pass by f and denoise again",
+      finiteNumber("--hires-scale"),
+    )
+    .option(
+      "--hires-steps <n>",
+      "steps of the hires pass (default: --steps)",
+      positiveInt("--hires-steps"),
+    )
+    .option(
+      "--hires-strength <s>",
+      "denoising strength of the hires pass, 0..1 (default 0.7)",
+      finiteNumber("--hires-strength"),
+    )
+    .addOption(
+      new Option("--hires-upscaler <name>", "upscale latents, or decoded pixels (default latent)")
+        .choices(["latent", "lanczos"] as const),
+    )
     .option("--jobs <file>", "run every job of a JSON-lines file (one job per line)")
     .option("--shard <i/n>", "run only shard i of n of the batches (with --jobs or --batch-count)");
   addDiffusionOptions(command);
@@ -102,6 +121,10 @@ export function generateCommand() {
       [
         'denoise generate "a cat" -m sd15 --batch-count 8 -o out/ --json',
         "eight images into a folder, a JSON line each",
+      ],
+      [
+        'denoise generate "a castle" -m sd15 --hires-scale 2 --hires-strength 0.5 -o big.png',
+        "A1111 hires fix: 512 -> 1024",
       ],
       ["denoise generate --jobs batch.jsonl --shard 2/4 -o out/", "one of four CI shards"],
       ["denoise meta read fox.png | denoise generate --job - -o again.png", "remake an image"],
