@@ -5,28 +5,22 @@
  * @module
  */
 import {
-  addNoiseSigma,
-  alphasCumprodFromBetas,
   checkIndex,
   checkSameLength,
   checkSteps,
   convertSigmas,
   drawNoise,
-  img2imgSlice,
-  type Img2ImgTimesteps,
   kDenoised,
   kInitNoiseSigma,
   kSigmaSchedule,
-  makeBetas,
   type NoiseGenerator,
   parseSchedulerConfig,
-  scaleBySigma,
-  type Scheduler,
   type SchedulerConfig,
   sigmaToT,
   sqrt32,
   torchLinspaceF32,
 } from "./common.ts";
+import { SigmaScheduler } from "./sigma_scheduler.ts";
 
 const f32 = Math.fround;
 
@@ -64,27 +58,17 @@ export const EULER_DEFAULTS: Partial<Omit<SchedulerConfig, "raw">> = {
 };
 
 /** Diffusers `EulerDiscreteScheduler` (sampler name `euler`). */
-export class EulerDiscreteScheduler implements Scheduler {
-  readonly config: SchedulerConfig;
+export class EulerDiscreteScheduler extends SigmaScheduler {
   readonly order = 1;
-  timesteps: Float64Array = new Float64Array(0);
-  sigmas: Float64Array = new Float64Array(0);
-  initNoiseSigma = 1;
-  noiseShape?: number[];
-  #alphasCumprod: Float32Array;
 
   constructor(config: Record<string, unknown>) {
-    this.config = parseSchedulerConfig(config, EULER_DEFAULTS);
-    const ac = alphasCumprodFromBetas(makeBetas(this.config));
-    // Diffusers: with zero terminal SNR the last alpha_bar becomes 2**-24 so sigma stays finite.
-    if (this.config.rescaleBetasZeroSnr) ac[ac.length - 1] = 2 ** -24;
-    this.#alphasCumprod = ac;
+    super("EulerDiscreteScheduler", parseSchedulerConfig(config, EULER_DEFAULTS));
   }
 
   setTimesteps(numInferenceSteps: number): void {
     const c = this.config;
     checkSteps("EulerDiscreteScheduler", numInferenceSteps, c.numTrainTimesteps);
-    const sched = kSigmaSchedule(c, this.#alphasCumprod, numInferenceSteps);
+    const sched = kSigmaSchedule(c, this.alphasCumprod, numInferenceSteps);
     let sigmas = sched.sigmas;
     let timesteps = sched.timesteps.map(f32);
     if (c.interpolationType === "log_linear") {
@@ -107,11 +91,6 @@ export class EulerDiscreteScheduler implements Scheduler {
     this.timesteps = timesteps;
     this.sigmas = Float64Array.from([...s32, 0]);
     this.initNoiseSigma = kInitNoiseSigma(c.timestepSpacing, this.sigmas);
-  }
-
-  scaleModelInput(sample: Float32Array, i: number): Float32Array {
-    checkIndex("EulerDiscreteScheduler", i, this.timesteps.length);
-    return scaleBySigma(sample, this.sigmas[i]!);
   }
 
   step(
@@ -145,15 +124,5 @@ export class EulerDiscreteScheduler implements Scheduler {
       ? kDenoised("epsilon", modelOutput, x, sigmaHat)
       : kDenoised(c.predictionType, modelOutput, x, sigma);
     return eulerStep(x, denoised, sigmaHat, this.sigmas[i + 1]!);
-  }
-
-  addNoise(original: Float32Array, noise: Float32Array, i: number): Float32Array {
-    checkIndex("EulerDiscreteScheduler", i, this.timesteps.length);
-    return addNoiseSigma(original, noise, this.sigmas[i]!);
-  }
-
-  img2imgTimesteps(numInferenceSteps: number, strength: number): Img2ImgTimesteps {
-    this.setTimesteps(numInferenceSteps);
-    return img2imgSlice(this.timesteps, numInferenceSteps, strength, this.order);
   }
 }

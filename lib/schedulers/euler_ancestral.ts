@@ -6,25 +6,20 @@
  */
 import {
   addNoiseSigma,
-  alphasCumprodFromBetas,
   checkIndex,
   checkSteps,
   drawNoise,
-  img2imgSlice,
-  type Img2ImgTimesteps,
   kDenoised,
   kInitNoiseSigma,
   kSigmaSchedule,
-  makeBetas,
   NO_SIGMA_RANGE,
   type NoiseGenerator,
   parseSchedulerConfig,
-  scaleBySigma,
-  type Scheduler,
   type SchedulerConfig,
   sqrt32,
 } from "./common.ts";
 import { eulerStep } from "./euler.ts";
+import { rejectSamplePrediction, SigmaScheduler } from "./sigma_scheduler.ts";
 
 const f32 = Math.fround;
 
@@ -61,9 +56,8 @@ export function eulerAncestralStep(
   noise: Float32Array,
 ): Float32Array {
   const { sigmaUp, sigmaDown } = ancestralSigmas(sigma, sigmaNext);
-  const out = eulerStep(x, denoised, sigma, sigmaDown);
-  for (let k = 0; k < out.length; k++) out[k] = out[k]! + f32(noise[k]! * sigmaUp);
-  return out;
+  // x + noise * sigma_up: the same float32 sum as Diffusers' add_noise at sigma_up.
+  return addNoiseSigma(eulerStep(x, denoised, sigma, sigmaDown), noise, sigmaUp);
 }
 
 /** Diffusers EulerAncestralDiscreteScheduler `__init__` defaults. */
@@ -76,39 +70,26 @@ export const EULER_ANCESTRAL_DEFAULTS: Partial<Omit<SchedulerConfig, "raw">> = {
  * option for it, so `use_karras_sigmas` is ignored as Diffusers does; denoise's `sigma_schedule`
  * key selects any schedule.
  */
-export class EulerAncestralDiscreteScheduler implements Scheduler {
-  readonly config: SchedulerConfig;
+export class EulerAncestralDiscreteScheduler extends SigmaScheduler {
   readonly order = 1;
-  timesteps: Float64Array = new Float64Array(0);
-  sigmas: Float64Array = new Float64Array(0);
-  initNoiseSigma = 1;
-  noiseShape?: number[];
-  #alphasCumprod: Float32Array;
 
   constructor(config: Record<string, unknown>) {
     const c = parseSchedulerConfig(config, EULER_ANCESTRAL_DEFAULTS);
     // Nor sigma_min / sigma_max: unknown keys to its Diffusers class.
     const own = { ...c, ...NO_SIGMA_RANGE };
-    this.config = config["sigma_schedule"] === undefined
-      ? { ...own, sigmaSchedule: "default" }
-      : own;
-    const ac = alphasCumprodFromBetas(makeBetas(this.config));
-    if (this.config.rescaleBetasZeroSnr) ac[ac.length - 1] = 2 ** -24;
-    this.#alphasCumprod = ac;
+    super(
+      "EulerAncestralDiscreteScheduler",
+      config["sigma_schedule"] === undefined ? { ...own, sigmaSchedule: "default" } : own,
+    );
   }
 
   setTimesteps(numInferenceSteps: number): void {
     const c = this.config;
     checkSteps("EulerAncestralDiscreteScheduler", numInferenceSteps, c.numTrainTimesteps);
-    const sched = kSigmaSchedule(c, this.#alphasCumprod, numInferenceSteps);
+    const sched = kSigmaSchedule(c, this.alphasCumprod, numInferenceSteps);
     this.timesteps = sched.timesteps.map(f32);
     this.sigmas = Float64Array.from([...sched.sigmas.map(f32), 0]);
     this.initNoiseSigma = kInitNoiseSigma(c.timestepSpacing, this.sigmas);
-  }
-
-  scaleModelInput(sample: Float32Array, i: number): Float32Array {
-    checkIndex("EulerAncestralDiscreteScheduler", i, this.timesteps.length);
-    return scaleBySigma(sample, this.sigmas[i]!);
   }
 
   step(
@@ -118,24 +99,10 @@ export class EulerAncestralDiscreteScheduler implements Scheduler {
     rng?: NoiseGenerator,
   ): Float32Array {
     checkIndex("EulerAncestralDiscreteScheduler", i, this.timesteps.length);
-    if (this.config.predictionType === "sample") {
-      throw new RangeError(
-        'EulerAncestralDiscreteScheduler: prediction_type "sample" is not implemented in Diffusers; use epsilon or v_prediction',
-      );
-    }
+    rejectSamplePrediction("EulerAncestralDiscreteScheduler", this.config.predictionType);
     const sigma = this.sigmas[i]!;
     const denoised = kDenoised(this.config.predictionType, modelOutput, sample, sigma);
     const noise = drawNoise(rng, sample.length, this.noiseShape, "EulerAncestralDiscreteScheduler");
     return eulerAncestralStep(sample, denoised, sigma, this.sigmas[i + 1]!, noise);
-  }
-
-  addNoise(original: Float32Array, noise: Float32Array, i: number): Float32Array {
-    checkIndex("EulerAncestralDiscreteScheduler", i, this.timesteps.length);
-    return addNoiseSigma(original, noise, this.sigmas[i]!);
-  }
-
-  img2imgTimesteps(numInferenceSteps: number, strength: number): Img2ImgTimesteps {
-    this.setTimesteps(numInferenceSteps);
-    return img2imgSlice(this.timesteps, numInferenceSteps, strength, this.order);
   }
 }

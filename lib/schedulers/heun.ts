@@ -6,34 +6,20 @@
  * @module
  */
 import {
-  addNoiseSigma,
-  alphasCumprodFromBetas,
   checkIndex,
-  checkSameLength,
   checkSteps,
-  img2imgSlice,
-  type Img2ImgTimesteps,
   kDenoised,
   kInitNoiseSigma,
   kSigmaSchedule,
-  makeBetas,
   NO_SIGMA_RANGE,
   parseSchedulerConfig,
-  scaleBySigma,
-  type Scheduler,
   type SchedulerConfig,
 } from "./common.ts";
+import { derivativeOf, eulerMove, SigmaScheduler } from "./sigma_scheduler.ts";
+
+export { derivativeOf };
 
 const f32 = Math.fround;
-
-/** (x - denoised) / sigma in float32: the ODE derivative dx/dsigma (Karras et al. 2022, Eq. 1). */
-export function derivativeOf(x: Float32Array, denoised: Float32Array, sigma: number): Float32Array {
-  checkSameLength("derivative", x, denoised);
-  const s = f32(sigma);
-  const out = new Float32Array(x.length);
-  for (let k = 0; k < out.length; k++) out[k] = f32(x[k]! - denoised[k]!) / s;
-  return out;
-}
 
 /**
  * Heun's correction (Karras et al. 2022, Algorithm 1, line 8): x' = x0 + (d0 + d1) / 2 * dt, where
@@ -68,30 +54,23 @@ export const HEUN_DEFAULTS: Partial<Omit<SchedulerConfig, "raw">> = {
 };
 
 /** Diffusers `HeunDiscreteScheduler` (sampler `heun`). */
-export class HeunDiscreteScheduler implements Scheduler {
-  readonly config: SchedulerConfig;
+export class HeunDiscreteScheduler extends SigmaScheduler {
   readonly order = 2;
-  timesteps: Float64Array = new Float64Array(0);
-  sigmas: Float64Array = new Float64Array(0);
-  initNoiseSigma = 1;
-  noiseShape?: number[];
-  #alphasCumprod: Float32Array;
   #first: { derivative: Float32Array; dt: number; sample: Float32Array } | undefined;
 
   constructor(config: Record<string, unknown>) {
     // Diffusers' Heun has no rescale_betas_zero_snr.
-    this.config = {
+    super("HeunDiscreteScheduler", {
       ...parseSchedulerConfig(config, HEUN_DEFAULTS),
       rescaleBetasZeroSnr: false,
       ...NO_SIGMA_RANGE,
-    };
-    this.#alphasCumprod = alphasCumprodFromBetas(makeBetas(this.config));
+    });
   }
 
   setTimesteps(numInferenceSteps: number): void {
     const c = this.config;
     checkSteps("HeunDiscreteScheduler", numInferenceSteps, c.numTrainTimesteps);
-    const sched = kSigmaSchedule(c, this.#alphasCumprod, numInferenceSteps);
+    const sched = kSigmaSchedule(c, this.alphasCumprod, numInferenceSteps);
     const s = [...sched.sigmas.map(f32), 0];
     const t = Array.from(sched.timesteps, f32);
     // cat(s[:1], s[1:-1].repeat_interleave(2), s[-1:]) and cat(t[:1], t[1:].repeat_interleave(2))
@@ -99,11 +78,6 @@ export class HeunDiscreteScheduler implements Scheduler {
     this.timesteps = Float64Array.from([t[0]!, ...t.slice(1).flatMap((v) => [v, v])]);
     this.initNoiseSigma = kInitNoiseSigma(c.timestepSpacing, this.sigmas);
     this.#first = undefined;
-  }
-
-  scaleModelInput(sample: Float32Array, i: number): Float32Array {
-    checkIndex("HeunDiscreteScheduler", i, this.timesteps.length);
-    return scaleBySigma(sample, this.sigmas[i]!);
   }
 
   step(modelOutput: Float32Array, i: number, sample: Float32Array): Float32Array {
@@ -122,24 +96,12 @@ export class HeunDiscreteScheduler implements Scheduler {
       const derivative = derivativeOf(sample, denoised, sigma);
       const dt = f32(sigmaNext - sigma);
       this.#first = { derivative, dt, sample };
-      const out = new Float32Array(sample.length);
-      for (let k = 0; k < out.length; k++) out[k] = sample[k]! + f32(derivative[k]! * dt);
-      return out;
+      return eulerMove(sample, derivative, dt);
     }
     // Algorithm 1, lines 6-8: trapezoidal corrector.
     const d1 = derivativeOf(sample, denoised, sigmaNext);
     const { derivative, dt, sample: x0 } = this.#first;
     this.#first = undefined;
     return heunCorrect(x0, derivative, d1, dt);
-  }
-
-  addNoise(original: Float32Array, noise: Float32Array, i: number): Float32Array {
-    checkIndex("HeunDiscreteScheduler", i, this.timesteps.length);
-    return addNoiseSigma(original, noise, this.sigmas[i]!);
-  }
-
-  img2imgTimesteps(numInferenceSteps: number, strength: number): Img2ImgTimesteps {
-    this.setTimesteps(numInferenceSteps);
-    return img2imgSlice(this.timesteps, numInferenceSteps, strength, this.order);
   }
 }

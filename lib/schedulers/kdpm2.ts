@@ -5,25 +5,26 @@
  * @module
  */
 import {
-  addNoiseSigma,
-  alphasCumprodFromBetas,
   checkIndex,
   checkSteps,
-  img2imgSlice,
-  type Img2ImgTimesteps,
   kDenoised,
   kInitNoiseSigma,
   kSigmaSchedule,
   lerpHalf32,
-  makeBetas,
   NO_SIGMA_RANGE,
   parseSchedulerConfig,
   scaleBySigma,
-  type Scheduler,
   type SchedulerConfig,
   sigmaToT,
 } from "./common.ts";
-import { derivativeOf } from "./heun.ts";
+import {
+  derivativeOf,
+  eulerMove,
+  rejectSamplePrediction,
+  SigmaScheduler,
+} from "./sigma_scheduler.ts";
+
+export { eulerMove };
 
 const f32 = Math.fround;
 
@@ -37,22 +38,6 @@ export function interleaveSigmas(v: readonly number[]): Float64Array {
   return Float64Array.from([v[0]!, ...v.slice(1).flatMap((x) => [x, x]), v.at(-1)!]);
 }
 
-/**
- * x' = x + d * dt in float32 (an Euler move with a precomputed derivative).
- *
- * @example
- * ```ts
- * import { eulerMove } from "./kdpm2.ts";
- * eulerMove(new Float32Array([1]), new Float32Array([2]), -0.25); // [0.5]
- * ```
- */
-export function eulerMove(x: Float32Array, d: Float32Array, dt: number): Float32Array {
-  const h = f32(dt);
-  const out = new Float32Array(x.length);
-  for (let k = 0; k < out.length; k++) out[k] = x[k]! + f32(d[k]! * h);
-  return out;
-}
-
 /** Diffusers KDPM2DiscreteScheduler `__init__` defaults. */
 export const KDPM2_DEFAULTS: Partial<Omit<SchedulerConfig, "raw">> = {
   betaStart: 0.00085,
@@ -61,32 +46,25 @@ export const KDPM2_DEFAULTS: Partial<Omit<SchedulerConfig, "raw">> = {
 };
 
 /** Diffusers `KDPM2DiscreteScheduler` (sampler `dpm2`). */
-export class KDPM2DiscreteScheduler implements Scheduler {
-  readonly config: SchedulerConfig;
+export class KDPM2DiscreteScheduler extends SigmaScheduler {
   readonly order = 2;
-  timesteps: Float64Array = new Float64Array(0);
-  sigmas: Float64Array = new Float64Array(0);
   /** Interleaved midpoint sigmas (Diffusers `sigmas_interpol`). */
   sigmasInterpol: Float64Array = new Float64Array(0);
-  initNoiseSigma = 1;
-  noiseShape?: number[];
-  #alphasCumprod: Float32Array;
   #sample: Float32Array | undefined;
 
   constructor(config: Record<string, unknown>) {
     // Diffusers' KDPM2 has no rescale_betas_zero_snr.
-    this.config = {
+    super("KDPM2DiscreteScheduler", {
       ...parseSchedulerConfig(config, KDPM2_DEFAULTS),
       rescaleBetasZeroSnr: false,
       ...NO_SIGMA_RANGE,
-    };
-    this.#alphasCumprod = alphasCumprodFromBetas(makeBetas(this.config));
+    });
   }
 
   setTimesteps(numInferenceSteps: number): void {
     const c = this.config;
     checkSteps("KDPM2DiscreteScheduler", numInferenceSteps, c.numTrainTimesteps);
-    const sched = kSigmaSchedule(c, this.#alphasCumprod, numInferenceSteps, true);
+    const sched = kSigmaSchedule(c, this.alphasCumprod, numInferenceSteps, true);
     const s = [...sched.sigmas.map(f32), 0];
     // sigmas.log().lerp(sigmas.roll(1).log(), 0.5).exp(): midpoint with the previous sigma.
     const si = s.map((v, k) => logMidpoint32(v, s[(k - 1 + s.length) % s.length]!));
@@ -102,7 +80,7 @@ export class KDPM2DiscreteScheduler implements Scheduler {
     this.#sample = undefined;
   }
 
-  scaleModelInput(sample: Float32Array, i: number): Float32Array {
+  override scaleModelInput(sample: Float32Array, i: number): Float32Array {
     checkIndex("KDPM2DiscreteScheduler", i, this.timesteps.length);
     const sigma = this.#sample === undefined ? this.sigmas[i]! : this.sigmasInterpol[i]!;
     return scaleBySigma(sample, sigma);
@@ -111,11 +89,7 @@ export class KDPM2DiscreteScheduler implements Scheduler {
   step(modelOutput: Float32Array, i: number, sample: Float32Array): Float32Array {
     const c = this.config;
     checkIndex("KDPM2DiscreteScheduler", i, this.timesteps.length);
-    if (c.predictionType === "sample") {
-      throw new RangeError(
-        'KDPM2DiscreteScheduler: prediction_type "sample" is not implemented in Diffusers; use epsilon or v_prediction',
-      );
-    }
+    rejectSamplePrediction("KDPM2DiscreteScheduler", c.predictionType);
     if (this.#sample === undefined) {
       // First half: Euler from sigma to the midpoint sigma_interpol.
       const sigma = this.sigmas[i]!;
@@ -134,15 +108,5 @@ export class KDPM2DiscreteScheduler implements Scheduler {
     const x0 = this.#sample;
     this.#sample = undefined;
     return eulerMove(x0, d, f32(sigmaNext - sigma));
-  }
-
-  addNoise(original: Float32Array, noise: Float32Array, i: number): Float32Array {
-    checkIndex("KDPM2DiscreteScheduler", i, this.timesteps.length);
-    return addNoiseSigma(original, noise, this.sigmas[i]!);
-  }
-
-  img2imgTimesteps(numInferenceSteps: number, strength: number): Img2ImgTimesteps {
-    this.setTimesteps(numInferenceSteps);
-    return img2imgSlice(this.timesteps, numInferenceSteps, strength, this.order);
   }
 }

@@ -6,27 +6,27 @@
  */
 import {
   addNoiseSigma,
-  alphasCumprodFromBetas,
   checkIndex,
   checkSteps,
   drawNoise,
-  img2imgSlice,
-  type Img2ImgTimesteps,
   kDenoised,
   kInitNoiseSigma,
   kSigmaSchedule,
-  makeBetas,
   NO_SIGMA_RANGE,
   type NoiseGenerator,
   parseSchedulerConfig,
   scaleBySigma,
-  type Scheduler,
   type SchedulerConfig,
   sigmaToT,
 } from "./common.ts";
 import { ancestralSigmas } from "./euler_ancestral.ts";
-import { derivativeOf } from "./heun.ts";
-import { eulerMove, interleaveSigmas, logMidpoint32 } from "./kdpm2.ts";
+import { interleaveSigmas, logMidpoint32 } from "./kdpm2.ts";
+import {
+  derivativeOf,
+  eulerMove,
+  rejectSamplePrediction,
+  SigmaScheduler,
+} from "./sigma_scheduler.ts";
 
 const f32 = Math.fround;
 
@@ -38,31 +38,28 @@ export const KDPM2_ANCESTRAL_DEFAULTS: Partial<Omit<SchedulerConfig, "raw">> = {
 };
 
 /** Diffusers `KDPM2AncestralDiscreteScheduler` (sampler `dpm2-a`). */
-export class KDPM2AncestralDiscreteScheduler implements Scheduler {
-  readonly config: SchedulerConfig;
+export class KDPM2AncestralDiscreteScheduler extends SigmaScheduler {
   readonly order = 2;
-  timesteps: Float64Array = new Float64Array(0);
-  sigmas: Float64Array = new Float64Array(0);
   /** Interleaved Diffusers `sigmas_interpol`, `sigmas_up`, `sigmas_down`. */
   sigmasInterpol: Float64Array = new Float64Array(0);
   sigmasUp: Float64Array = new Float64Array(0);
   sigmasDown: Float64Array = new Float64Array(0);
-  initNoiseSigma = 1;
-  noiseShape?: number[];
-  #alphasCumprod: Float32Array;
   #sample: Float32Array | undefined;
 
   constructor(config: Record<string, unknown>) {
     const c = parseSchedulerConfig(config, KDPM2_ANCESTRAL_DEFAULTS);
     // Diffusers' KDPM2 ancestral has no rescale_betas_zero_snr.
-    this.config = { ...c, rescaleBetasZeroSnr: false, ...NO_SIGMA_RANGE };
-    this.#alphasCumprod = alphasCumprodFromBetas(makeBetas(this.config));
+    super("KDPM2AncestralDiscreteScheduler", {
+      ...c,
+      rescaleBetasZeroSnr: false,
+      ...NO_SIGMA_RANGE,
+    });
   }
 
   setTimesteps(numInferenceSteps: number): void {
     const c = this.config;
     checkSteps("KDPM2AncestralDiscreteScheduler", numInferenceSteps, c.numTrainTimesteps);
-    const sched = kSigmaSchedule(c, this.#alphasCumprod, numInferenceSteps, true);
+    const sched = kSigmaSchedule(c, this.alphasCumprod, numInferenceSteps, true);
     const s = [...sched.sigmas.map(f32), 0];
     const n = s.length;
     const up: number[] = [];
@@ -89,7 +86,7 @@ export class KDPM2AncestralDiscreteScheduler implements Scheduler {
     this.#sample = undefined;
   }
 
-  scaleModelInput(sample: Float32Array, i: number): Float32Array {
+  override scaleModelInput(sample: Float32Array, i: number): Float32Array {
     checkIndex("KDPM2AncestralDiscreteScheduler", i, this.timesteps.length);
     const sigma = this.#sample === undefined ? this.sigmas[i]! : this.sigmasInterpol[i - 1]!;
     return scaleBySigma(sample, sigma);
@@ -103,11 +100,7 @@ export class KDPM2AncestralDiscreteScheduler implements Scheduler {
   ): Float32Array {
     const c = this.config;
     checkIndex("KDPM2AncestralDiscreteScheduler", i, this.timesteps.length);
-    if (c.predictionType === "sample") {
-      throw new RangeError(
-        'KDPM2AncestralDiscreteScheduler: prediction_type "sample" is not implemented in Diffusers; use epsilon or v_prediction',
-      );
-    }
+    rejectSamplePrediction("KDPM2AncestralDiscreteScheduler", c.predictionType);
     // Diffusers draws noise on both halves of the step; only the second one uses it.
     const noise = drawNoise(rng, sample.length, this.noiseShape, "KDPM2AncestralDiscreteScheduler");
     if (this.#sample === undefined) {
@@ -126,19 +119,7 @@ export class KDPM2AncestralDiscreteScheduler implements Scheduler {
     const d = derivativeOf(sample, denoised, sigmaInterpol);
     const x0 = this.#sample;
     this.#sample = undefined;
-    const out = eulerMove(x0, d, f32(sigmaDown - sigma));
     // k-diffusion: x = x + noise * sigma_up (fresh noise for the ancestral part).
-    for (let k = 0; k < out.length; k++) out[k] = out[k]! + f32(noise[k]! * sigmaUp);
-    return out;
-  }
-
-  addNoise(original: Float32Array, noise: Float32Array, i: number): Float32Array {
-    checkIndex("KDPM2AncestralDiscreteScheduler", i, this.timesteps.length);
-    return addNoiseSigma(original, noise, this.sigmas[i]!);
-  }
-
-  img2imgTimesteps(numInferenceSteps: number, strength: number): Img2ImgTimesteps {
-    this.setTimesteps(numInferenceSteps);
-    return img2imgSlice(this.timesteps, numInferenceSteps, strength, this.order);
+    return addNoiseSigma(eulerMove(x0, d, f32(sigmaDown - sigma)), noise, sigmaUp);
   }
 }

@@ -5,22 +5,16 @@
  * @module
  */
 import {
-  addNoiseSigma,
-  alphasCumprodFromBetas,
   checkIndex,
   checkSteps,
-  img2imgSlice,
-  type Img2ImgTimesteps,
   kDenoised,
   kInitNoiseSigma,
   kSigmaSchedule,
-  makeBetas,
   NO_SIGMA_RANGE,
   parseSchedulerConfig,
-  scaleBySigma,
-  type Scheduler,
   type SchedulerConfig,
 } from "./common.ts";
+import { derivativeOf, SigmaScheduler } from "./sigma_scheduler.ts";
 
 const f32 = Math.fround;
 
@@ -90,32 +84,25 @@ export const LMS_DEFAULTS: Partial<Omit<SchedulerConfig, "raw">> = {
 };
 
 /** Diffusers `LMSDiscreteScheduler` (sampler `lms`), order 4 as in its `step()` default. */
-export class LMSDiscreteScheduler implements Scheduler {
-  readonly config: SchedulerConfig;
+export class LMSDiscreteScheduler extends SigmaScheduler {
   readonly order = 1;
   /** LMS order used by `step()` (Diffusers' `order=4` argument). */
   readonly lmsOrder = 4;
-  timesteps: Float64Array = new Float64Array(0);
-  sigmas: Float64Array = new Float64Array(0);
-  initNoiseSigma = 1;
-  noiseShape?: number[];
-  #alphasCumprod: Float32Array;
   #derivatives: Float32Array[] = [];
 
   constructor(config: Record<string, unknown>) {
     // Diffusers' LMS has no rescale_betas_zero_snr.
-    this.config = {
+    super("LMSDiscreteScheduler", {
       ...parseSchedulerConfig(config, LMS_DEFAULTS),
       rescaleBetasZeroSnr: false,
       ...NO_SIGMA_RANGE,
-    };
-    this.#alphasCumprod = alphasCumprodFromBetas(makeBetas(this.config));
+    });
   }
 
   setTimesteps(numInferenceSteps: number): void {
     const c = this.config;
     checkSteps("LMSDiscreteScheduler", numInferenceSteps, c.numTrainTimesteps);
-    const sched = kSigmaSchedule(c, this.#alphasCumprod, numInferenceSteps);
+    const sched = kSigmaSchedule(c, this.alphasCumprod, numInferenceSteps);
     // With a converted schedule Diffusers keeps the float64 timesteps of _sigma_to_t.
     this.timesteps = c.sigmaSchedule === "default" ? sched.timesteps.map(f32) : sched.timesteps;
     this.sigmas = Float64Array.from([...sched.sigmas.map(f32), 0]);
@@ -123,36 +110,16 @@ export class LMSDiscreteScheduler implements Scheduler {
     this.#derivatives = [];
   }
 
-  scaleModelInput(sample: Float32Array, i: number): Float32Array {
-    checkIndex("LMSDiscreteScheduler", i, this.timesteps.length);
-    return scaleBySigma(sample, this.sigmas[i]!);
-  }
-
   step(modelOutput: Float32Array, i: number, sample: Float32Array): Float32Array {
     checkIndex("LMSDiscreteScheduler", i, this.timesteps.length);
     const sigma = this.sigmas[i]!;
     const denoised = kDenoised(this.config.predictionType, modelOutput, sample, sigma);
-    const s = f32(sigma);
-    const derivative = new Float32Array(sample.length);
-    for (let k = 0; k < derivative.length; k++) {
-      derivative[k] = f32(sample[k]! - denoised[k]!) / s;
-    }
-    this.#derivatives.push(derivative);
+    this.#derivatives.push(derivativeOf(sample, denoised, sigma));
     if (this.#derivatives.length > this.lmsOrder) this.#derivatives.shift();
     // Diffusers takes the order from the step index, not from the history length (img2img).
     const order = Math.min(i + 1, this.lmsOrder);
     const coeffs: number[] = [];
     for (let j = 0; j < order; j++) coeffs.push(lmsCoefficient(this.sigmas, order, i, j));
     return lmsStep(sample, [...this.#derivatives].reverse(), coeffs);
-  }
-
-  addNoise(original: Float32Array, noise: Float32Array, i: number): Float32Array {
-    checkIndex("LMSDiscreteScheduler", i, this.timesteps.length);
-    return addNoiseSigma(original, noise, this.sigmas[i]!);
-  }
-
-  img2imgTimesteps(numInferenceSteps: number, strength: number): Img2ImgTimesteps {
-    this.setTimesteps(numInferenceSteps);
-    return img2imgSlice(this.timesteps, numInferenceSteps, strength, this.order);
   }
 }
