@@ -28,6 +28,7 @@ import {
 } from "./common.ts";
 import {
   addDiffusionOptions,
+  debugLedger,
   type DiffusionOptions,
   imagePath,
   jobFlags,
@@ -182,6 +183,7 @@ export function generateCommand() {
         format: plan.format,
         ...(options.quality !== undefined ? { quality: options.quality } : {}),
         onProgress: ctx.progress.report,
+        onAdapters: debugLedger(ctx),
         onImage: async (image) => {
           await writeImage(plan, image, { json: options.json, ctx });
           made++;
