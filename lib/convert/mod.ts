@@ -11,6 +11,7 @@
  *
  * @module
  */
+export { convertedModelDir, type ConvertedModelOptions } from "./cached_model.ts";
 export {
   type BaseFamily,
   CHECKPOINT_CONFIGS,

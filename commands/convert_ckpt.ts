@@ -1,0 +1,167 @@
+/**
+ * `denoise convert-ckpt`: single-file checkpoints (original LDM layout, .safetensors or .ckpt)
+ * to Diffusers folders, and Diffusers folders back to single files, with no Python.
+ *
+ * @module
+ */
+import { Command, Option } from "@commander-js/extra-typings";
+import { existsSync, statSync } from "node:fs";
+import { dirname, join } from "node:path";
+import {
+  CHECKPOINT_CONFIGS,
+  type CheckpointConfig,
+  convertCheckpoint,
+  findCachedTokenizer,
+  findOriginalConfig,
+  tokenizerFilesIn,
+  writeSingleFile,
+} from "../lib/convert/mod.ts";
+import { ModelNotFoundError, UsageError } from "../lib/errors.ts";
+import { cacheRoot } from "../lib/hub/mod.ts";
+import { examples, runContext } from "./common.ts";
+
+function root(): string {
+  return cacheRoot({
+    DENOISE_HOME: Deno.env.get("DENOISE_HOME"),
+    XDG_CACHE_HOME: Deno.env.get("XDG_CACHE_HOME"),
+    HOME: Deno.env.get("HOME"),
+  });
+}
+
+/** The tokenizer folder: --tokenizer, tokenizer/ beside the input, or one from the cache. */
+export function resolveTokenizer(flag: string | undefined, input: string): string {
+  if (flag !== undefined) {
+    const found = tokenizerFilesIn(flag);
+    if (found === undefined) {
+      throw new UsageError(`--tokenizer "${flag}" has no vocab.json and merges.txt`, {
+        hint:
+          "pass the tokenizer/ folder of any SD model (SD 1.x, 2.x and SDXL share the vocabulary)",
+      });
+    }
+    return found;
+  }
+  const beside = tokenizerFilesIn(join(dirname(input), "tokenizer"));
+  if (beside !== undefined) return beside;
+  let cached: string | undefined;
+  try {
+    cached = findCachedTokenizer(root());
+  } catch {
+    cached = undefined;
+  }
+  if (cached !== undefined) return cached;
+  throw new ModelNotFoundError(
+    `Cannot convert "${input}": a single file holds no CLIP tokenizer vocabulary`,
+    {
+      hint: "pass --tokenizer DIR (a folder with vocab.json and merges.txt, e.g. the tokenizer/ " +
+        "of any SD model), put a tokenizer/ folder next to the file, or pull a model with " +
+        '"denoise models pull ALIAS" so its tokenizer is reused',
+    },
+  );
+}
+
+/** The `convert-ckpt` command. */
+export function convertCkptCommand() {
+  return new Command("convert-ckpt")
+    .description(
+      "convert a single-file checkpoint (.safetensors/.ckpt, LDM layout) to a Diffusers folder, " +
+        "or a Diffusers folder to a single file",
+    )
+    .argument("<input>", "checkpoint file (or, with --to single-file, a Diffusers folder)")
+    .requiredOption(
+      "-o, --output <path>",
+      "output folder (or .safetensors file with --to single-file)",
+    )
+    .addOption(
+      new Option("--to <format>", "what to write").choices(["diffusers", "single-file"] as const)
+        .default("diffusers" as const),
+    )
+    .addOption(
+      new Option("--dtype <dtype>", "output precision (default: as stored)").choices(
+        ["fp32", "fp16", "bf16"] as const,
+      ),
+    )
+    .addOption(
+      new Option("--config <family>", "model family; auto detects it from keys and shapes")
+        .choices([...CHECKPOINT_CONFIGS, "auto"] as const).default("auto" as const),
+    )
+    .option(
+      "--original-config <yaml>",
+      "the checkpoint's LDM inference YAML (default: <name>.yaml beside it)",
+    )
+    .option(
+      "--vae <file>",
+      "use this VAE (LDM or Diffusers key layout) instead of the checkpoint's",
+    )
+    .option("--tokenizer <dir>", "folder with the CLIP vocab.json and merges.txt")
+    .option("--extract-ema", "use the EMA copy of the UNet weights (model_ema.*)")
+    .option("--overwrite", "replace a non-empty output folder")
+    .addHelpText(
+      "after",
+      examples([
+        [
+          "denoise convert-ckpt v1-5-pruned-emaonly.safetensors -o sd15 --tokenizer clip/",
+          "single file -> Diffusers folder",
+        ],
+        [
+          "denoise convert-ckpt 768-v-ema.ckpt -o sd21 --config sd2-v --dtype fp16",
+          "a .ckpt (restricted unpickler) with the family forced",
+        ],
+        [
+          "denoise convert-ckpt sd15/ --to single-file -o sd15.safetensors",
+          "Diffusers folder -> LDM single file for A1111 / ComfyUI",
+        ],
+      ]) + "\nSee docs/convert-ckpt.md.\n",
+    )
+    .action(async (input, options, command) => {
+      const ctx = runContext(command);
+      if (!existsSync(input)) {
+        throw new UsageError(`"${input}" does not exist`);
+      }
+      const isDir = statSync(input).isDirectory();
+      if (options.to === "single-file") {
+        if (!isDir) {
+          throw new UsageError(
+            `--to single-file needs a Diffusers folder, and "${input}" is a file`,
+          );
+        }
+        if (existsSync(options.output) && !options.overwrite) {
+          throw new UsageError(`"${options.output}" exists`, {
+            hint: "pass --overwrite to replace it",
+          });
+        }
+        const n = await writeSingleFile(input, options.output, {
+          ...(options.dtype ? { dtype: options.dtype } : {}),
+          onMessage: (m) => ctx.debug(m),
+        });
+        ctx.info(`wrote ${options.output} (${n} tensors)`);
+        return;
+      }
+      if (isDir) {
+        throw new UsageError(
+          `"${input}" is a folder; convert-ckpt reads a single-file checkpoint`,
+          {
+            hint: "pass --to single-file to write a folder as a single file",
+          },
+        );
+      }
+      const tokenizerDir = resolveTokenizer(options.tokenizer, input);
+      const originalConfig = options.originalConfig ?? findOriginalConfig(input);
+      if (originalConfig !== undefined && options.originalConfig === undefined) {
+        ctx.info(`using the original config ${originalConfig}`);
+      }
+      const result = await convertCheckpoint(input, options.output, {
+        config: options.config as CheckpointConfig | "auto",
+        tokenizerDir,
+        ...(options.dtype ? { dtype: options.dtype } : {}),
+        ...(options.vae !== undefined ? { vae: options.vae } : {}),
+        ...(originalConfig !== undefined ? { originalConfig } : {}),
+        extractEma: options.extractEma === true,
+        overwrite: options.overwrite === true,
+        onMessage: (m) => ctx.debug(m),
+      });
+      ctx.info(`detected: ${result.detected.label}`);
+      for (const note of result.detected.notes) ctx.info(`  ${note}`);
+      const counts = Object.entries(result.tensors).map(([k, v]) => `${k} ${v}`).join(", ");
+      ctx.info(`wrote ${result.outDir} (${counts} tensors)`);
+    });
+}
