@@ -13,6 +13,7 @@ import type { ProgressCallback } from "../io/progress.ts";
 import { GenerateJob, Img2ImgJob } from "../job.ts";
 import type { Nchw } from "../models/vae.ts";
 import { lockedModel, modelDir, type ModelsLock, modelStatus } from "../hub/mod.ts";
+import { convertedModelDir } from "../convert/cached_model.ts";
 import {
   type AdapterModel,
   type LoraLedger,
@@ -54,9 +55,8 @@ export async function resolveModel(spec: string | undefined, env: RunEnvironment
     const stat = statSync(spec);
     if (stat.isDirectory()) return resolve(spec);
     if (/\.(safetensors|ckpt|pt|pth|bin)$/i.test(spec)) {
-      throw new UsageError(`Single-file checkpoints cannot be run directly yet: "${spec}"`, {
-        hint: "use a Diffusers folder for now",
-      });
+      // Converted once into <cacheDir>/converted/<file key>/ and reused (lib/convert).
+      return await convertedModelDir(spec, { cacheDir: env.cacheDir });
     }
     throw new UsageError(`"--model ${spec}" is a file, not a model folder`);
   }
