@@ -5,21 +5,20 @@
  * @module
  */
 import {
-  addNoiseAlphas,
-  alphasCumprodFromBetas,
   checkIndex,
   checkSteps,
   drawNoise,
-  img2imgSlice,
-  type Img2ImgTimesteps,
-  makeBetas,
   type NoiseGenerator,
   parseSchedulerConfig,
-  type Scheduler,
   type SchedulerConfig,
   sqrt32,
 } from "./common.ts";
-import { clipOriginal, integerTimesteps, predictOriginalAndNoise } from "./ddim.ts";
+import {
+  AlphaScheduler,
+  clipOriginal,
+  integerTimesteps,
+  predictOriginalAndNoise,
+} from "./alpha_scheduler.ts";
 
 const f32 = Math.fround;
 
@@ -61,25 +60,17 @@ export const DDPM_DEFAULTS: Partial<Omit<SchedulerConfig, "raw">> = {
  * Diffusers `DDPMScheduler` (sampler `ddpm`) with variance_type fixed_small, fixed_small_log or
  * fixed_large. The learned variances need a model with twice the channels and are rejected.
  */
-export class DDPMScheduler implements Scheduler {
-  readonly config: SchedulerConfig;
-  readonly order = 1;
-  readonly initNoiseSigma = 1;
-  timesteps: Float64Array = new Float64Array(0);
-  noiseShape?: number[];
-  /** float32 alpha_bar per training timestep. */
-  readonly alphasCumprod: Float32Array;
+export class DDPMScheduler extends AlphaScheduler {
   #numInferenceSteps = 0;
 
   constructor(config: Record<string, unknown>) {
-    this.config = parseSchedulerConfig(config, DDPM_DEFAULTS);
+    super("DDPMScheduler", parseSchedulerConfig(config, DDPM_DEFAULTS));
     const v = this.config.varianceType ?? "fixed_small";
     if (v !== "fixed_small" && v !== "fixed_small_log" && v !== "fixed_large") {
       throw new RangeError(
         `DDPMScheduler: variance_type "${v}" is not supported; use fixed_small, fixed_small_log or fixed_large`,
       );
     }
-    this.alphasCumprod = alphasCumprodFromBetas(makeBetas(this.config));
   }
 
   setTimesteps(numInferenceSteps: number): void {
@@ -92,11 +83,6 @@ export class DDPMScheduler implements Scheduler {
       numInferenceSteps,
       c.stepsOffset,
     );
-  }
-
-  scaleModelInput(sample: Float32Array, i: number): Float32Array {
-    checkIndex("DDPMScheduler", i, this.timesteps.length);
-    return sample;
   }
 
   step(
@@ -127,20 +113,5 @@ export class DDPMScheduler implements Scheduler {
       for (let k = 0; k < out.length; k++) out[k] = out[k]! + f32(std * noise[k]!);
     }
     return out;
-  }
-
-  addNoise(original: Float32Array, noise: Float32Array, i: number): Float32Array {
-    checkIndex("DDPMScheduler", i, this.timesteps.length);
-    return addNoiseAlphas(this.alphasCumprod, original, noise, this.timesteps[i]!);
-  }
-
-  /** Diffusers `add_noise` at an arbitrary training timestep `t`. */
-  addNoiseAtTimestep(original: Float32Array, noise: Float32Array, t: number): Float32Array {
-    return addNoiseAlphas(this.alphasCumprod, original, noise, t);
-  }
-
-  img2imgTimesteps(numInferenceSteps: number, strength: number): Img2ImgTimesteps {
-    this.setTimesteps(numInferenceSteps);
-    return img2imgSlice(this.timesteps, numInferenceSteps, strength, this.order);
   }
 }

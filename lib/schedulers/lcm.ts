@@ -5,22 +5,16 @@
  * @module
  */
 import {
-  addNoiseAlphas,
-  alphasCumprodFromBetas,
   checkIndex,
   checkSteps,
   drawNoise,
-  img2imgSlice,
-  type Img2ImgTimesteps,
-  makeBetas,
   type NoiseGenerator,
   numpyLinspace,
   parseSchedulerConfig,
-  type Scheduler,
   type SchedulerConfig,
   sqrt32,
 } from "./common.ts";
-import { clipOriginal, predictOriginalAndNoise } from "./ddim.ts";
+import { AlphaScheduler, clipOriginal, predictOriginalAndNoise } from "./alpha_scheduler.ts";
 
 const f32 = Math.fround;
 
@@ -101,20 +95,9 @@ export const LCM_DEFAULTS: Partial<Omit<SchedulerConfig, "raw">> = {
 };
 
 /** Diffusers `LCMScheduler` (sampler `lcm`). */
-export class LCMScheduler implements Scheduler {
-  readonly config: SchedulerConfig;
-  readonly order = 1;
-  readonly initNoiseSigma = 1;
-  timesteps: Float64Array = new Float64Array(0);
-  noiseShape?: number[];
-  /** float32 alpha_bar per training timestep. */
-  readonly alphasCumprod: Float32Array;
-  #finalAlphaCumprod: number;
-
+export class LCMScheduler extends AlphaScheduler {
   constructor(config: Record<string, unknown>) {
-    this.config = parseSchedulerConfig(config, LCM_DEFAULTS);
-    this.alphasCumprod = alphasCumprodFromBetas(makeBetas(this.config));
-    this.#finalAlphaCumprod = this.config.setAlphaToOne ? 1 : this.alphasCumprod[0]!;
+    super("LCMScheduler", parseSchedulerConfig(config, LCM_DEFAULTS));
   }
 
   setTimesteps(numInferenceSteps: number): void {
@@ -126,11 +109,6 @@ export class LCMScheduler implements Scheduler {
       c.originalInferenceSteps,
       numInferenceSteps,
     );
-  }
-
-  scaleModelInput(sample: Float32Array, i: number): Float32Array {
-    checkIndex("LCMScheduler", i, this.timesteps.length);
-    return sample;
   }
 
   step(
@@ -145,26 +123,11 @@ export class LCMScheduler implements Scheduler {
     const last = i === this.timesteps.length - 1;
     const prevT = last ? t : this.timesteps[i + 1]!;
     const a = this.alphasCumprod[t]!;
-    const aPrev = prevT >= 0 ? this.alphasCumprod[prevT]! : this.#finalAlphaCumprod;
+    const aPrev = prevT >= 0 ? this.alphasCumprod[prevT]! : this.finalAlphaCumprod;
     const { cSkip, cOut } = lcmScalings(t, c.timestepScaling);
     const pred = predictOriginalAndNoise(c.predictionType, modelOutput, sample, a);
     const x0 = clipOriginal(pred.x0, c, this.noiseShape?.[0] ?? 1);
     const noise = last ? undefined : drawNoise(rng, sample.length, this.noiseShape, "LCMScheduler");
     return lcmStep(x0, sample, cSkip, cOut, aPrev, noise);
-  }
-
-  addNoise(original: Float32Array, noise: Float32Array, i: number): Float32Array {
-    checkIndex("LCMScheduler", i, this.timesteps.length);
-    return addNoiseAlphas(this.alphasCumprod, original, noise, this.timesteps[i]!);
-  }
-
-  /** Diffusers `add_noise` at an arbitrary training timestep `t`. */
-  addNoiseAtTimestep(original: Float32Array, noise: Float32Array, t: number): Float32Array {
-    return addNoiseAlphas(this.alphasCumprod, original, noise, t);
-  }
-
-  img2imgTimesteps(numInferenceSteps: number, strength: number): Img2ImgTimesteps {
-    this.setTimesteps(numInferenceSteps);
-    return img2imgSlice(this.timesteps, numInferenceSteps, strength, this.order);
   }
 }

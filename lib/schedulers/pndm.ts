@@ -6,22 +6,14 @@
  * @module
  */
 import {
-  addNoiseAlphas,
-  alphasCumprodFromBetas,
   checkIndex,
   checkSameLength,
   checkSteps,
-  img2imgSlice,
-  type Img2ImgTimesteps,
-  makeBetas,
-  numpyArange,
-  numpyLinspace,
   parseSchedulerConfig,
-  roundHalfEven,
-  type Scheduler,
   type SchedulerConfig,
   sqrt32,
 } from "./common.ts";
+import { AlphaScheduler, integerTimesteps } from "./alpha_scheduler.ts";
 
 const f32 = Math.fround;
 
@@ -75,17 +67,9 @@ export const PNDM_DEFAULTS: Partial<Omit<SchedulerConfig, "raw">> = {
 };
 
 /** Diffusers `PNDMScheduler` (sampler `pndm`, A1111 "PLMS" with `skip_prk_steps`). */
-export class PNDMScheduler implements Scheduler {
-  readonly config: SchedulerConfig;
-  readonly order = 1;
-  readonly initNoiseSigma = 1;
+export class PNDMScheduler extends AlphaScheduler {
   /** Diffusers' `pndm_order`. */
   readonly pndmOrder = 4;
-  timesteps: Float64Array = new Float64Array(0);
-  noiseShape?: number[];
-  /** float32 alpha_bar per training timestep. */
-  readonly alphasCumprod: Float32Array;
-  #finalAlphaCumprod: number;
   #numInferenceSteps = 0;
   #prkTimesteps: number[] = [];
   #ets: Float32Array[] = [];
@@ -95,9 +79,10 @@ export class PNDMScheduler implements Scheduler {
 
   constructor(config: Record<string, unknown>) {
     // Diffusers' PNDM has no rescale_betas_zero_snr.
-    this.config = { ...parseSchedulerConfig(config, PNDM_DEFAULTS), rescaleBetasZeroSnr: false };
-    this.alphasCumprod = alphasCumprodFromBetas(makeBetas(this.config));
-    this.#finalAlphaCumprod = this.config.setAlphaToOne ? 1 : this.alphasCumprod[0]!;
+    super("PNDMScheduler", {
+      ...parseSchedulerConfig(config, PNDM_DEFAULTS),
+      rescaleBetasZeroSnr: false,
+    });
   }
 
   setTimesteps(numInferenceSteps: number): void {
@@ -105,17 +90,10 @@ export class PNDMScheduler implements Scheduler {
     checkSteps("PNDMScheduler", numInferenceSteps, c.numTrainTimesteps);
     this.#numInferenceSteps = numInferenceSteps;
     const n = numInferenceSteps;
-    let base: number[]; // ascending, Diffusers' self._timesteps
-    if (c.timestepSpacing === "linspace") {
-      base = Array.from(numpyLinspace(0, c.numTrainTimesteps - 1, n), roundHalfEven);
-    } else if (c.timestepSpacing === "leading") {
-      const ratio = Math.floor(c.numTrainTimesteps / n);
-      base = Array.from({ length: n }, (_, k) => k * ratio + c.stepsOffset);
-    } else {
-      const ratio = c.numTrainTimesteps / n;
-      base = Array.from(numpyArange(c.numTrainTimesteps, 0, -ratio), (v) => roundHalfEven(v) - 1)
-        .reverse();
-    }
+    // ascending, Diffusers' self._timesteps
+    const base = Array.from(
+      integerTimesteps(c.timestepSpacing, c.numTrainTimesteps, n, c.stepsOffset),
+    ).reverse();
     let prk: number[] = [];
     let plms: number[];
     if (c.skipPrkSteps) {
@@ -137,13 +115,8 @@ export class PNDMScheduler implements Scheduler {
     this.#curSample = undefined;
   }
 
-  scaleModelInput(sample: Float32Array, i: number): Float32Array {
-    checkIndex("PNDMScheduler", i, this.timesteps.length);
-    return sample;
-  }
-
   #alphaAt(t: number): number {
-    return t >= 0 ? this.alphasCumprod[t]! : this.#finalAlphaCumprod;
+    return t >= 0 ? this.alphasCumprod[t]! : this.finalAlphaCumprod;
   }
 
   #transfer(sample: Float32Array, t: number, prevT: number, modelOutput: Float32Array) {
@@ -239,20 +212,5 @@ export class PNDMScheduler implements Scheduler {
     const out = this.#transfer(x, timestep, prevT, eps);
     this.#counter++;
     return out;
-  }
-
-  addNoise(original: Float32Array, noise: Float32Array, i: number): Float32Array {
-    checkIndex("PNDMScheduler", i, this.timesteps.length);
-    return addNoiseAlphas(this.alphasCumprod, original, noise, this.timesteps[i]!);
-  }
-
-  /** Diffusers `add_noise` at an arbitrary training timestep `t`. */
-  addNoiseAtTimestep(original: Float32Array, noise: Float32Array, t: number): Float32Array {
-    return addNoiseAlphas(this.alphasCumprod, original, noise, t);
-  }
-
-  img2imgTimesteps(numInferenceSteps: number, strength: number): Img2ImgTimesteps {
-    this.setTimesteps(numInferenceSteps);
-    return img2imgSlice(this.timesteps, numInferenceSteps, strength, this.order);
   }
 }

@@ -6,21 +6,15 @@
  * @module
  */
 import {
-  addNoiseAlphas,
-  alphasCumprodFromBetas,
   checkIndex,
   checkSteps,
   drawNoise,
-  img2imgSlice,
-  type Img2ImgTimesteps,
-  makeBetas,
   type NoiseGenerator,
   parseSchedulerConfig,
-  type Scheduler,
   type SchedulerConfig,
   sqrt32,
 } from "./common.ts";
-import { predictOriginalAndNoise } from "./ddim.ts";
+import { AlphaScheduler, predictOriginalAndNoise } from "./alpha_scheduler.ts";
 import { LCM_DEFAULTS, lcmTimesteps } from "./lcm.ts";
 
 const f32 = Math.fround;
@@ -59,23 +53,12 @@ export function tcdStep(
 export const TCD_DEFAULTS: Partial<Omit<SchedulerConfig, "raw">> = { ...LCM_DEFAULTS };
 
 /** Diffusers `TCDScheduler` (sampler `tcd`); `eta` (gamma, 0..1) from config. */
-export class TCDScheduler implements Scheduler {
-  readonly config: SchedulerConfig;
-  readonly order = 1;
-  readonly initNoiseSigma = 1;
-  timesteps: Float64Array = new Float64Array(0);
-  noiseShape?: number[];
-  /** float32 alpha_bar per training timestep. */
-  readonly alphasCumprod: Float32Array;
-  #finalAlphaCumprod: number;
-
+export class TCDScheduler extends AlphaScheduler {
   constructor(config: Record<string, unknown>) {
-    this.config = parseSchedulerConfig(config, TCD_DEFAULTS);
+    super("TCDScheduler", parseSchedulerConfig(config, TCD_DEFAULTS));
     if (!(this.config.eta >= 0 && this.config.eta <= 1)) {
       throw new RangeError(`TCDScheduler: eta (gamma) must be in [0, 1], got ${this.config.eta}`);
     }
-    this.alphasCumprod = alphasCumprodFromBetas(makeBetas(this.config));
-    this.#finalAlphaCumprod = this.config.setAlphaToOne ? 1 : this.alphasCumprod[0]!;
   }
 
   setTimesteps(numInferenceSteps: number): void {
@@ -87,11 +70,6 @@ export class TCDScheduler implements Scheduler {
       c.originalInferenceSteps,
       numInferenceSteps,
     );
-  }
-
-  scaleModelInput(sample: Float32Array, i: number): Float32Array {
-    checkIndex("TCDScheduler", i, this.timesteps.length);
-    return sample;
   }
 
   step(
@@ -108,27 +86,12 @@ export class TCDScheduler implements Scheduler {
     // timestep_s = floor((1 - eta) * prev_timestep), a float32 product.
     const s = Math.floor(f32(f32(1 - c.eta) * prevT));
     const a = this.alphasCumprod[t]!;
-    const aPrev = prevT >= 0 ? this.alphasCumprod[prevT]! : this.#finalAlphaCumprod;
+    const aPrev = prevT >= 0 ? this.alphasCumprod[prevT]! : this.finalAlphaCumprod;
     const aS = this.alphasCumprod[s]!;
     const { x0, eps } = predictOriginalAndNoise(c.predictionType, modelOutput, sample, a);
     const noise = c.eta > 0 && !last
       ? drawNoise(rng, sample.length, this.noiseShape, "TCDScheduler with eta > 0")
       : undefined;
     return tcdStep(x0, eps, aS, aPrev, noise);
-  }
-
-  addNoise(original: Float32Array, noise: Float32Array, i: number): Float32Array {
-    checkIndex("TCDScheduler", i, this.timesteps.length);
-    return addNoiseAlphas(this.alphasCumprod, original, noise, this.timesteps[i]!);
-  }
-
-  /** Diffusers `add_noise` at an arbitrary training timestep `t`. */
-  addNoiseAtTimestep(original: Float32Array, noise: Float32Array, t: number): Float32Array {
-    return addNoiseAlphas(this.alphasCumprod, original, noise, t);
-  }
-
-  img2imgTimesteps(numInferenceSteps: number, strength: number): Img2ImgTimesteps {
-    this.setTimesteps(numInferenceSteps);
-    return img2imgSlice(this.timesteps, numInferenceSteps, strength, this.order);
   }
 }
