@@ -25,7 +25,13 @@ import {
   type LoraModule,
   openLoraFile,
 } from "./lora_file.ts";
-import { indexParameters, type ParameterEntry, type ParameterIndex } from "./lora_keys.ts";
+import {
+  indexParameters,
+  ldmUnetAliases,
+  type ParameterEntry,
+  type ParameterIndex,
+} from "./lora_keys.ts";
+import type { UnetConfig } from "../models/config.ts";
 import {
   deltaShape,
   type DenseTensor,
@@ -49,6 +55,12 @@ export interface LoraSpec {
 
 /** Where a model's component weights are (a safetensors file each); absent ones are skipped. */
 export type ComponentWeights = Partial<Record<LoraComponent, string>>;
+
+/** Options of {@linkcode planLoras}. */
+export interface PlanLorasOptions {
+  /** The UNet's config: also match original-LDM module names (kohya's SDXL spelling). */
+  unetConfig?: UnetConfig;
+}
 
 /** One module that was applied. */
 export interface LoraAppliedModule {
@@ -104,11 +116,11 @@ export interface LoraPlan {
 
 const COMPONENTS: readonly LoraComponent[] = ["unet", "text_encoder", "text_encoder_2"];
 
-async function readHeaderIndex(path: string): Promise<ParameterIndex> {
+async function readHeaderIndex(path: string, unet?: UnetConfig): Promise<ParameterIndex> {
   using file = await SafetensorsFile.open(path);
   const shapes = new Map<string, number[]>();
   for (const [name, info] of file.tensors) shapes.set(name, [...info.shape]);
-  return indexParameters(shapes);
+  return indexParameters(shapes, unet ? ldmUnetAliases(unet, shapes.keys()) : undefined);
 }
 
 function fmt(shape: readonly number[]): string {
@@ -131,11 +143,13 @@ function fmt(shape: readonly number[]): string {
 export async function planLoras(
   specs: readonly LoraSpec[],
   components: ComponentWeights,
+  options: PlanLorasOptions = {},
 ): Promise<LoraPlan> {
   const indices = new Map<LoraComponent, ParameterIndex>();
   for (const c of COMPONENTS) {
     const path = components[c];
-    if (path !== undefined) indices.set(c, await readHeaderIndex(path));
+    if (path === undefined) continue;
+    indices.set(c, await readHeaderIndex(path, c === "unet" ? options.unetConfig : undefined));
   }
   const ledgers: LoraLedger[] = [];
   const merges = new Map<LoraComponent, PlannedMerge[]>();

@@ -7,6 +7,8 @@
  *
  * @module
  */
+import { unetKeyMap } from "../convert/key_map.ts";
+import type { UnetConfig } from "../models/config.ts";
 
 /** A module's parameters. */
 export interface ParameterEntry {
@@ -39,15 +41,39 @@ export function normalisePath(path: string): string {
  * console.assert(index.modules.get("down_blocks_0_attentions_0_proj_in")?.weight !== undefined);
  * ```
  */
-export function indexParameters(shapes: ReadonlyMap<string, number[]>): ParameterIndex {
+export function indexParameters(
+  shapes: ReadonlyMap<string, number[]>,
+  aliases: ReadonlyMap<string, string> = new Map(),
+): ParameterIndex {
   const modules = new Map<string, ParameterEntry>();
-  for (const name of shapes.keys()) {
-    const match = /^(.*)\.(weight|bias)$/.exec(name);
-    if (match === null) continue;
+  const add = (alias: string, name: string) => {
+    const match = /^(.*)\.(weight|bias)$/.exec(alias);
+    if (match === null) return;
     const path = normalisePath(match[1]!);
     let entry = modules.get(path);
     if (entry === undefined) modules.set(path, entry = {});
     entry[match[2] as "weight" | "bias"] = name;
-  }
+  };
+  for (const name of shapes.keys()) add(name, name);
+  for (const [name, alias] of aliases) if (shapes.has(name)) add(alias, name);
   return { modules, shapes: new Map(shapes) };
+}
+
+/**
+ * Original-LDM (SGM) names of a UNet's parameters, as aliases for {@linkcode indexParameters}:
+ * kohya-ss names SDXL UNet modules after the original `input_blocks` / `middle_block` /
+ * `output_blocks` layout (`lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_k`), and
+ * A1111 accepts that spelling for SD 1.x too. The table itself is lib/convert/key_map.ts.
+ */
+export function ldmUnetAliases(config: UnetConfig, names: Iterable<string>): Map<string, string> {
+  const aliases = new Map<string, string>();
+  let maps;
+  try {
+    maps = unetKeyMap(config, names, "");
+  } catch {
+    // A UNet the LDM table does not cover: its Diffusers names still match.
+    return aliases;
+  }
+  for (const m of maps) if (m.op.kind === "copy") aliases.set(m.diffusers, m.ldm);
+  return aliases;
 }

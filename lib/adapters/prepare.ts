@@ -26,6 +26,7 @@ import {
   type WeightTransform,
 } from "./lora.ts";
 import type { LoraComponent } from "./lora_file.ts";
+import type { UnetConfig } from "../models/config.ts";
 
 /** The adapter fields of a generate / img2img Job. */
 export interface AdapterJob {
@@ -57,6 +58,8 @@ export interface AdapterModel {
   components: ComponentWeights;
   /** Per text encoder: tokenizer vocabulary size and hidden size. */
   tables: Partial<Record<EmbeddingEncoder, EncoderTable>>;
+  /** The UNet's config, so original-LDM (SDXL kohya) module names match too. */
+  unetConfig?: UnetConfig;
 }
 
 /** What {@linkcode prepareAdapters} returns. */
@@ -190,7 +193,11 @@ export async function prepareAdapters(
     return { key: "", transforms: {}, ledgers: [], tokens: [], infotext: {} };
   }
   const plan = loras.length > 0
-    ? await planLoras(loras, model.components)
+    ? await planLoras(
+      loras,
+      model.components,
+      model.unetConfig ? { unetConfig: model.unetConfig } : {},
+    )
     : { ledgers: [], transforms: {} };
   const embeddings = [];
   for (const w of wanted) {

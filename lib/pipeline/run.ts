@@ -110,7 +110,11 @@ export interface RunBatchesOptions {
 /** The facts about a model that LoRAs and embeddings are matched against. */
 async function adapterModel(path: string): Promise<AdapterModel> {
   const m = await openDiffusersModel(path);
-  const out: AdapterModel = { components: { unet: m.unet.weights }, tables: {} };
+  const out: AdapterModel = {
+    components: { unet: m.unet.weights },
+    tables: {},
+    unetConfig: m.unet.config,
+  };
   const encoders = [
     ["text_encoder", m.textEncoder, m.tokenizerDir],
     ["text_encoder_2", m.textEncoder2, m.tokenizer2Dir],
