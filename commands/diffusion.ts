@@ -346,6 +346,12 @@ export async function planOutput(
         hint: "pass -o DIR to write them into a folder",
       });
     }
+    // Fail before the work, not after it.
+    if (Deno.stdout.isTerminal()) {
+      throw new UsageError("Refusing to write binary image data to a terminal", {
+        hint: "pass -o FILE, or pipe into another command (e.g. | denoise meta read)",
+      });
+    }
     return { format: format ?? "png" };
   }
   if (isDir) {

@@ -137,6 +137,7 @@ export async function denoiseLatents(options: DenoiseOptions): Promise<Float32Ar
   const useUncond = options.guidanceScale !== 1;
   let latents = options.latents;
   scheduler.noiseShape = [...shape];
+  options.onProgress?.({ task: "denoise", step: 0, total: total - start });
   for (let i = start; i < total; i++) {
     const t = scheduler.timesteps[i]!;
     let xIn = scheduler.scaleModelInput(latents, i);
