@@ -17,24 +17,20 @@ import {
   checkIndex,
   checkSameLength,
   checkSteps,
-  img2imgSlice,
   type NoiseGenerator,
   parseSchedulerConfig,
-  type Scheduler,
   type SchedulerConfig,
   thresholdSample,
 } from "./common.ts";
+import { VpScheduler } from "./vp_scheduler.ts";
 import {
   combine,
   exp32,
   lambdaOf,
+  lastSigmaKeptSchedule,
   log32,
   modelOutputToX0,
-  sigmaMinOf,
   sigmaToAlphaSigmaT,
-  solverSigmaSchedule,
-  solverTimesteps,
-  vpAddNoise,
   type VpTables,
   vpTables,
 } from "./dpm_solver_multistep.ts";
@@ -62,25 +58,17 @@ export const DEIS_DEFAULTS: Partial<Omit<SchedulerConfig, "raw">> = {
  * console.log(Array.from(s.timesteps)); // [999, 749, 500, 250]
  * ```
  */
-export class DEISMultistepScheduler implements Scheduler {
+export class DEISMultistepScheduler extends VpScheduler {
   /** The parsed config. */
   readonly config: SchedulerConfig;
-  /** Always 1, as in Diffusers. */
-  readonly order = 1;
-  /** Always 1. */
-  readonly initNoiseSigma = 1;
-  /** Batch split for thresholding (`noiseShape[0]`); DEIS draws no noise. */
-  noiseShape?: number[];
   readonly #solverOrder: 1 | 2 | 3;
   #tables: VpTables;
-  #timesteps: Float64Array = new Float64Array(0);
-  #sigmas: Float64Array = new Float64Array(0);
   #modelOutputs: (Float32Array | undefined)[] = [];
   #lowerOrderNums = 0;
-  #nextIndex: number | undefined;
 
   /** Builds the scheduler from a Diffusers `scheduler_config.json` object. */
   constructor(config: Record<string, unknown>) {
+    super("DEISMultistepScheduler");
     const name = "DEISMultistepScheduler";
     // 0.27's DEIS has no rescale_betas_zero_snr key (Diffusers ignores it)
     this.config = { ...parseSchedulerConfig(config, DEIS_DEFAULTS), rescaleBetasZeroSnr: false };
@@ -101,59 +89,20 @@ export class DEISMultistepScheduler implements Scheduler {
     this.#tables = vpTables(c, false);
   }
 
-  /** Diffusers' integer `timesteps` after `setTimesteps`. */
-  get timesteps(): Float64Array {
-    return this.#timesteps;
-  }
-
-  /** Diffusers' `sigmas` (float32 values, one more than timesteps). */
-  get sigmas(): Float64Array {
-    return this.#sigmas;
-  }
-
   /** Diffusers `set_timesteps`: the last sigma is the first training sigma (never zero). */
   setTimesteps(numInferenceSteps: number): void {
     const c = this.config;
     checkSteps("DEISMultistepScheduler", numInferenceSteps, c.numTrainTimesteps);
-    let timesteps = solverTimesteps(numInferenceSteps, {
-      numTrainTimesteps: c.numTrainTimesteps,
-      lastTimestep: c.numTrainTimesteps,
-      spacing: c.timestepSpacing,
-      stepsOffset: c.stepsOffset,
-    });
-    let all: Float64Array;
-    if (c.sigmaSchedule === "default") {
-      all = new Float64Array(timesteps.length + 1);
-      timesteps.forEach((t, k) => (all[k] = this.#tables.sigmas[t]!));
-      all[timesteps.length] = sigmaMinOf(this.#tables);
-    } else {
-      const s = solverSigmaSchedule(c.sigmaSchedule, numInferenceSteps, this.#tables, {
-        alpha: c.betaSigmaAlpha,
-        beta: c.betaSigmaBeta,
-      });
-      timesteps = s.timesteps;
-      // karras: the last sigma is repeated
-      all = new Float64Array(s.sigmas.length + 1);
-      s.sigmas.forEach((v, k) => (all[k] = f(v)));
-      all[s.sigmas.length] = all[s.sigmas.length - 1]!;
-    }
-    this.#sigmas = all;
-    this.#timesteps = timesteps;
+    const { timesteps, sigmas } = lastSigmaKeptSchedule(c, numInferenceSteps, this.#tables);
+    this.setSchedule(timesteps, sigmas);
     this.#modelOutputs = new Array(this.#solverOrder).fill(undefined);
     this.#lowerOrderNums = 0;
-    this.#nextIndex = undefined;
-  }
-
-  /** No input scaling; returns `sample` itself. */
-  scaleModelInput(sample: Float32Array, i: number): Float32Array {
-    checkIndex("DEISMultistepScheduler.scaleModelInput", i, this.#timesteps.length);
-    return sample;
   }
 
   /** Diffusers `convert_model_output`: x0 (thresholded if configured), back to eps. */
   #convert(modelOutput: Float32Array, sample: Float32Array, i: number): Float32Array {
     const c = this.config;
-    const sigma = this.#sigmas[i]!;
+    const sigma = this.sigmas[i]!;
     let x0 = modelOutputToX0(modelOutput, sample, sigma, c.predictionType);
     if (c.thresholding) {
       const batch = this.noiseShape?.[0] ?? 1;
@@ -173,15 +122,10 @@ export class DEISMultistepScheduler implements Scheduler {
     _rng?: NoiseGenerator,
   ): Float32Array {
     const name = "DEISMultistepScheduler.step";
-    const n = this.#timesteps.length;
+    const n = this.timesteps.length;
     checkIndex(name, i, n);
     checkSameLength(name, modelOutput, sample);
-    if (this.#nextIndex !== undefined && i !== this.#nextIndex) {
-      throw new RangeError(
-        `${name}: expected step index ${this.#nextIndex}, got ${i}; ` +
-          "call setTimesteps() before starting a new loop",
-      );
-    }
+    this.checkStepOrder(name, i);
     const c = this.config;
     const k = this.#solverOrder;
     const lowerOrderFinal = i === n - 1 && c.lowerOrderFinal && n < 15;
@@ -190,7 +134,7 @@ export class DEISMultistepScheduler implements Scheduler {
     const outs = this.#modelOutputs;
     for (let j = 0; j < k - 1; j++) outs[j] = outs[j + 1];
     outs[k - 1] = m;
-    const sig = this.#sigmas;
+    const sig = this.sigmas;
     let prev: Float32Array;
     if (k === 1 || this.#lowerOrderNums < 1 || lowerOrderFinal) {
       prev = deisFirstOrderUpdate(sample, m, sig[i]!, sig[i + 1]!);
@@ -208,23 +152,8 @@ export class DEISMultistepScheduler implements Scheduler {
       );
     }
     if (this.#lowerOrderNums < k) this.#lowerOrderNums++;
-    this.#nextIndex = i + 1;
+    this.stepDone(i);
     return prev;
-  }
-
-  /** Diffusers `add_noise` at `sigmas[i]`: alpha_t x0 + sigma_t noise. */
-  addNoise(original: Float32Array, noise: Float32Array, i: number): Float32Array {
-    checkIndex("DEISMultistepScheduler.addNoise", i, this.#timesteps.length);
-    return vpAddNoise(original, noise, this.#sigmas[i]!);
-  }
-
-  /** `setTimesteps(n)` then StableDiffusionImg2ImgPipeline.get_timesteps. */
-  img2imgTimesteps(
-    numInferenceSteps: number,
-    strength: number,
-  ): { timesteps: Float64Array; startIndex: number } {
-    this.setTimesteps(numInferenceSteps);
-    return img2imgSlice(this.#timesteps, numInferenceSteps, strength, this.order);
   }
 }
 

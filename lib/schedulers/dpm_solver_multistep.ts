@@ -23,7 +23,6 @@ import {
   checkSteps,
   drawNoise,
   exponentialSigmas,
-  img2imgSlice,
   karrasSigmas,
   makeBetas,
   type NoiseGenerator,
@@ -32,27 +31,21 @@ import {
   parseSchedulerConfig,
   type PredictionType,
   roundHalfEven,
-  type Scheduler,
   type SchedulerConfig,
   sgmUniformSigmas,
   simpleSigmas,
   thresholdSample,
   type TimestepSpacing,
 } from "./common.ts";
+import { sigmaToAlphaSigmaT, vpAddNoise, VpScheduler } from "./vp_scheduler.ts";
+
+export { sigmaToAlphaSigmaT, vpAddNoise };
 
 const f = Math.fround;
 
 // ---------------------------------------------------------------------------------------------
 // Float32 scalar helpers shared by the DPM-Solver family (multistep, singlestep, UniPC, DEIS).
 // ---------------------------------------------------------------------------------------------
-
-/** VP coefficients of a k-diffusion sigma, as float32: `[alpha_t, sigma_t]`. */
-export function sigmaToAlphaSigmaT(sigma: number): [number, number] {
-  // alpha_t = 1 / (sigma^2 + 1) ** 0.5 ; sigma_t = sigma * alpha_t  (Diffusers _sigma_to_alpha_sigma_t)
-  const s = f(sigma);
-  const alpha = f(1 / f(Math.sqrt(f(f(s * s) + 1))));
-  return [alpha, f(s * alpha)];
-}
 
 /** float32 natural logarithm (torch.log on a 0-d float32 tensor). */
 export function log32(x: number): number {
@@ -291,6 +284,42 @@ export function solverSigmaSchedule(
 }
 
 /** Algorithm types of DPMSolverMultistepScheduler. */
+/**
+ * The `set_timesteps` schedule of Diffusers 0.27's DEIS and UniPC (no lambda clip, no
+ * `final_sigmas_type`): `timesteps` and `sigmas` with one more sigma than timesteps, the last being
+ * the first training sigma for the default schedule and the repeated last sigma otherwise.
+ */
+export function lastSigmaKeptSchedule(
+  config: SchedulerConfig,
+  numInferenceSteps: number,
+  tables: VpTables,
+): { timesteps: Float64Array; sigmas: Float64Array } {
+  const c = config;
+  let timesteps = solverTimesteps(numInferenceSteps, {
+    numTrainTimesteps: c.numTrainTimesteps,
+    lastTimestep: c.numTrainTimesteps,
+    spacing: c.timestepSpacing,
+    stepsOffset: c.stepsOffset,
+  });
+  let all: Float64Array;
+  if (c.sigmaSchedule === "default") {
+    all = new Float64Array(timesteps.length + 1);
+    timesteps.forEach((t, k) => (all[k] = tables.sigmas[t]!));
+    all[timesteps.length] = sigmaMinOf(tables);
+  } else {
+    const s = solverSigmaSchedule(c.sigmaSchedule, numInferenceSteps, tables, {
+      alpha: c.betaSigmaAlpha,
+      beta: c.betaSigmaBeta,
+    });
+    timesteps = s.timesteps;
+    // karras: the last sigma is repeated
+    all = new Float64Array(s.sigmas.length + 1);
+    s.sigmas.forEach((v, k) => (all[k] = f(v)));
+    all[s.sigmas.length] = all[s.sigmas.length - 1]!;
+  }
+  return { timesteps, sigmas: all };
+}
+
 export type DpmAlgorithmType = "dpmsolver" | "dpmsolver++" | "sde-dpmsolver" | "sde-dpmsolver++";
 /** Second-order solver flavours. */
 export type DpmSolverType = "midpoint" | "heun";
@@ -356,26 +385,18 @@ export function parseDpmSolverType(name: string, solverType: string): DpmSolverT
  * console.log(Array.from(s.timesteps)); // [999, 749, 500, 250]
  * ```
  */
-export class DPMSolverMultistepScheduler implements Scheduler {
+export class DPMSolverMultistepScheduler extends VpScheduler {
   /** The parsed config. */
   readonly config: SchedulerConfig;
   /** Solver options after Diffusers' aliasing. */
   readonly options: DpmSolverMultistepOptions;
-  /** Always 1, as in Diffusers. */
-  readonly order = 1;
-  /** Always 1 (the VP latent starts at unit variance). */
-  readonly initNoiseSigma = 1;
-  /** Shape handed to `rng.randn` by the SDE variants; unset means `[sample.length]`. */
-  noiseShape?: number[];
   #tables: VpTables;
-  #timesteps: Float64Array = new Float64Array(0);
-  #sigmas: Float64Array = new Float64Array(0);
   #modelOutputs: (Float32Array | undefined)[] = [];
   #lowerOrderNums = 0;
-  #nextIndex: number | undefined;
 
   /** Builds the scheduler from a Diffusers `scheduler_config.json` object. */
   constructor(config: Record<string, unknown>) {
+    super("DPMSolverMultistepScheduler");
     const name = "DPMSolverMultistepScheduler";
     this.config = parseSchedulerConfig(config, DPM_SOLVER_MULTISTEP_DEFAULTS);
     const c = this.config;
@@ -407,16 +428,6 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     this.#tables = vpTables(c, true);
   }
 
-  /** Exactly Diffusers' `timesteps` (integers) after `setTimesteps`. */
-  get timesteps(): Float64Array {
-    return this.#timesteps;
-  }
-
-  /** Diffusers' `sigmas` (float32 values, one more than timesteps). */
-  get sigmas(): Float64Array {
-    return this.#sigmas;
-  }
-
   /** Diffusers `set_timesteps`: spacing, lambda clip, sigma schedule, final sigma. */
   setTimesteps(numInferenceSteps: number): void {
     const c = this.config;
@@ -445,27 +456,19 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     const all = new Float64Array(sigmas.length + 1);
     for (let k = 0; k < sigmas.length; k++) all[k] = f(sigmas[k]!);
     all[sigmas.length] = last;
-    this.#sigmas = all;
-    this.#timesteps = timesteps;
+    this.setSchedule(timesteps, all);
     this.#reset();
   }
 
   #reset(): void {
     this.#modelOutputs = new Array(this.options.solverOrder).fill(undefined);
     this.#lowerOrderNums = 0;
-    this.#nextIndex = undefined;
-  }
-
-  /** DPM-Solver does not scale the model input; returns `sample` itself. */
-  scaleModelInput(sample: Float32Array, i: number): Float32Array {
-    checkIndex("DPMSolverMultistepScheduler.scaleModelInput", i, this.#timesteps.length);
-    return sample;
   }
 
   /** Diffusers `convert_model_output`: x0 for the "++" types, eps otherwise. */
   #convert(modelOutput: Float32Array, sample: Float32Array, i: number): Float32Array {
     const c = this.config;
-    const sigma = this.#sigmas[i]!;
+    const sigma = this.sigmas[i]!;
     const batch = this.noiseShape?.[0] ?? 1;
     if (this.options.algorithmType.endsWith("++")) {
       let x0 = modelOutputToX0(modelOutput, sample, sigma, c.predictionType);
@@ -494,15 +497,10 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     rng?: NoiseGenerator,
   ): Float32Array {
     const name = "DPMSolverMultistepScheduler.step";
-    const n = this.#timesteps.length;
+    const n = this.timesteps.length;
     checkIndex(name, i, n);
 
-    if (this.#nextIndex !== undefined && i !== this.#nextIndex) {
-      throw new RangeError(
-        `${name}: expected step index ${this.#nextIndex}, got ${i}; ` +
-          "call setTimesteps() before starting a new loop",
-      );
-    }
+    this.checkStepOrder(name, i);
     const c = this.config;
     const { solverOrder, algorithmType } = this.options;
     if (
@@ -525,7 +523,7 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     const sde = algorithmType.startsWith("sde-");
     const noise = sde ? drawNoise(rng, sample.length, this.noiseShape, name) : undefined;
 
-    const sig = this.#sigmas;
+    const sig = this.sigmas;
     let prev: Float32Array;
     if (solverOrder === 1 || this.#lowerOrderNums < 1 || lowerOrderFinal) {
       prev = dpmSolverFirstOrderUpdate(sample, m, sig[i]!, sig[i + 1]!, algorithmType, noise);
@@ -554,23 +552,8 @@ export class DPMSolverMultistepScheduler implements Scheduler {
       );
     }
     if (this.#lowerOrderNums < solverOrder) this.#lowerOrderNums++;
-    this.#nextIndex = i + 1;
+    this.stepDone(i);
     return prev;
-  }
-
-  /** Diffusers `add_noise` at `sigmas[i]`: alpha_t x0 + sigma_t noise. */
-  addNoise(original: Float32Array, noise: Float32Array, i: number): Float32Array {
-    checkIndex("DPMSolverMultistepScheduler.addNoise", i, this.#timesteps.length);
-    return vpAddNoise(original, noise, this.#sigmas[i]!);
-  }
-
-  /** `setTimesteps(n)` then StableDiffusionImg2ImgPipeline.get_timesteps. */
-  img2imgTimesteps(
-    numInferenceSteps: number,
-    strength: number,
-  ): { timesteps: Float64Array; startIndex: number } {
-    this.setTimesteps(numInferenceSteps);
-    return img2imgSlice(this.#timesteps, numInferenceSteps, strength, this.order);
   }
 }
 
@@ -598,19 +581,6 @@ export function dropVarianceChannels(
   for (let b = 0; b < batch; b++) {
     out.set(modelOutput.subarray(b * perOut, b * perOut + per), b * per);
   }
-  return out;
-}
-
-/** VP noising x_t = alpha_t x0 + sigma_t noise for the k-diffusion sigma `sigma`, in float32. */
-export function vpAddNoise(
-  original: Float32Array,
-  noise: Float32Array,
-  sigma: number,
-): Float32Array {
-  checkSameLength("addNoise", original, noise);
-  const [alpha, sigmaT] = sigmaToAlphaSigmaT(sigma);
-  const out = new Float32Array(original.length);
-  for (let j = 0; j < out.length; j++) out[j] = f(alpha * original[j]!) + f(sigmaT * noise[j]!);
   return out;
 }
 

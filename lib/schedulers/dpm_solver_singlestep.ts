@@ -15,13 +15,12 @@ import {
   checkIndex,
   checkSameLength,
   checkSteps,
-  img2imgSlice,
   type NoiseGenerator,
   parseSchedulerConfig,
-  type Scheduler,
   type SchedulerConfig,
   thresholdSample,
 } from "./common.ts";
+import { VpScheduler } from "./vp_scheduler.ts";
 import {
   combine,
   dpmSolverFirstOrderUpdate,
@@ -37,7 +36,6 @@ import {
   sigmaToAlphaSigmaT,
   solverSigmaSchedule,
   solverTimesteps,
-  vpAddNoise,
   type VpTables,
   vpTables,
 } from "./dpm_solver_multistep.ts";
@@ -105,29 +103,21 @@ export function singlestepOrderList(
  * console.log(Array.from(s.timesteps)); // [999, 749, 500, 250]
  * ```
  */
-export class DPMSolverSinglestepScheduler implements Scheduler {
+export class DPMSolverSinglestepScheduler extends VpScheduler {
   /** The parsed config (`lowerOrderFinal` may be switched on by `setTimesteps`). */
   readonly config: SchedulerConfig;
-  /** Always 1, as in Diffusers. */
-  readonly order = 1;
-  /** Always 1. */
-  readonly initNoiseSigma = 1;
-  /** Batch split for thresholding (`noiseShape[0]`); this scheduler draws no noise. */
-  noiseShape?: number[];
   readonly #solverOrder: 1 | 2 | 3;
   readonly #algorithmType: "dpmsolver" | "dpmsolver++";
   readonly #solverType: "midpoint" | "heun";
   #lowerOrderFinal: boolean;
   #tables: VpTables;
-  #timesteps: Float64Array = new Float64Array(0);
-  #sigmas: Float64Array = new Float64Array(0);
   #orderList: number[] = [];
   #modelOutputs: (Float32Array | undefined)[] = [];
   #groupSample: Float32Array | undefined;
-  #nextIndex: number | undefined;
 
   /** Builds the scheduler from a Diffusers `scheduler_config.json` object. */
   constructor(config: Record<string, unknown>) {
+    super("DPMSolverSinglestepScheduler");
     const name = "DPMSolverSinglestepScheduler";
     // 0.27's singlestep solver has no timestep_spacing, steps_offset or zero-SNR rescale keys
     const parsed = parseSchedulerConfig(config, DPM_SOLVER_SINGLESTEP_DEFAULTS);
@@ -162,16 +152,6 @@ export class DPMSolverSinglestepScheduler implements Scheduler {
     this.#tables = vpTables(c, false);
   }
 
-  /** Diffusers' integer `timesteps` after `setTimesteps`. */
-  get timesteps(): Float64Array {
-    return this.#timesteps;
-  }
-
-  /** Diffusers' `sigmas` (float32 values, one more than timesteps). */
-  get sigmas(): Float64Array {
-    return this.#sigmas;
-  }
-
   /** Solver order of each step, Diffusers' `order_list`. */
   get orderList(): readonly number[] {
     return this.#orderList;
@@ -204,8 +184,7 @@ export class DPMSolverSinglestepScheduler implements Scheduler {
     const all = new Float64Array(sigmas.length + 1);
     for (let k = 0; k < sigmas.length; k++) all[k] = f(sigmas[k]!);
     all[sigmas.length] = last;
-    this.#sigmas = all;
-    this.#timesteps = timesteps;
+    this.setSchedule(timesteps, all);
     // Diffusers re-registers lower_order_final=True in these two cases, permanently
     if (!this.#lowerOrderFinal && numInferenceSteps % this.#solverOrder !== 0) {
       this.#lowerOrderFinal = true;
@@ -218,18 +197,11 @@ export class DPMSolverSinglestepScheduler implements Scheduler {
     );
     this.#modelOutputs = new Array(this.#solverOrder).fill(undefined);
     this.#groupSample = undefined;
-    this.#nextIndex = undefined;
-  }
-
-  /** No input scaling; returns `sample` itself. */
-  scaleModelInput(sample: Float32Array, i: number): Float32Array {
-    checkIndex("DPMSolverSinglestepScheduler.scaleModelInput", i, this.#timesteps.length);
-    return sample;
   }
 
   #convert(modelOutput: Float32Array, sample: Float32Array, i: number): Float32Array {
     const c = this.config;
-    const sigma = this.#sigmas[i]!;
+    const sigma = this.sigmas[i]!;
     if (this.#algorithmType === "dpmsolver++") {
       const x0 = modelOutputToX0(modelOutput, sample, sigma, c.predictionType);
       if (!c.thresholding) return x0;
@@ -248,17 +220,12 @@ export class DPMSolverSinglestepScheduler implements Scheduler {
     _rng?: NoiseGenerator,
   ): Float32Array {
     const name = "DPMSolverSinglestepScheduler.step";
-    checkIndex(name, i, this.#timesteps.length);
+    checkIndex(name, i, this.timesteps.length);
     if (this.config.varianceType === "learned_range" && this.config.predictionType === "epsilon") {
       modelOutput = dropVarianceChannels(modelOutput, sample.length, this.noiseShape?.[0] ?? 1);
     }
     checkSameLength(name, modelOutput, sample);
-    if (this.#nextIndex !== undefined && i !== this.#nextIndex) {
-      throw new RangeError(
-        `${name}: expected step index ${this.#nextIndex}, got ${i}; ` +
-          "call setTimesteps() before starting a new loop",
-      );
-    }
+    this.checkStepOrder(name, i);
     const k = this.#solverOrder;
     const outs = this.#modelOutputs;
     const m = this.#convert(modelOutput, sample, i);
@@ -269,7 +236,7 @@ export class DPMSolverSinglestepScheduler implements Scheduler {
     while (outs[k - order] === undefined) order--;
     if (order === 1) this.#groupSample = sample;
     const x = this.#groupSample!;
-    const sig = this.#sigmas;
+    const sig = this.sigmas;
     let prev: Float32Array;
     if (order === 1) {
       prev = dpmSolverFirstOrderUpdate(x, m, sig[i]!, sig[i + 1]!, this.#algorithmType);
@@ -290,23 +257,8 @@ export class DPMSolverSinglestepScheduler implements Scheduler {
         this.#solverType,
       );
     }
-    this.#nextIndex = i + 1;
+    this.stepDone(i);
     return prev;
-  }
-
-  /** Diffusers `add_noise` at `sigmas[i]`: alpha_t x0 + sigma_t noise. */
-  addNoise(original: Float32Array, noise: Float32Array, i: number): Float32Array {
-    checkIndex("DPMSolverSinglestepScheduler.addNoise", i, this.#timesteps.length);
-    return vpAddNoise(original, noise, this.#sigmas[i]!);
-  }
-
-  /** `setTimesteps(n)` then StableDiffusionImg2ImgPipeline.get_timesteps. */
-  img2imgTimesteps(
-    numInferenceSteps: number,
-    strength: number,
-  ): { timesteps: Float64Array; startIndex: number } {
-    this.setTimesteps(numInferenceSteps);
-    return img2imgSlice(this.#timesteps, numInferenceSteps, strength, this.order);
   }
 }
 

@@ -18,24 +18,20 @@ import {
   checkIndex,
   checkSameLength,
   checkSteps,
-  img2imgSlice,
   type NoiseGenerator,
   parseSchedulerConfig,
-  type Scheduler,
   type SchedulerConfig,
   thresholdSample,
 } from "./common.ts";
+import { VpScheduler } from "./vp_scheduler.ts";
 import {
   combine,
   expm132,
   lambdaOf,
+  lastSigmaKeptSchedule,
   modelOutputToEpsilon,
   modelOutputToX0,
-  sigmaMinOf,
   sigmaToAlphaSigmaT,
-  solverSigmaSchedule,
-  solverTimesteps,
-  vpAddNoise,
   type VpTables,
   vpTables,
 } from "./dpm_solver_multistep.ts";
@@ -136,15 +132,9 @@ function uniCoefficients(
  * console.log(Array.from(s.timesteps)); // [999, 749, 500, 250]
  * ```
  */
-export class UniPCMultistepScheduler implements Scheduler {
+export class UniPCMultistepScheduler extends VpScheduler {
   /** The parsed config. */
   readonly config: SchedulerConfig;
-  /** Always 1, as in Diffusers. */
-  readonly order = 1;
-  /** Always 1. */
-  readonly initNoiseSigma = 1;
-  /** Batch split for thresholding (`noiseShape[0]`); UniPC draws no noise. */
-  noiseShape?: number[];
   /** Data prediction (UniPC's x0 form) when true, noise prediction otherwise. */
   readonly predictX0: boolean;
   /** Step indices whose corrector is skipped. */
@@ -152,16 +142,14 @@ export class UniPCMultistepScheduler implements Scheduler {
   readonly #solverOrder: number;
   readonly #solverType: "bh1" | "bh2";
   #tables: VpTables;
-  #timesteps: Float64Array = new Float64Array(0);
-  #sigmas: Float64Array = new Float64Array(0);
   #modelOutputs: (Float32Array | undefined)[] = [];
   #lowerOrderNums = 0;
   #lastSample: Float32Array | undefined;
   #thisOrder = 0;
-  #nextIndex: number | undefined;
 
   /** Builds the scheduler from a Diffusers `scheduler_config.json` object. */
   constructor(config: Record<string, unknown>) {
+    super("UniPCMultistepScheduler");
     const name = "UniPCMultistepScheduler";
     // 0.27's UniPC has no rescale_betas_zero_snr key (Diffusers ignores it)
     this.config = { ...parseSchedulerConfig(config, UNIPC_DEFAULTS), rescaleBetasZeroSnr: false };
@@ -200,59 +188,21 @@ export class UniPCMultistepScheduler implements Scheduler {
     this.#tables = vpTables(c, false);
   }
 
-  /** Diffusers' integer `timesteps` after `setTimesteps`. */
-  get timesteps(): Float64Array {
-    return this.#timesteps;
-  }
-
-  /** Diffusers' `sigmas` (float32 values, one more than timesteps). */
-  get sigmas(): Float64Array {
-    return this.#sigmas;
-  }
-
   /** Diffusers `set_timesteps`: the last sigma is the first training sigma (never zero). */
   setTimesteps(numInferenceSteps: number): void {
     const c = this.config;
     checkSteps("UniPCMultistepScheduler", numInferenceSteps, c.numTrainTimesteps);
-    let timesteps = solverTimesteps(numInferenceSteps, {
-      numTrainTimesteps: c.numTrainTimesteps,
-      lastTimestep: c.numTrainTimesteps,
-      spacing: c.timestepSpacing,
-      stepsOffset: c.stepsOffset,
-    });
-    let all: Float64Array;
-    if (c.sigmaSchedule === "default") {
-      all = new Float64Array(timesteps.length + 1);
-      timesteps.forEach((t, k) => (all[k] = this.#tables.sigmas[t]!));
-      all[timesteps.length] = sigmaMinOf(this.#tables);
-    } else {
-      const s = solverSigmaSchedule(c.sigmaSchedule, numInferenceSteps, this.#tables, {
-        alpha: c.betaSigmaAlpha,
-        beta: c.betaSigmaBeta,
-      });
-      timesteps = s.timesteps;
-      all = new Float64Array(s.sigmas.length + 1);
-      s.sigmas.forEach((v, k) => (all[k] = f(v)));
-      all[s.sigmas.length] = all[s.sigmas.length - 1]!; // karras: last sigma repeated
-    }
-    this.#sigmas = all;
-    this.#timesteps = timesteps;
+    const { timesteps, sigmas } = lastSigmaKeptSchedule(c, numInferenceSteps, this.#tables);
+    this.setSchedule(timesteps, sigmas);
     this.#modelOutputs = new Array(this.#solverOrder).fill(undefined);
     this.#lowerOrderNums = 0;
     this.#lastSample = undefined;
     this.#thisOrder = 0;
-    this.#nextIndex = undefined;
-  }
-
-  /** No input scaling; returns `sample` itself. */
-  scaleModelInput(sample: Float32Array, i: number): Float32Array {
-    checkIndex("UniPCMultistepScheduler.scaleModelInput", i, this.#timesteps.length);
-    return sample;
   }
 
   #convert(modelOutput: Float32Array, sample: Float32Array, i: number): Float32Array {
     const c = this.config;
-    const sigma = this.#sigmas[i]!;
+    const sigma = this.sigmas[i]!;
     if (this.predictX0) {
       const x0 = modelOutputToX0(modelOutput, sample, sigma, c.predictionType);
       if (!c.thresholding) return x0;
@@ -263,7 +213,7 @@ export class UniPCMultistepScheduler implements Scheduler {
   }
 
   #lambda(index: number): [number, number, number] {
-    const [alpha, sigma] = sigmaToAlphaSigmaT(this.#sigmas[index]!);
+    const [alpha, sigma] = sigmaToAlphaSigmaT(this.sigmas[index]!);
     return [alpha, sigma, lambdaOf(alpha, sigma)];
   }
 
@@ -272,7 +222,7 @@ export class UniPCMultistepScheduler implements Scheduler {
     const outs = this.#modelOutputs;
     const k = this.#solverOrder;
     const m0 = outs[k - 1]!;
-    const [alphaT, sigmaT] = sigmaToAlphaSigmaT(this.#sigmas[i + 1]!);
+    const [alphaT, sigmaT] = sigmaToAlphaSigmaT(this.sigmas[i + 1]!);
     const lambdaT = lambdaOf(alphaT, sigmaT);
     const [alphaS0, sigmaS0, lambdaS0] = this.#lambda(i);
     const h = f(lambdaT - lambdaS0);
@@ -349,15 +299,10 @@ export class UniPCMultistepScheduler implements Scheduler {
     _rng?: NoiseGenerator,
   ): Float32Array {
     const name = "UniPCMultistepScheduler.step";
-    const n = this.#timesteps.length;
+    const n = this.timesteps.length;
     checkIndex(name, i, n);
     checkSameLength(name, modelOutput, sample);
-    if (this.#nextIndex !== undefined && i !== this.#nextIndex) {
-      throw new RangeError(
-        `${name}: expected step index ${this.#nextIndex}, got ${i}; ` +
-          "call setTimesteps() before starting a new loop",
-      );
-    }
+    this.checkStepOrder(name, i);
     const k = this.#solverOrder;
     const useCorrector = i > 0 && !this.disableCorrector.includes(i - 1) &&
       this.#lastSample !== undefined;
@@ -372,23 +317,8 @@ export class UniPCMultistepScheduler implements Scheduler {
     this.#lastSample = x;
     const prev = this.#predict(x, i, this.#thisOrder);
     if (this.#lowerOrderNums < k) this.#lowerOrderNums++;
-    this.#nextIndex = i + 1;
+    this.stepDone(i);
     return prev;
-  }
-
-  /** Diffusers `add_noise` at `sigmas[i]`: alpha_t x0 + sigma_t noise. */
-  addNoise(original: Float32Array, noise: Float32Array, i: number): Float32Array {
-    checkIndex("UniPCMultistepScheduler.addNoise", i, this.#timesteps.length);
-    return vpAddNoise(original, noise, this.#sigmas[i]!);
-  }
-
-  /** `setTimesteps(n)` then StableDiffusionImg2ImgPipeline.get_timesteps. */
-  img2imgTimesteps(
-    numInferenceSteps: number,
-    strength: number,
-  ): { timesteps: Float64Array; startIndex: number } {
-    this.setTimesteps(numInferenceSteps);
-    return img2imgSlice(this.#timesteps, numInferenceSteps, strength, this.order);
   }
 }
 
