@@ -11,6 +11,7 @@ import {
   CHECKPOINT_CONFIGS,
   type CheckpointConfig,
   convertCheckpoint,
+  exportOnnx,
   findCachedTokenizer,
   findOriginalConfig,
   tokenizerFilesIn,
@@ -72,7 +73,9 @@ export function convertCkptCommand() {
       "output folder (or .safetensors file with --to single-file)",
     )
     .addOption(
-      new Option("--to <format>", "what to write").choices(["diffusers", "single-file"] as const)
+      new Option("--to <format>", "what to write").choices(
+        ["diffusers", "onnx", "single-file"] as const,
+      )
         .default("diffusers" as const),
     )
     .addOption(
@@ -107,6 +110,10 @@ export function convertCkptCommand() {
           "a .ckpt (restricted unpickler) with the family forced",
         ],
         [
+          "denoise convert-ckpt model.safetensors --to onnx -o model-onnx --tokenizer clip/",
+          "Optimum-layout ONNX export (text_encoder/, unet/, vae_encoder/, vae_decoder/)",
+        ],
+        [
           "denoise convert-ckpt sd15/ --to single-file -o sd15.safetensors",
           "Diffusers folder -> LDM single file for A1111 / ComfyUI",
         ],
@@ -136,6 +143,14 @@ export function convertCkptCommand() {
         ctx.info(`wrote ${options.output} (${n} tensors)`);
         return;
       }
+      if (options.to === "onnx" && isDir) {
+        const written = await exportOnnx(input, options.output, {
+          overwrite: options.overwrite === true,
+          onMessage: (m) => ctx.debug(m),
+        });
+        ctx.info(`wrote ${options.output} (${written.join(", ")})`);
+        return;
+      }
       if (isDir) {
         throw new UsageError(
           `"${input}" is a folder; convert-ckpt reads a single-file checkpoint`,
@@ -149,7 +164,11 @@ export function convertCkptCommand() {
       if (originalConfig !== undefined && options.originalConfig === undefined) {
         ctx.info(`using the original config ${originalConfig}`);
       }
-      const result = await convertCheckpoint(input, options.output, {
+      // --to onnx from a single file goes through a temporary Diffusers folder.
+      const folder = options.to === "onnx"
+        ? join(await Deno.makeTempDir({ prefix: "denoise-convert-" }), "diffusers")
+        : options.output;
+      const result = await convertCheckpoint(input, folder, {
         config: options.config as CheckpointConfig | "auto",
         tokenizerDir,
         ...(options.dtype ? { dtype: options.dtype } : {}),
@@ -161,6 +180,18 @@ export function convertCkptCommand() {
       });
       ctx.info(`detected: ${result.detected.label}`);
       for (const note of result.detected.notes) ctx.info(`  ${note}`);
+      if (options.to === "onnx") {
+        try {
+          const written = await exportOnnx(folder, options.output, {
+            overwrite: options.overwrite === true,
+            onMessage: (m) => ctx.debug(m),
+          });
+          ctx.info(`wrote ${options.output} (${written.join(", ")})`);
+        } finally {
+          await Deno.remove(dirname(folder), { recursive: true }).catch(() => {});
+        }
+        return;
+      }
       const counts = Object.entries(result.tensors).map(([k, v]) => `${k} ${v}`).join(", ");
       ctx.info(`wrote ${result.outDir} (${counts} tensors)`);
     });

@@ -35,6 +35,12 @@ export {
   unetKeyMap,
   vaeKeyMap,
 } from "./key_map.ts";
+export {
+  exportOnnx,
+  type ExportOnnxOptions,
+  OPTIMUM_NAMES,
+  toOptimumTextEncoder,
+} from "./onnx_export.ts";
 export { parseLdmYaml, yamlGet, type YamlMap, type YamlValue } from "./ldm_yaml.ts";
 export { type OutputDtype } from "./tensor_ops.ts";
 export {
