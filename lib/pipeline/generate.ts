@@ -48,6 +48,8 @@ export interface Txt2ImgParams extends DiffusionParams {
    * `denoising_end`, for handing over to the SDXL refiner); images are then not decoded.
    */
   denoisingEnd?: number;
+  /** Decode the final latents (default true); false returns latents only. */
+  decode?: boolean;
 }
 
 /** Refiner parameters: continue from latents handed over at `denoisingStart`. */
@@ -170,7 +172,9 @@ export async function txt2img(sd: StableDiffusion, p: Txt2ImgParams): Promise<Di
   if (sd.options.lowMemory) await sd.releaseSession("unet");
   // 5. Decode
   const out: Nchw = { data: final, dims: shape };
-  if (endIndex !== undefined) return { latents: out, images: [], generator: rng };
+  if (endIndex !== undefined || p.decode === false) {
+    return { latents: out, images: [], generator: rng };
+  }
   return {
     latents: out,
     images: await decodeImages(sd, out, p.vaeTiling ?? false),

@@ -21,7 +21,7 @@ import { imageToTensor, type RawImage, resizeImage } from "../image/codec.ts";
 import type { Nchw } from "../models/vae.ts";
 import type { NoiseGenerator } from "../rng/mod.ts";
 import { denoiseLatents } from "./denoise.ts";
-import { checkSize, decodeImages, type Txt2ImgParams } from "./generate.ts";
+import { decodeImages, txt2img, type Txt2ImgParams } from "./generate.ts";
 import { encodeImageLatents } from "./inpaint.ts";
 import { vaeFactor } from "./model.ts";
 import { batchGenerator, makeScheduler } from "./sampling.ts";
@@ -130,35 +130,7 @@ export function interpolateBilinear(x: Nchw, outHeight: number, outWidth: number
  * returning the latents without decoding them. Equal to `txt2img(sd, p).latents`.
  */
 export async function hiresFirstPass(sd: StableDiffusion, p: Txt2ImgParams): Promise<Nchw> {
-  checkSize(sd, p.width, p.height);
-  const scheduler = makeScheduler(sd.model.schedulerConfig, p.sampler, p.schedule);
-  scheduler.setTimesteps(p.steps);
-  const conditioning = await p.conditioner(sd, scheduler, { width: p.width, height: p.height });
-  const f = vaeFactor(sd.model);
-  const shape: [number, number, number, number] = [
-    p.seeds.length,
-    sd.model.unet.config.outChannels,
-    p.height / f,
-    p.width / f,
-  ];
-  const rng = batchGenerator(p.rng, p.seeds);
-  const latents = rng.randn(shape);
-  const sigma = scheduler.initNoiseSigma;
-  if (sigma !== 1) {
-    for (let i = 0; i < latents.length; i++) latents[i] = Math.fround(latents[i]! * sigma);
-  }
-  const final = await denoiseLatents({
-    scheduler,
-    latents,
-    shape,
-    conditioning,
-    guidanceScale: p.cfg,
-    guidanceRescale: p.guidanceRescale ?? 0,
-    unet: sd.unetCall(),
-    rng,
-    ...(p.onProgress ? { onProgress: p.onProgress } : {}),
-  });
-  return { data: final, dims: shape };
+  return (await txt2img(sd, { ...p, decode: false })).latents;
 }
 
 /** A1111's lowres image: `(255 * clamp((x + 1) / 2, 0, 1)).astype(np.uint8)` (truncating). */
