@@ -99,10 +99,13 @@ Deno.test("img2img --mask --mask-blur keeps the original pixels away from the ma
   }
   assert.equal(outside, 0, `pixels far from the mask changed by up to ${outside}`);
   assert.ok(inside > 10, `the masked area was not repainted (max change ${inside})`);
-  const job = readMetadata(bytes).job as Record<string, unknown>;
+  const meta = readMetadata(bytes);
+  const job = meta.job as Record<string, unknown>;
   assert.equal(job.mask, MASK);
   assert.equal(job.maskBlur, 4);
   assert.equal(job.strength, 0.8);
+  assert.equal(meta.a1111?.params["Mask blur"], "4");
+  assert.equal(meta.a1111?.params["Denoising strength"], "0.8");
 });
 
 Deno.test("img2img --mask replays from its own metadata byte for byte (the mask is read again)", async () => {

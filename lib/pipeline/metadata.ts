@@ -22,6 +22,8 @@ export interface InfotextJob {
   seed?: number | string | undefined;
   clipSkip: number;
   strength?: number;
+  mask?: string | undefined;
+  maskBlur?: number;
   hiresScale?: number | undefined;
   hiresSteps?: number | undefined;
   hiresStrength?: number;
@@ -96,6 +98,7 @@ export function infotextFor(job: InfotextJob, ctx: InfotextContext): string {
   params["Model"] = ctx.modelName;
   if (job.clipSkip > 1) params["Clip skip"] = String(job.clipSkip);
   if (job.strength !== undefined) params["Denoising strength"] = String(job.strength);
+  if (job.mask !== undefined) params["Mask blur"] = String(job.maskBlur ?? 0);
   if (job.hiresScale !== undefined) {
     params["Hires upscale"] = String(job.hiresScale);
     params["Hires steps"] = String(job.hiresSteps ?? job.steps);
