@@ -442,6 +442,30 @@ async function tiled(
 }
 
 /**
+ * Whether Diffusers (with `enable_tiling()`) would tile: latents larger than one latent tile
+ * (`sample_size / f`) in either direction.
+ *
+ * @example
+ * ```ts
+ * import { parseVaeConfig } from "./config.ts";
+ * import { needsTiling } from "./vae.ts";
+ * const config = parseVaeConfig({ sample_size: 512, block_out_channels: [1, 1, 1, 1],
+ *   down_block_types: Array(4).fill("DownEncoderBlock2D"),
+ *   up_block_types: Array(4).fill("UpDecoderBlock2D") });
+ * console.assert(needsTiling([1, 4, 64, 64], config) === false);
+ * console.assert(needsTiling([1, 4, 64, 96], config) === true);
+ * ```
+ */
+export function needsTiling(
+  latentDims: readonly number[],
+  config: VaeConfig,
+  options: Pick<TileOptions, "tileSampleSize"> = {},
+): boolean {
+  const tile = Math.floor((options.tileSampleSize ?? config.sampleSize) / vaeScaleFactor(config));
+  return (latentDims[2] ?? 0) > tile || (latentDims[3] ?? 0) > tile;
+}
+
+/**
  * Decodes latents `[B, C, h, w]` (already unscaled) tile by tile with the decoder `run`, as
  * Diffusers' `AutoencoderKL.tiled_decode`: latent tiles of `tileSampleSize / f`, overlapping by
  * `overlap`, blended linearly in pixel space. Memory stays bounded by one tile.

@@ -12,6 +12,8 @@ import {
   buildVaeEncoder,
   latentDistribution,
   type Nchw,
+  needsTiling,
+  sampleLatent,
   scaleLatents,
   tiledDecode,
   tiledEncode,
@@ -209,4 +211,20 @@ Deno.test("tiledEncode() ramps over a 2-latent blend extent", async () => {
   assert.equal(at(0, 7), 0.5); // 0.5 * 0 + 0.5 * 1
   assert.equal(at(6, 0), 0); // tile (1,0) row 0 = tile (0,0)'s row 6
   assert.equal(at(7, 0), 1.5); // 0.5 * 0 + 0.5 * 3
+});
+
+Deno.test("latentDistribution() clamps logvar and sampleLatent() adds std * noise", () => {
+  // moments [1, 2, 1, 2]: mean channel [0.5, -1], logvar channel [2, 40 (clamped to 20)]
+  const d = latentDistribution({ data: Float32Array.of(0.5, -1, 2, 40), dims: [1, 2, 1, 2] });
+  assert.deepEqual([...d.logvar.data], [2, 20]);
+  assertClose(d.std.data, [Math.exp(1), Math.exp(10)], 1e-2, "std = exp(logvar / 2)");
+  const z = sampleLatent(d, Float32Array.of(1, 0));
+  assertClose(z, [0.5 + Math.exp(1), -1], 1e-5, "mean + std * noise");
+  assert.throws(() => sampleLatent(d, new Float32Array(3)), TypeError);
+});
+
+Deno.test("needsTiling() follows Diffusers' tile_latent_min_size", () => {
+  assert.equal(needsTiling([1, 4, 8, 8], tinyConfig), false); // 64 / 8 = 8 latents per tile
+  assert.equal(needsTiling([1, 4, 8, 9], tinyConfig), true);
+  assert.equal(needsTiling([1, 4, 9, 8], tinyConfig, { tileSampleSize: 128 }), false);
 });
