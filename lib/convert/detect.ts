@@ -151,16 +151,24 @@ export function detectCheckpoint(
   }
 
   // 2. Prediction type.
-  const parameterization = yamlGet(options.yaml ?? {}, "model.params.parameterization");
+  const yaml = options.yaml ?? {};
+  const parameterization = yamlGet(yaml, "model.params.parameterization");
+  // SGM (SDXL-style) configs name the v-prediction scaling class instead.
+  const scaling = yamlGet(yaml, "model.params.denoiser_config.params.scaling_config.target");
   let prediction: "epsilon" | "v_prediction" = "epsilon";
   if (parameterization === "v") {
     prediction = "v_prediction";
     notes.push('v-prediction: the YAML sets parameterization "v"');
-  } else if (typeof parameterization === "string") {
-    notes.push(`epsilon prediction: the YAML sets parameterization "${parameterization}"`);
+  } else if (typeof scaling === "string" && /VScaling/.test(scaling)) {
+    prediction = "v_prediction";
+    notes.push(`v-prediction: the YAML's denoiser uses ${scaling}`);
+  } else if (typeof parameterization === "string" || typeof scaling === "string") {
+    notes.push(`epsilon prediction: the YAML sets ${parameterization ?? scaling}`);
   } else if (src.has("v_pred")) {
     prediction = "v_prediction";
     notes.push('v-prediction: the checkpoint has a "v_pred" key');
+  } else if (family === "sd2" && inChannels === 9) {
+    notes.push("epsilon prediction: SD 2.x inpainting models are epsilon, as in Diffusers");
   } else if (family === "sd2") {
     if (options.globalStep === 875000) {
       notes.push("epsilon prediction: SD 2.x with global_step 875000 (the 512-base model)");
@@ -335,7 +343,9 @@ export function synthesizeConfigs(
   const notes = detected.notes;
   const family = detected.family;
   const u = LDM_PREFIX.unet;
-  const unetYaml = yamlGet(yaml, "model.params.unet_config.params") ?? {};
+  // LDM configs call the UNet unet_config; SGM (SDXL) configs call it network_config.
+  const unetYaml = yamlGet(yaml, "model.params.unet_config.params") ??
+    yamlGet(yaml, "model.params.network_config.params") ?? {};
 
   // 1. UNet blocks: downsamplers split input_blocks into blocks.
   const total = countLayers(src, `${u}input_blocks.`, "UNet");
