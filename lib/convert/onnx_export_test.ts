@@ -13,6 +13,8 @@ import { openDiffusersModel } from "../pipeline/model.ts";
 import { TorchCpuGenerator } from "../rng/torch_cpu_generator.ts";
 import { SafetensorsFile } from "../weights/safetensors.ts";
 import { exportOnnx } from "./onnx_export.ts";
+import { convertCheckpoint } from "./to_diffusers.ts";
+import { hasShared, readSharedJson, sharedPath } from "../../tests/shared.ts";
 
 function randn(seed: number, n: number): Float32Array {
   const gen = new TorchCpuGenerator(seed);
@@ -154,3 +156,84 @@ for (const family of ["sd15"] as const) {
     }
   });
 }
+
+interface Golden {
+  unet: {
+    sample: { shape: number[]; values: number[] };
+    encoder_hidden_states: { shape: number[]; values: number[] };
+    out: Record<string, { values: number[] }>;
+  };
+  vae: Record<string, { shape: number[]; values: number[] }>;
+}
+
+function maxDiffValues(a: Float32Array, b: number[]): number {
+  assert.equal(a.length, b.length);
+  let m = 0;
+  for (let i = 0; i < b.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
+
+// Golden: ../shared/golden/models/tiny_sd/reference.json (Diffusers 0.27, fp32 CPU). Single model
+// passes: 1e-4 absolute, as the golden README suggests.
+Deno.test({
+  name: "an ONNX export of the tiny_sd single file matches Diffusers' UNet and VAE within 1e-4",
+  ignore: !hasShared,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const folder = join(dir, "diffusers");
+      await convertCheckpoint(
+        sharedPath("golden/models/tiny_sd/ldm/tiny_sd_ldm_fp16.safetensors"),
+        folder,
+        {
+          tokenizerDir: sharedPath("golden/models/tiny_sd/pipeline/tokenizer"),
+          originalConfig: sharedPath("golden/models/tiny_sd/ldm/v1-inference-tiny.yaml"),
+        },
+      );
+      const out = join(dir, "onnx");
+      await exportOnnx(folder, out);
+      const ref = readSharedJson<Golden>("golden/models/tiny_sd/reference.json");
+      const unet = await createSession(join(out, "unet", "model.onnx"));
+      for (const t of ["10", "999"]) {
+        const r = await unet.run({
+          sample: hostTensor(
+            "float32",
+            Float32Array.from(ref.unet.sample.values),
+            ref.unet.sample.shape,
+          ),
+          timestep: hostTensor("float32", Float32Array.of(Number(t)), [1]),
+          encoder_hidden_states: hostTensor(
+            "float32",
+            Float32Array.from(ref.unet.encoder_hidden_states.values),
+            ref.unet.encoder_hidden_states.shape,
+          ),
+        });
+        const d = maxDiffValues(r["out_sample"]!.data as Float32Array, ref.unet.out[t]!.values);
+        assert.ok(d <= 1e-4, `unet t=${t}: maxdiff ${d}`);
+      }
+      const enc = await createSession(join(out, "vae_encoder", "model.onnx"));
+      const x = ref.vae["input"]!;
+      const moments =
+        (await enc.run({ sample: hostTensor("float32", Float32Array.from(x.values), x.shape) }))[
+          "latent_parameters"
+        ]!.data as Float32Array;
+      const half = moments.length / 2;
+      const mean = moments.slice(0, half);
+      const std = moments.slice(half).map((lv) => Math.exp(0.5 * Math.min(20, Math.max(-30, lv))));
+      const dm = maxDiffValues(mean, ref.vae["latent_mean"]!.values);
+      const ds = maxDiffValues(std, ref.vae["latent_std"]!.values);
+      assert.ok(dm <= 1e-4 && ds <= 1e-4, `vae_encoder: mean maxdiff ${dm}, std maxdiff ${ds}`);
+      const dec = await createSession(join(out, "vae_decoder", "model.onnx"));
+      const z = ref.vae["z"]!;
+      const img = (await dec.run({
+        latent_sample: hostTensor("float32", Float32Array.from(z.values), z.shape),
+      }))[
+        "sample"
+      ]!.data as Float32Array;
+      const dd = maxDiffValues(img, ref.vae["decode_z"]!.values);
+      assert.ok(dd <= 1e-4, `vae_decoder: maxdiff ${dd}`);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
