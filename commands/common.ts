@@ -7,7 +7,9 @@
 import { type Command, Option } from "@commander-js/extra-typings";
 import { UsageError } from "../lib/errors.ts";
 import { createProgressReporter, type ProgressMode, type ProgressReporter } from "../lib/io/mod.ts";
-import { loadJobDocument, type LoadJobOptions } from "../lib/job.ts";
+import type { z } from "zod";
+import { writeOutput } from "../lib/io/output.ts";
+import { loadJobDocument, type LoadJobOptions, resolveJob } from "../lib/job.ts";
 
 /** Any commander command, whatever its typed arguments and options. */
 // deno-lint-ignore no-explicit-any
@@ -76,7 +78,9 @@ export function runContext(command: { optsWithGlobals(): object }): RunContext {
 }
 
 /** Adds `--job FILE|-` and `--dry-run` to a subcommand. */
-export function withJobOptions<C extends AnyCommand>(command: C) {
+export function withJobOptions<A extends unknown[], O extends Record<string, unknown>>(
+  command: Command<A, O>,
+) {
   return command
     .option("--job <file>", "read the job from a JSON file, an image made by denoise, or - (stdin)")
     .option("--dry-run", "print the resolved job as JSON and do nothing else");
@@ -116,6 +120,17 @@ export function positiveInt(name: string) {
   };
 }
 
+/** A commander argument parser for integers >= 0. */
+export function nonNegativeInt(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\s*\d+\s*$/.test(value) || !Number.isSafeInteger(n)) {
+      throw new UsageError(`"${name}" must be an integer >= 0, got "${value}"`);
+    }
+    return n;
+  };
+}
+
 /** A commander argument parser for finite numbers. */
 export function finiteNumber(name: string) {
   return (value: string): number => {
@@ -138,4 +153,33 @@ export function progressOption() {
 export function examples(lines: Array<[string, string]>): string {
   return "\nExamples:\n" +
     lines.map(([cmd, what]) => `  # ${what}\n  $ ${cmd}\n`).join("\n");
+}
+
+/**
+ * The Job of a simple subcommand: `--job` (if given), then its explicit flags and positional
+ * arguments. With `--dry-run` it prints the Job and returns undefined (do nothing else).
+ */
+export async function commandJob<S extends z.ZodType>(
+  command: AnyCommand,
+  schema: S,
+  name: string,
+  positional: Record<string, unknown> = {},
+): Promise<z.infer<S> | undefined> {
+  const opts = command.opts() as { job?: string; dryRun?: boolean };
+  const flags = explicitOptions(command);
+  delete flags.job;
+  delete flags.dryRun;
+  for (const [key, value] of Object.entries(positional)) {
+    if (value !== undefined) flags[key] = value;
+  }
+  const loaded = await loadJobOption(opts.job);
+  const job = resolveJob(schema, name, {
+    flags,
+    ...(loaded ? { document: loaded.document, documentLabel: loaded.label } : {}),
+  });
+  if (opts.dryRun) {
+    await writeOutput(JSON.stringify(job, null, 2) + "\n", { binary: false });
+    return undefined;
+  }
+  return job;
 }

@@ -174,6 +174,7 @@ export function convertCkptCommand() {
         ...(options.dtype ? { dtype: options.dtype } : {}),
         ...(options.vae !== undefined ? { vae: options.vae } : {}),
         ...(originalConfig !== undefined ? { originalConfig } : {}),
+        ...(options.configFrom !== undefined ? { configFrom: options.configFrom } : {}),
         extractEma: options.extractEma === true,
         overwrite: options.overwrite === true,
         onMessage: (m) => ctx.debug(m),

@@ -84,13 +84,7 @@ export function img2imgCommand() {
     const ctx = runContext(cmd);
     const flags = jobFlags(explicitOptions(cmd));
     if (prompt !== undefined) flags.prompt = prompt;
-    if (options.job === "-" && (options.image === undefined || options.image === "-")) {
-      throw new UsageError("--job - and the input image cannot both come from stdin", {
-        hint: "pass the image with --image FILE",
-      });
-    }
     const loaded = await loadJobOption(options.job, { fromImage: extractJob });
-    const input = await readInput(options.image, { what: "input image" });
     if (options.image !== undefined && options.image !== "-") flags.image = options.image;
     let job = resolveJob(Img2ImgJob, "img2img", {
       flags,
@@ -101,6 +95,14 @@ export function img2imgCommand() {
       await writeOutput(JSON.stringify(job, null, 2) + "\n", { binary: false });
       return;
     }
+    // The input: --image, else the image the job names (a replay), else stdin.
+    const source = options.image ?? job.image;
+    if (options.job === "-" && (source === undefined || source === "-")) {
+      throw new UsageError("--job - and the input image cannot both come from stdin", {
+        hint: "pass the image with --image FILE",
+      });
+    }
+    const input = await readInput(source, { what: "input image" });
     const raw = await decodeImage(input.bytes, { label: input.label, channels: 3 });
     const image = {
       data: imageToTensor(raw),

@@ -15,17 +15,8 @@ import { checkKeyword } from "../lib/meta/png.ts";
 import { readMetadata } from "../lib/meta/read.ts";
 import { addStealthInfo } from "../lib/meta/stealth.ts";
 import { writeMetadata } from "../lib/meta/write.ts";
-import { examples, explicitOptions, loadJobOption, runContext } from "./common.ts";
+import { examples, explicitOptions, loadJobOption, runContext, withJobOptions } from "./common.ts";
 import { extractJob } from "../lib/meta/extract_job.ts";
-
-/** `--job` and `--dry-run`, as common.ts's withJobOptions adds them, keeping option types. */
-function addJobOptions<A extends unknown[], O extends Record<string, unknown>>(
-  command: Command<A, O>,
-) {
-  return command
-    .option("--job <file>", "read the job from a JSON file, an image made by denoise, or - (stdin)")
-    .option("--dry-run", "print the resolved job as JSON and do nothing else");
-}
 
 function jobSource(loaded: { document: Record<string, unknown>; label: string } | undefined) {
   return loaded === undefined ? {} : { document: loaded.document, documentLabel: loaded.label };
@@ -107,7 +98,7 @@ function inputFailure(error: unknown, source: string, action: string): unknown {
 }
 
 function metaRead() {
-  return addJobOptions(
+  return withJobOptions(
     new Command("read")
       .description(
         "print an image's metadata (text chunks, A1111, ComfyUI, EXIF, denoise job) as JSON",
@@ -145,7 +136,7 @@ function metaRead() {
 }
 
 function metaWrite() {
-  return addJobOptions(
+  return withJobOptions(
     new Command("write")
       .description(
         "set, delete or strip text metadata without re-encoding pixels; writes the image to -o or stdout",

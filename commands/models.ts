@@ -21,7 +21,14 @@ import {
 } from "../lib/hub/mod.ts";
 import { readFileChecked } from "../lib/io/input.ts";
 import { writeOutput } from "../lib/io/output.ts";
-import { examples, positiveInt, runContext } from "./common.ts";
+import { commandJob, examples, nonNegativeInt, runContext, withJobOptions } from "./common.ts";
+import {
+  ModelsCreateRandomJob,
+  ModelsListJob,
+  ModelsPullJob,
+  ModelsVerifyJob,
+  ModelsWhereJob,
+} from "../lib/job.ts";
 
 async function loadLock(path: string | undefined): Promise<ModelsLock> {
   const file = path ?? Deno.env.get("DENOISE_MODELS_LOCK");
@@ -64,11 +71,15 @@ export function modelsCommand() {
         "DENOISE_MODELS_LOCK (a lock file to use instead of the built-in one).\n",
     );
 
-  models.command("list")
-    .description("list the locked models and their download state")
-    .option("--lock <file>", "use this lock file instead of the built-in one")
-    .option("--json", "print JSON instead of a table")
-    .action(async (options) => {
+  withJobOptions(
+    models.command("list")
+      .description("list the locked models and their download state")
+      .option("--lock <file>", "use this lock file instead of the built-in one")
+      .option("--json", "print JSON instead of a table"),
+  )
+    .action(async (_options, command) => {
+      const options = await commandJob(command, ModelsListJob, "models list");
+      if (options === undefined) return;
       const lock = await loadLock(options.lock);
       const cache = root();
       const rows = [];
@@ -99,11 +110,16 @@ export function modelsCommand() {
       await writeOutput(lines.join("\n") + "\n", { binary: false });
     });
 
-  models.command("pull")
-    .description("download a model into the cache (resumes partial downloads)")
-    .argument("<alias>", "a model alias from the lock file")
-    .option("--lock <file>", "use this lock file instead of the built-in one")
-    .action(async (alias, options, command) => {
+  withJobOptions(
+    models.command("pull")
+      .description("download a model into the cache (resumes partial downloads)")
+      .argument("[alias]", "a model alias from the lock file")
+      .option("--lock <file>", "use this lock file instead of the built-in one"),
+  )
+    .action(async (aliasArg, _options, command) => {
+      const options = await commandJob(command, ModelsPullJob, "models pull", { alias: aliasArg });
+      if (options === undefined) return;
+      const alias = options.alias;
       const ctx = runContext(command);
       const lock = await loadLock(options.lock);
       const model = lockedModel(lock, alias);
@@ -118,12 +134,19 @@ export function modelsCommand() {
       ctx.info(`${alias}: ${dir}`);
     });
 
-  models.command("verify")
-    .description("re-hash downloaded files against the lock (all models when no alias is given)")
-    .argument("[alias]", "a model alias")
-    .option("--lock <file>", "use this lock file instead of the built-in one")
-    .option("--json", "print JSON results")
-    .action(async (alias, options) => {
+  withJobOptions(
+    models.command("verify")
+      .description("re-hash downloaded files against the lock (all models when no alias is given)")
+      .argument("[alias]", "a model alias")
+      .option("--lock <file>", "use this lock file instead of the built-in one")
+      .option("--json", "print JSON results"),
+  )
+    .action(async (aliasArg, _options, command) => {
+      const options = await commandJob(command, ModelsVerifyJob, "models verify", {
+        alias: aliasArg,
+      });
+      if (options === undefined) return;
+      const alias = options.alias;
       const lock = await loadLock(options.lock);
       const aliases = alias === undefined ? Object.keys(lock.models) : [alias];
       const results = [];
@@ -148,11 +171,18 @@ export function modelsCommand() {
       }
     });
 
-  models.command("where")
-    .description("print the cache folder of a model (exit 4 when it is not fully downloaded)")
-    .argument("<alias>", "a model alias")
-    .option("--lock <file>", "use this lock file instead of the built-in one")
-    .action(async (alias, options) => {
+  withJobOptions(
+    models.command("where")
+      .description("print the cache folder of a model (exit 4 when it is not fully downloaded)")
+      .argument("[alias]", "a model alias")
+      .option("--lock <file>", "use this lock file instead of the built-in one"),
+  )
+    .action(async (aliasArg, _options, command) => {
+      const options = await commandJob(command, ModelsWhereJob, "models where", {
+        alias: aliasArg,
+      });
+      if (options === undefined) return;
+      const alias = options.alias;
       const lock = await loadLock(options.lock);
       const model = lockedModel(lock, alias);
       const status = await modelStatus(root(), alias, model);
@@ -164,15 +194,17 @@ export function modelsCommand() {
       }
     });
 
-  models.command("create-random")
-    .description("write a Diffusers-layout model with random weights (for tests and benchmarks)")
-    .requiredOption(
-      "--config <file>",
-      'JSON {"unet": {...}, "vae": {...}, "textEncoder"?: {...}, "textEncoder2"?: {...}, "scheduler"?: {...}}',
-    )
-    .requiredOption("-o, --output <dir>", "the model folder to create (must not exist)")
-    .option("--seed <n>", "seed of the random weights", positiveInt("--seed"))
-    .option("--tokenizer <dir>", "a tokenizer folder (vocab.json, merges.txt) to copy in")
+  withJobOptions(
+    models.command("create-random")
+      .description("write a Diffusers-layout model with random weights (for tests and benchmarks)")
+      .option(
+        "--config <file>",
+        'JSON {"unet": {...}, "vae": {...}, "textEncoder"?: {...}, "textEncoder2"?: {...}, "scheduler"?: {...}} (required)',
+      )
+      .option("-o, --output <dir>", "the model folder to create, must not exist (required)")
+      .option("--seed <n>", "seed of the random weights", nonNegativeInt("--seed"))
+      .option("--tokenizer <dir>", "a tokenizer folder (vocab.json, merges.txt) to copy in"),
+  )
     .addHelpText(
       "after",
       examples([[
@@ -180,7 +212,9 @@ export function modelsCommand() {
         "a tiny model that generate can run",
       ]]),
     )
-    .action(async (options) => {
+    .action(async (_options, command) => {
+      const options = await commandJob(command, ModelsCreateRandomJob, "models create-random");
+      if (options === undefined) return;
       const text = new TextDecoder().decode(await readFileChecked(options.config));
       let configs: unknown;
       try {
@@ -203,7 +237,7 @@ export function modelsCommand() {
       const temp = `${options.output}.tmp-${crypto.randomUUID().slice(0, 8)}`;
       try {
         await createRandomModel(configs as RandomModelConfigs, temp, {
-          seed: options.seed ?? 0,
+          seed: options.seed,
           ...(options.tokenizer !== undefined ? { tokenizerDir: options.tokenizer } : {}),
         });
         await Deno.rename(temp, options.output);

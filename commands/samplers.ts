@@ -8,15 +8,18 @@ import { Command } from "@commander-js/extra-typings";
 import { UsageError } from "../lib/errors.ts";
 import { writeOutput } from "../lib/io/output.ts";
 import { resolveSampler, samplerTable } from "../lib/schedulers/mod.ts";
-import { examples } from "./common.ts";
+import { SamplersJob } from "../lib/job.ts";
+import { commandJob, examples, withJobOptions } from "./common.ts";
 
 /** The `samplers` command. */
 export function samplersCommand() {
-  return new Command("samplers")
-    .description("list the samplers, their A1111 labels and Diffusers classes")
-    .argument("[label]", 'resolve one name or A1111 label (e.g. "DPM++ 2M Karras")')
-    .option("--schedule-type <type>", 'A1111\'s separate "Schedule type" for the label')
-    .option("--json", "print JSON")
+  return withJobOptions(
+    new Command("samplers")
+      .description("list the samplers, their A1111 labels and Diffusers classes")
+      .argument("[label]", 'resolve one name or A1111 label (e.g. "DPM++ 2M Karras")')
+      .option("--schedule-type <type>", 'A1111\'s separate "Schedule type" for the label')
+      .option("--json", "print JSON"),
+  )
     .addHelpText(
       "after",
       examples([
@@ -25,7 +28,10 @@ export function samplersCommand() {
         ['denoise samplers "DPM++ 2M" --schedule-type Karras', "label plus schedule type"],
       ]) + "\nUse the names with generate --sampler NAME --schedule SCHEDULE.\n",
     )
-    .action(async (label, options) => {
+    .action(async (labelArg, _options, command) => {
+      const options = await commandJob(command, SamplersJob, "samplers", { label: labelArg });
+      if (options === undefined) return;
+      const label = options.label;
       if (label !== undefined) {
         let resolved;
         try {

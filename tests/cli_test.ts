@@ -44,3 +44,34 @@ Deno.test("every subcommand's --help shows examples", async () => {
     assert.match(r.text, /\$ denoise /);
   }
 });
+
+Deno.test("every subcommand takes --dry-run (prints its Job) and --job (replays it)", async () => {
+  const cases: Array<[string[], string]> = [
+    [["generate", "a cat", "-m", "x", "--seed", "1"], "generate"],
+    [["img2img", "a cat", "-m", "x", "--seed", "1", "--image", "README.md"], "img2img"],
+    [["meta", "read", "a.png"], "meta read"],
+    [["meta", "write", "a.png", "--set", "k=v"], "meta write"],
+    [["models", "list"], "models list"],
+    [["models", "pull", "sd15"], "models pull"],
+    [["models", "verify"], "models verify"],
+    [["models", "where", "sd15"], "models where"],
+    [["models", "create-random", "--config", "c.json", "-o", "out"], "models create-random"],
+    [["samplers", "Euler a"], "samplers"],
+  ];
+  for (const [args, command] of cases) {
+    const r = await runCli([...args, "--dry-run"]);
+    assert.equal(r.code, 0, `${args.join(" ")}: ${r.stderr}`);
+    const job = JSON.parse(r.text);
+    assert.equal(job.command, command);
+    const again = await runCli([
+      ...args.slice(0, command.split(" ").length),
+      "--job",
+      "-",
+      "--dry-run",
+    ], {
+      stdin: r.text,
+    });
+    assert.equal(again.code, 0, `${command} --job -: ${again.stderr}`);
+    assert.deepEqual(JSON.parse(again.text), job, `${command} --job - replays the job`);
+  }
+});
