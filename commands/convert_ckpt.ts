@@ -92,6 +92,10 @@ export function convertCkptCommand() {
       "the checkpoint's LDM inference YAML (default: <name>.yaml beside it)",
     )
     .option(
+      "--config-from <dir>",
+      "take component configs from this Diffusers folder of the same architecture",
+    )
+    .option(
       "--vae <file>",
       "use this VAE (LDM or Diffusers key layout) instead of the checkpoint's",
     )

@@ -51,6 +51,26 @@ Deno.test("convertCheckpoint() reads a tiny SD 2.x .ckpt exactly; global_step 87
       );
       assert.equal(tokenizer.pad_token, "!");
     }
+    // Without a YAML the tiny widths leave the heads unknown; --config-from supplies every
+    // config, as Diffusers' from_single_file(config=...) does, and the folder comes back whole.
+    const ckpt = join(dir, "sd2-110000.ckpt");
+    await assert.rejects(
+      convertCheckpoint(ckpt, join(dir, "no-yaml"), { tokenizerDir: tok }),
+      /--config-from/,
+    );
+    await convertCheckpoint(ckpt, join(dir, "from"), { tokenizerDir: tok, configFrom: model });
+    for (const f of [UNET, VAE, TEXT]) await same(join(dir, "from", f), join(model, f), f);
+    for (
+      const c of ["unet/config.json", "text_encoder/config.json", "scheduler/scheduler_config.json"]
+    ) {
+      const got = JSON.parse(await Deno.readTextFile(join(dir, "from", c)));
+      const want = JSON.parse(await Deno.readTextFile(join(model, c)));
+      for (const k of Object.keys(want)) {
+        if (k !== "_diffusers_version" && k !== "torch_dtype") {
+          assert.deepEqual(got[k], want[k], `${c} ${k}`);
+        }
+      }
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
     await Deno.remove(join(model, ".."), { recursive: true });

@@ -405,7 +405,8 @@ export function synthesizeConfigs(
   if (headList.some((h) => !Number.isInteger(h) || h < 1)) {
     throw new RangeError(
       `Cannot work out the UNet's attention heads for widths [${blockOut.join(", ")}]; ` +
-        "pass --original-config with the checkpoint's LDM inference YAML",
+        "pass --original-config with the checkpoint's LDM inference YAML, or --config-from " +
+        "a Diffusers folder of the same architecture",
     );
   }
 
@@ -502,7 +503,17 @@ export function synthesizeConfigs(
     else out.textEncoder2 = config;
   }
 
-  // 6. Scheduler: the family's released scheduler, with the YAML's noise schedule.
+  // 6. Scheduler and pipeline class.
+  out.scheduler = schedulerFor(detected, yaml);
+  out.index = pipelineIndexFor(detected);
+  return out;
+}
+
+/** The family's released scheduler config, with the YAML's noise schedule. */
+export function schedulerFor(
+  detected: Pick<DetectedCheckpoint, "family" | "prediction">,
+  yaml: YamlMap = {},
+): Record<string, unknown> {
   const params = yamlGet(yaml, "model.params") ?? {};
   const schedule = {
     ...SCHEDULER_COMMON,
@@ -511,43 +522,43 @@ export function synthesizeConfigs(
     num_train_timesteps: num(yamlGet(params, "timesteps")) ?? 1000,
     prediction_type: detected.prediction,
   };
-  if (isXl) {
-    out.scheduler = {
+  if (detected.family === "sdxl" || detected.family === "sdxl-refiner") {
+    return {
       _class_name: "EulerDiscreteScheduler",
       ...schedule,
       interpolation_type: "linear",
       sample_max_value: 1.0,
       use_karras_sigmas: false,
     };
-  } else if (family === "sd2") {
-    out.scheduler = { _class_name: "DDIMScheduler", ...schedule };
-  } else {
-    out.scheduler = { _class_name: "PNDMScheduler", ...schedule };
   }
+  if (detected.family === "sd2") return { _class_name: "DDIMScheduler", ...schedule };
+  return { _class_name: "PNDMScheduler", ...schedule };
+}
 
-  // 7. Pipeline class and flags.
+/** model_index.json's pipeline class and flags for a detected checkpoint. */
+export function pipelineIndexFor(
+  detected: Pick<DetectedCheckpoint, "family" | "inChannels">,
+): Record<string, unknown> {
   const inpaint = detected.inChannels === 9;
-  const pix2pix = detected.inChannels === 8;
-  if (family === "sdxl") {
-    out.index = {
+  if (detected.family === "sdxl") {
+    return {
       _class_name: inpaint ? "StableDiffusionXLInpaintPipeline" : "StableDiffusionXLPipeline",
       force_zeros_for_empty_prompt: true,
     };
-  } else if (family === "sdxl-refiner") {
-    out.index = {
+  }
+  if (detected.family === "sdxl-refiner") {
+    return {
       _class_name: "StableDiffusionXLImg2ImgPipeline",
       force_zeros_for_empty_prompt: false,
       requires_aesthetics_score: true,
     };
-  } else {
-    out.index = {
-      _class_name: inpaint
-        ? "StableDiffusionInpaintPipeline"
-        : pix2pix
-        ? "StableDiffusionInstructPix2PixPipeline"
-        : "StableDiffusionPipeline",
-      requires_safety_checker: false,
-    };
   }
-  return out;
+  return {
+    _class_name: inpaint
+      ? "StableDiffusionInpaintPipeline"
+      : detected.inChannels === 8
+      ? "StableDiffusionInstructPix2PixPipeline"
+      : "StableDiffusionPipeline",
+    requires_safety_checker: false,
+  };
 }

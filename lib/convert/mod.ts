@@ -20,6 +20,8 @@ export {
   type DetectedCheckpoint,
   type DetectedTextEncoder,
   type DetectOptions,
+  pipelineIndexFor,
+  schedulerFor,
   type ShapeSource,
   synthesizeConfigs,
   type SynthesizedConfigs,

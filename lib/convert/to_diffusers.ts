@@ -32,6 +32,8 @@ import {
   type CheckpointConfig,
   detectCheckpoint,
   type DetectedCheckpoint,
+  pipelineIndexFor,
+  schedulerFor,
   synthesizeConfigs,
   type SynthesizedConfigs,
 } from "./detect.ts";
@@ -73,6 +75,11 @@ export interface ConvertCheckpointOptions {
   extractEma?: boolean;
   /** The checkpoint's LDM inference YAML. */
   originalConfig?: string;
+  /**
+   * A Diffusers folder of the same architecture whose component configs (and scheduler) are
+   * used instead of synthesised ones, like Diffusers' `from_single_file(config=...)`.
+   */
+  configFrom?: string;
   /** Replace an existing non-empty output folder. */
   overwrite?: boolean;
   /** Called with progress messages ("unet: 686 tensors"). */
@@ -162,6 +169,55 @@ export interface ComponentMapping {
   maps: KeyMapping[];
   /** Diffusers shapes the builders expect. */
   shapes: Map<string, number[]>;
+}
+
+type PartialConfigs = Partial<Omit<SynthesizedConfigs, "index">>;
+
+async function readConfigFolder(dir: string): Promise<PartialConfigs> {
+  const read = async (rel: string) => {
+    const path = join(dir, rel);
+    if (!existsSync(path)) return undefined;
+    try {
+      const json = JSON.parse(await Deno.readTextFile(path)) as Record<string, unknown>;
+      return Object.fromEntries(
+        Object.entries(json).filter(([k]) => !k.startsWith("_") || k === "_class_name"),
+      );
+    } catch (error) {
+      throw new SyntaxError(`Cannot use --config-from: "${path}" is not valid JSON`, {
+        cause: error,
+      });
+    }
+  };
+  const out: PartialConfigs = {};
+  const unet = await read("unet/config.json");
+  const vae = await read("vae/config.json");
+  const te = await read("text_encoder/config.json");
+  const te2 = await read("text_encoder_2/config.json");
+  const scheduler = await read("scheduler/scheduler_config.json");
+  if (unet) {
+    out.unet = Object.fromEntries(Object.entries(unet).filter(([k]) => k !== "_class_name"));
+  }
+  if (vae) out.vae = Object.fromEntries(Object.entries(vae).filter(([k]) => k !== "_class_name"));
+  if (te) out.textEncoder = te;
+  if (te2) out.textEncoder2 = te2;
+  if (scheduler) out.scheduler = scheduler;
+  if (Object.keys(out).length === 0) {
+    throw new RangeError(
+      `Cannot use --config-from "${dir}": it has no unet/, vae/ or text_encoder/ configs`,
+    );
+  }
+  return out;
+}
+
+function coversAll(from: PartialConfigs, detected: DetectedCheckpoint): boolean {
+  return from.unet !== undefined && from.vae !== undefined &&
+    detected.textEncoders.every((t) =>
+      t.folder === "text_encoder" ? from.textEncoder !== undefined : from.textEncoder2 !== undefined
+    );
+}
+
+function definedOnly(from: PartialConfigs): PartialConfigs {
+  return Object.fromEntries(Object.entries(from).filter(([, v]) => v !== undefined));
 }
 
 /** The component name mappings for a family, from its configs. */
@@ -318,8 +374,27 @@ export async function convertCheckpoint(
 
     // 2. Configs.
     const stored = metadataConfigs(main);
-    const configs = stored ?? synthesizeConfigs(main, detected, yaml);
-    if (stored !== undefined) detected.notes.push("configs taken from the file's denoise metadata");
+    const from = options.configFrom === undefined
+      ? undefined
+      : await readConfigFolder(options.configFrom);
+    let configs: SynthesizedConfigs;
+    if (stored !== undefined) {
+      configs = stored;
+      detected.notes.push("configs taken from the file's denoise metadata");
+    } else if (from !== undefined && coversAll(from, detected)) {
+      configs = {
+        unet: from.unet!,
+        vae: from.vae!,
+        scheduler: from.scheduler ?? schedulerFor(detected, yaml),
+        index: pipelineIndexFor(detected),
+      };
+      if (from.textEncoder) configs.textEncoder = from.textEncoder;
+      if (from.textEncoder2) configs.textEncoder2 = from.textEncoder2;
+      detected.notes.push(`configs taken from ${options.configFrom}`);
+    } else {
+      configs = { ...synthesizeConfigs(main, detected, yaml), ...definedOnly(from ?? {}) };
+      if (from !== undefined) detected.notes.push(`some configs taken from ${options.configFrom}`);
+    }
     if (options.config !== undefined && options.config !== "auto" && stored !== undefined) {
       configs.scheduler = { ...configs.scheduler, prediction_type: detected.prediction };
     }
