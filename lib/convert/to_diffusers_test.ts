@@ -6,7 +6,7 @@ import {
   makeTinyModel,
   TINY_MODELS,
 } from "../../tests/fixtures/random_model.ts";
-import { TINY_SD15_UNET } from "../../tests/fixtures/configs.ts";
+import { TINY_SD15_UNET, TINY_SDXL_UNET } from "../../tests/fixtures/configs.ts";
 import { writeByteTokenizer } from "../../tests/fixtures/tokenizer.ts";
 import { SafetensorsFile } from "../weights/safetensors.ts";
 import { openWeights } from "../weights/weight_source.ts";
@@ -270,5 +270,46 @@ Deno.test("detectCheckpoint() and synthesizeConfigs() read tiny sd2, sdxl and in
     }
   } finally {
     await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("a tiny SDXL refiner (OpenCLIP only, 5 time ids) round-trips and is detected from shapes", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const tok = await writeByteTokenizer(join(dir, "tok"));
+    const model = join(dir, "refiner");
+    const te2 = { ...TINY_MODELS.sdxl.textEncoder2 as Record<string, unknown> };
+    await createRandomModel(
+      {
+        unet: {
+          ...TINY_SDXL_UNET,
+          cross_attention_dim: 32,
+          projection_class_embeddings_input_dim: 32 + 5 * 8,
+        },
+        vae: TINY_MODELS.sdxl.vae,
+        textEncoder2: te2,
+        scheduler: TINY_MODELS.sdxl.scheduler,
+      },
+      model,
+      { tokenizerDir: tok },
+    );
+    const single = join(dir, "refiner.safetensors");
+    await writeSingleFile(model, single);
+    const src = await openWeights(single);
+    assert.ok(src.names().includes("conditioner.embedders.0.model.text_projection"));
+    const detected = detectCheckpoint(src);
+    assert.equal(detected.family, "sdxl-refiner");
+    const yaml = { model: { params: { network_config: { params: { num_head_channels: 16 } } } } };
+    const configs = synthesizeConfigs(src, detected, yaml);
+    assert.equal(configs.unet["addition_time_embed_dim"], 8);
+    assert.equal(configs.unet["projection_class_embeddings_input_dim"], 72);
+    assert.equal(configs.textEncoder, undefined);
+    assert.equal(configs.index["requires_aesthetics_score"], true);
+    src.close();
+    const r = await convertCheckpoint(single, join(dir, "back"), { tokenizerDir: tok });
+    assert.deepEqual(Object.keys(r.tensors).sort(), ["text_encoder_2", "unet", "vae"]);
+    await assertSameFolder(join(dir, "back"), model, "refiner");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
