@@ -164,7 +164,7 @@ Deno.test("convert-ckpt --to single-file and back round-trips a tiny SDXL model 
 });
 
 Deno.test({
-  name: "generate --model FILE.safetensors makes the same image as the Diffusers folder (tiny_sd)",
+  name: "convert-ckpt and generate --model FILE.safetensors reproduce the tiny_sd folder exactly",
   ignore: !hasShared,
   fn: async () => {
     const dir = await Deno.makeTempDir();
@@ -184,6 +184,38 @@ Deno.test({
         );
       }
       const env = { DENOISE_HOME: join(dir, "home") };
+      // convert-ckpt finds the YAML and the tokenizer beside the file; fp32 equals the folder.
+      const conv = await runCli(
+        [
+          "convert-ckpt",
+          join(m, "tiny_sd_ldm_fp16.safetensors"),
+          "-o",
+          join(dir, "conv"),
+          "--dtype",
+          "fp32",
+        ],
+        { env },
+      );
+      assert.equal(conv.code, 0, conv.stderr);
+      assert.match(conv.stderr, /detected: SD 1\.x, epsilon/);
+      assert.match(conv.stderr, /v1-inference-tiny\.yaml/);
+      for (
+        const f of [
+          "unet/diffusion_pytorch_model.safetensors",
+          "vae/diffusion_pytorch_model.safetensors",
+          "text_encoder/model.safetensors",
+        ]
+      ) {
+        const d = await diffSafetensors(
+          join(dir, "conv", f),
+          sharedPath(`golden/models/tiny_sd/pipeline/${f}`),
+        );
+        assert.deepEqual(
+          [d.onlyA, d.onlyB, d.different],
+          [[], [], []],
+          `${f}: maxdiff ${d.maxAbs}`,
+        );
+      }
       const args = ["a photo of a cat", "--seed", "0", "--steps", "4"];
       const file = join(m, "tiny_sd_ldm_fp16.safetensors");
       let r = await runCli(["generate", ...args, "--model", file, "-o", join(dir, "a.png")], {
