@@ -42,6 +42,8 @@ export interface RunEnvironment {
   lowMemory?: boolean;
   /** denoise version, recorded in metadata. */
   version: string;
+  /** CLIP tokenizer folder for single-file checkpoints (`DENOISE_TOKENIZER`). */
+  tokenizerDir?: string | undefined;
 }
 
 /** Resolves `--model` (a folder or an alias from the lock) to a Diffusers folder. */
@@ -56,7 +58,10 @@ export async function resolveModel(spec: string | undefined, env: RunEnvironment
     if (stat.isDirectory()) return resolve(spec);
     if (/\.(safetensors|ckpt|pt|pth|bin)$/i.test(spec)) {
       // Converted once into <cacheDir>/converted/<file key>/ and reused (lib/convert).
-      return await convertedModelDir(spec, { cacheDir: env.cacheDir });
+      return await convertedModelDir(spec, {
+        cacheDir: env.cacheDir,
+        ...(env.tokenizerDir ? { tokenizerDir: env.tokenizerDir } : {}),
+      });
     }
     throw new UsageError(`"--model ${spec}" is a file, not a model folder`);
   }
