@@ -305,6 +305,7 @@ export function runEnvironment(options: {
     device: options.device ?? "cpu",
     lowMemory: options.lowMemory ?? false,
     version: denoConfig.version,
+    tokenizerDir: Deno.env.get("DENOISE_TOKENIZER"),
   };
 }
 
