@@ -29,12 +29,16 @@ function root(): string {
   });
 }
 
-/** The tokenizer folder: --tokenizer, tokenizer/ beside the input, or one from the cache. */
-export function resolveTokenizer(flag: string | undefined, input: string): string {
+/**
+ * The tokenizer folder: --tokenizer, $DENOISE_TOKENIZER, tokenizer/ beside the input, or one
+ * from the cache.
+ */
+export function resolveTokenizer(option: string | undefined, input: string): string {
+  const flag = option ?? Deno.env.get("DENOISE_TOKENIZER");
   if (flag !== undefined) {
     const found = tokenizerFilesIn(flag);
     if (found === undefined) {
-      throw new UsageError(`--tokenizer "${flag}" has no vocab.json and merges.txt`, {
+      throw new UsageError(`The tokenizer folder "${flag}" has no vocab.json and merges.txt`, {
         hint:
           "pass the tokenizer/ folder of any SD model (SD 1.x, 2.x and SDXL share the vocabulary)",
       });
@@ -53,7 +57,8 @@ export function resolveTokenizer(flag: string | undefined, input: string): strin
   throw new ModelNotFoundError(
     `Cannot convert "${input}": a single file holds no CLIP tokenizer vocabulary`,
     {
-      hint: "pass --tokenizer DIR (a folder with vocab.json and merges.txt, e.g. the tokenizer/ " +
+      hint: "pass --tokenizer DIR or set DENOISE_TOKENIZER (a folder with vocab.json and " +
+        "merges.txt, e.g. the tokenizer/ " +
         "of any SD model), put a tokenizer/ folder next to the file, or pull a model with " +
         '"denoise models pull ALIAS" so its tokenizer is reused',
     },
@@ -121,7 +126,8 @@ export function convertCkptCommand() {
           "denoise convert-ckpt sd15/ --to single-file -o sd15.safetensors",
           "Diffusers folder -> LDM single file for A1111 / ComfyUI",
         ],
-      ]) + "\nSee docs/convert-ckpt.md.\n",
+      ]) + "\nEnvironment: DENOISE_TOKENIZER (tokenizer folder), DENOISE_HOME (cache folder).\n" +
+        "See docs/convert-ckpt.md.\n",
     )
     .action(async (input, options, command) => {
       const ctx = runContext(command);

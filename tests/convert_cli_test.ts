@@ -256,6 +256,12 @@ Deno.test({
       });
       assert.equal(r.code, 4, r.stderr);
       assert.match(r.stderr, /tokenizer/);
+      assert.match(r.stderr, /DENOISE_TOKENIZER/);
+      // DENOISE_TOKENIZER names one.
+      r = await runCli(["generate", ...args, "--model", file, "-o", join(dir, "d.png")], {
+        env: { ...bare, DENOISE_TOKENIZER: sharedPath("golden/models/tiny_sd/pipeline/tokenizer") },
+      });
+      assert.equal(r.code, 0, r.stderr);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

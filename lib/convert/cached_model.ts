@@ -21,7 +21,10 @@ const CONVERTER_REVISION = "2";
 export interface ConvertedModelOptions {
   /** The denoise cache root. */
   cacheDir: string;
-  /** Folder with vocab.json and merges.txt; default: tokenizer/ beside the file, then the cache. */
+  /**
+   * Folder with vocab.json and merges.txt (`DENOISE_TOKENIZER`); default: tokenizer/ beside the
+   * file, then the cache.
+   */
   tokenizerDir?: string;
   /** Called with a message when a conversion actually runs. */
   onMessage?: (message: string) => void;
@@ -59,6 +62,11 @@ function tokenizerFor(file: string, options: ConvertedModelOptions): string {
   if (options.tokenizerDir !== undefined) {
     const found = tokenizerFilesIn(options.tokenizerDir);
     if (found !== undefined) return found;
+    throw new ModelNotFoundError(
+      `Cannot run "${file}" directly: the tokenizer folder "${options.tokenizerDir}" has no ` +
+        "vocab.json and merges.txt",
+      { hint: "point DENOISE_TOKENIZER at the tokenizer/ folder of any SD model" },
+    );
   }
   const found = tokenizerFilesIn(join(dirname(file), "tokenizer")) ??
     findCachedTokenizer(options.cacheDir);
@@ -66,7 +74,8 @@ function tokenizerFor(file: string, options: ConvertedModelOptions): string {
   throw new ModelNotFoundError(
     `Cannot run "${file}" directly: a single file holds no CLIP tokenizer vocabulary`,
     {
-      hint: "put a tokenizer/ folder (vocab.json, merges.txt) next to the file, copy one to " +
+      hint: "set DENOISE_TOKENIZER to a folder with vocab.json and merges.txt (the tokenizer/ of " +
+        "any SD model), put a tokenizer/ folder next to the file, copy one to " +
         `${join(options.cacheDir, "tokenizer")}, or pull any model with "denoise models pull"`,
     },
   );
