@@ -117,13 +117,7 @@ export class OnnxSession {
     outputs?: readonly string[],
   ): Promise<Record<string, HostTensor>> {
     const ortFeeds: Record<string, ort.Tensor> = {};
-    for (const [name, t] of Object.entries(feeds)) {
-      ortFeeds[name] = new ort.Tensor(
-        ORT_TYPE[t.type] as "float32",
-        t.data as Float32Array,
-        [...t.dims],
-      );
-    }
+    for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = toOrtTensor(t);
     const result = outputs === undefined
       ? await this.#session.run(ortFeeds)
       : await this.#session.run(ortFeeds, [...outputs]);
@@ -134,7 +128,7 @@ export class OnnxSession {
       if (type === undefined) {
         throw new TypeError(`Cannot read output "${name}": ORT type ${t.type} is not supported`);
       }
-      out[name] = { type, dims: [...t.dims], data: t.data as HostData };
+      out[name] = { type, dims: [...t.dims], data: fromOrtData(t.data) };
     }
     return out;
   }
@@ -143,6 +137,40 @@ export class OnnxSession {
   async release(): Promise<void> {
     await this.#session.release();
   }
+}
+
+/**
+ * A HostTensor as an ORT feed. float16 is special: where the runtime has `Float16Array` (Deno
+ * 2.x), onnxruntime-common 1.30 wraps the `Uint16Array` bits in a `Float16Array` view, which
+ * onnxruntime-node's native binding cannot read (Node-API has no float16 typed array kind, so it
+ * sees 0 bytes: "not enough space: expected 64, got 0"). The binding only reads `type`, `dims`
+ * and `data`, so float16 feeds go as a plain tensor-shaped object over the `Uint16Array`.
+ */
+function toOrtTensor(t: HostTensor): ort.Tensor {
+  if (t.type === "float16") {
+    const data = t.data instanceof Uint16Array ? t.data : null;
+    if (data === null) {
+      throw new TypeError(
+        `Cannot feed a float16 tensor held in a ${t.data.constructor.name}; pass the IEEE ` +
+          `half-precision bits as a Uint16Array`,
+      );
+    }
+    return { type: "float16", dims: [...t.dims], data, location: "cpu" } as unknown as ort.Tensor;
+  }
+  return new ort.Tensor(ORT_TYPE[t.type] as "float32", t.data as Float32Array, [...t.dims]);
+}
+
+/**
+ * ORT output data as {@linkcode HostData}: float16 outputs arrive as `Float16Array` views where
+ * the runtime has that type; they are returned as `Uint16Array` bits over the same memory.
+ */
+function fromOrtData(data: unknown): HostData {
+  const f16 = (globalThis as { Float16Array?: new (...args: never[]) => unknown }).Float16Array;
+  if (f16 !== undefined && data instanceof f16) {
+    const view = data as unknown as { buffer: ArrayBuffer; byteOffset: number; length: number };
+    return new Uint16Array(view.buffer, view.byteOffset, view.length);
+  }
+  return data as HostData;
 }
 
 /** Builds ORT's session options from ours. */
