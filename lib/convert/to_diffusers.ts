@@ -46,7 +46,7 @@ import {
   unetKeyMap,
   vaeKeyMap,
 } from "./key_map.ts";
-import { parseLdmYaml, type YamlMap } from "./ldm_yaml.ts";
+import { parseLdmYaml, yamlGet, type YamlMap } from "./ldm_yaml.ts";
 import {
   castTensor,
   ldmToDiffusers,
@@ -137,15 +137,24 @@ async function readYaml(path: string): Promise<YamlMap> {
 
 /**
  * The LDM inference YAML that belongs to a checkpoint, as A1111 finds it: `<name>.yaml` beside
- * the file, else the only `.yaml` in its folder.
+ * the file, else the only `.yaml` in its folder; undefined when that is not an LDM config.
  */
 export function findOriginalConfig(checkpoint: string): string | undefined {
   const dir = dirname(resolve(checkpoint));
   const stem = basename(checkpoint).replace(/\.[^.]+$/, "");
   const same = join(dir, `${stem}.yaml`);
-  if (existsSync(same)) return same;
   const yamls = readdirSync(dir).filter((n) => /\.ya?ml$/i.test(n));
-  return yamls.length === 1 ? join(dir, yamls[0]!) : undefined;
+  const found = existsSync(same) ? same : yamls.length === 1 ? join(dir, yamls[0]!) : undefined;
+  // Only an LDM config (model.params) counts; other YAML files beside a checkpoint are ignored.
+  if (found === undefined) return undefined;
+  try {
+    const params = yamlGet(parseLdmYaml(Deno.readTextFileSync(found)), "model.params");
+    return params !== null && typeof params === "object" && !Array.isArray(params)
+      ? found
+      : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function metadataConfigs(source: WeightSource): SynthesizedConfigs | undefined {
