@@ -9,7 +9,6 @@ import { existsSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import {
   CHECKPOINT_CONFIGS,
-  type CheckpointConfig,
   convertCheckpoint,
   exportOnnx,
   findCachedTokenizer,
@@ -19,7 +18,24 @@ import {
 } from "../lib/convert/mod.ts";
 import { ModelNotFoundError, UsageError } from "../lib/errors.ts";
 import { cacheRoot } from "../lib/hub/mod.ts";
-import { examples, runContext } from "./common.ts";
+import { z } from "zod";
+import { defineJob } from "../lib/job.ts";
+import { commandJob, examples, runContext, withJobOptions } from "./common.ts";
+
+/** The Job of `denoise convert-ckpt` (flags as fields; `--job` replays it). */
+export const ConvertCkptJob = defineJob("convert-ckpt", {
+  input: z.string().min(1),
+  output: z.string().min(1),
+  to: z.enum(["diffusers", "onnx", "single-file"]).default("diffusers"),
+  dtype: z.enum(["fp32", "fp16", "bf16"]).optional(),
+  config: z.enum([...CHECKPOINT_CONFIGS, "auto"]).default("auto"),
+  originalConfig: z.string().optional(),
+  configFrom: z.string().optional(),
+  vae: z.string().optional(),
+  tokenizer: z.string().optional(),
+  extractEma: z.boolean().default(false),
+  overwrite: z.boolean().default(false),
+});
 
 function root(): string {
   return cacheRoot({
@@ -67,13 +83,13 @@ export function resolveTokenizer(option: string | undefined, input: string): str
 
 /** The `convert-ckpt` command. */
 export function convertCkptCommand() {
-  return new Command("convert-ckpt")
+  const command = new Command("convert-ckpt")
     .description(
       "convert a single-file checkpoint (.safetensors/.ckpt, LDM layout) to a Diffusers folder, " +
         "or a Diffusers folder to a single file",
     )
-    .argument("<input>", "checkpoint file (or, with --to single-file, a Diffusers folder)")
-    .requiredOption(
+    .argument("[input]", "checkpoint file (or, with --to single-file, a Diffusers folder)")
+    .option(
       "-o, --output <path>",
       "output folder (or .safetensors file with --to single-file)",
     )
@@ -128,9 +144,15 @@ export function convertCkptCommand() {
         ],
       ]) + "\nEnvironment: DENOISE_TOKENIZER (tokenizer folder), DENOISE_HOME (cache folder).\n" +
         "See docs/convert-ckpt.md.\n",
-    )
-    .action(async (input, options, command) => {
+    );
+  return withJobOptions(command)
+    .action(async (inputArg, _flags, command) => {
       const ctx = runContext(command);
+      const options = await commandJob(command, ConvertCkptJob, "convert-ckpt", {
+        input: inputArg,
+      });
+      if (options === undefined) return; // --dry-run printed the Job
+      const input = options.input;
       if (!existsSync(input)) {
         throw new UsageError(`"${input}" does not exist`);
       }
@@ -155,7 +177,7 @@ export function convertCkptCommand() {
       }
       if (options.to === "onnx" && isDir) {
         const written = await exportOnnx(input, options.output, {
-          overwrite: options.overwrite === true,
+          overwrite: options.overwrite,
           onMessage: (m) => ctx.debug(m),
         });
         ctx.info(`wrote ${options.output} (${written.join(", ")})`);
@@ -179,14 +201,14 @@ export function convertCkptCommand() {
         ? join(await Deno.makeTempDir({ prefix: "denoise-convert-" }), "diffusers")
         : options.output;
       const result = await convertCheckpoint(input, folder, {
-        config: options.config as CheckpointConfig | "auto",
+        config: options.config,
         tokenizerDir,
         ...(options.dtype ? { dtype: options.dtype } : {}),
         ...(options.vae !== undefined ? { vae: options.vae } : {}),
         ...(originalConfig !== undefined ? { originalConfig } : {}),
         ...(options.configFrom !== undefined ? { configFrom: options.configFrom } : {}),
-        extractEma: options.extractEma === true,
-        overwrite: options.overwrite === true,
+        extractEma: options.extractEma,
+        overwrite: options.overwrite,
         onMessage: (m) => ctx.debug(m),
       });
       ctx.info(`detected: ${result.detected.label}`);
@@ -194,7 +216,7 @@ export function convertCkptCommand() {
       if (options.to === "onnx") {
         try {
           const written = await exportOnnx(folder, options.output, {
-            overwrite: options.overwrite === true,
+            overwrite: options.overwrite,
             onMessage: (m) => ctx.debug(m),
           });
           ctx.info(`wrote ${options.output} (${written.join(", ")})`);

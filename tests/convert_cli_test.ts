@@ -267,3 +267,34 @@ Deno.test({
     }
   },
 });
+
+Deno.test("convert-ckpt --dry-run prints its Job and --job replays it; a missing -o is a usage error", async () => {
+  const r = await runCli([
+    "convert-ckpt",
+    "model.safetensors",
+    "-o",
+    "out",
+    "--dtype",
+    "fp16",
+    "--dry-run",
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  const job = JSON.parse(r.text);
+  assert.deepEqual(job, {
+    command: "convert-ckpt",
+    version: 1,
+    input: "model.safetensors",
+    output: "out",
+    to: "diffusers",
+    dtype: "fp16",
+    config: "auto",
+    extractEma: false,
+    overwrite: false,
+  });
+  const again = await runCli(["convert-ckpt", "--job", "-", "--dry-run"], { stdin: r.text });
+  assert.equal(again.code, 0, again.stderr);
+  assert.deepEqual(JSON.parse(again.text), job);
+  const bad = await runCli(["convert-ckpt", "model.safetensors"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /output/);
+});
