@@ -12,8 +12,10 @@
  *
  * @module
  */
-import type { GraphBuilder, TensorSource, Value } from "../onnx/graph.ts";
+import { type GraphBuilder, onnxType, type TensorSource, type Value } from "../onnx/graph.ts";
 import { WeightLedger } from "../onnx/weight_ledger.ts";
+import { readSource } from "../onnx/model_file.ts";
+import { convertFloat } from "../onnx/tensor_sources.ts";
 
 /**
  * How attention is computed: `"fused"` uses onnxruntime's `com.microsoft.MultiHeadAttention`
@@ -21,6 +23,21 @@ import { WeightLedger } from "../onnx/weight_ledger.ts";
  * plain MatMul/Softmax/MatMul with standard ops only (for other runtimes).
  */
 export type AttentionKernel = "fused" | "onnx";
+
+/**
+ * Float type of a UNet or VAE graph. `"float16"` graphs keep float32 inputs and outputs (cast
+ * at the edges) and compute group norm, layer norm, GELU, softmax and the timestep sinusoids in
+ * float32, where float16 overflows or loses too much.
+ */
+export type GraphFloatType = "float32" | "float16";
+
+/** Options of {@linkcode ModelContext}. */
+export interface ModelContextOptions {
+  /** How attention is computed (default `"fused"`). */
+  attention?: AttentionKernel;
+  /** Float type of weights and activations (default `"float32"`). */
+  floatType?: GraphFloatType;
+}
 
 /**
  * A graph under construction plus the weight ledger of lib/onnx: `param()` adds a weight as an
@@ -32,21 +49,41 @@ export class ModelContext {
   readonly ledger: WeightLedger;
   /** How attention is computed; see {@linkcode AttentionKernel}. */
   readonly attention: AttentionKernel;
+  /** Float type of weights and activations; see {@linkcode GraphFloatType}. */
+  readonly floatType: GraphFloatType;
 
   /**
    * @param what Names the model in error messages, e.g. `UNet2DConditionModel`.
    * @param weights The checkpoint's tensors by Diffusers parameter name (lib/onnx
-   *   `tensorSources(file)`), float32 only.
+   *   `tensorSources(file, { floatType })`), all of the context's float type.
    */
   constructor(
     g: GraphBuilder,
     what: string,
     weights: ReadonlyMap<string, TensorSource>,
-    options: { attention?: AttentionKernel } = {},
+    options: ModelContextOptions = {},
   ) {
     this.g = g;
     this.ledger = new WeightLedger(what, weights);
     this.attention = options.attention ?? "fused";
+    this.floatType = options.floatType ?? "float32";
+  }
+
+  /** `x` (of the graph's float type) as float32; no node in float32 graphs. */
+  toF32(x: Value): Value {
+    return this.floatType === "float32" ? x : this.g.op("Cast", [x], { to: onnxType("float32") });
+  }
+
+  /** `x` (float32) in the graph's float type; no node in float32 graphs. */
+  fromF32(x: Value): Value {
+    return this.floatType === "float32"
+      ? x
+      : this.g.op("Cast", [x], { to: onnxType(this.floatType) });
+  }
+
+  /** A scalar constant of the graph's float type. */
+  scalar(value: number): Value {
+    return this.g.scalar(value, this.floatType);
   }
 
   /** Model name used in error messages. */
@@ -60,13 +97,16 @@ export class ModelContext {
       if (recording.has(name)) throw new RangeError(`Weight "${name}" is requested twice`);
       recording.set(name, [...shape]);
       const n = shape.reduce((a, b) => a * b, 1);
-      return this.g.initializer(name, { dtype: "float32", shape, load: () => new Float32Array(n) });
+      const load = this.floatType === "float32"
+        ? () => new Float32Array(n)
+        : () => new Uint16Array(n);
+      return this.g.initializer(name, { dtype: this.floatType, shape, load });
     }
     const value = this.ledger.param(this.g, name, shape);
-    if (value.type !== "float32") {
+    if (value.type !== this.floatType) {
       throw new RangeError(
-        `Cannot build ${this.what}: weight "${name}" is ${value.type}; denoise builds float32 ` +
-          `graphs, so pass tensorSources(file, { floatType: "float32" })`,
+        `Cannot build ${this.what}: weight "${name}" is ${value.type} but the graph is ` +
+          `${this.floatType}; pass tensorSources(file, { floatType: "${this.floatType}" })`,
       );
     }
     return value;
@@ -125,6 +165,38 @@ export function memoryWeights(
   const out = new Map<string, TensorSource>();
   for (const [name, t] of tensors) {
     out.set(name, { dtype: "float32", shape: t.shape, data: t.data });
+  }
+  return out;
+}
+
+/**
+ * `weights` with every float32/float16 tensor in `floatType`: others are converted (lazily,
+ * when the graph is written) and tensors already of that type or not float are kept as they
+ * are. For weights edited in float32 (LoRA merges, memory weights) that a float16 graph reads.
+ *
+ * @example
+ * ```ts
+ * import { castWeights, memoryWeights } from "./layers.ts";
+ * const w = memoryWeights(new Map([["fc.weight", { shape: [2], data: Float32Array.of(1, 2) }]]));
+ * console.assert(castWeights(w, "float16").get("fc.weight")?.dtype === "float16");
+ * ```
+ */
+export function castWeights(
+  weights: ReadonlyMap<string, TensorSource>,
+  floatType: GraphFloatType,
+): Map<string, TensorSource> {
+  const out = new Map<string, TensorSource>();
+  for (const [name, source] of weights) {
+    const from = source.dtype === "float32" ? "F32" : source.dtype === "float16" ? "F16" : null;
+    if (from === null || source.dtype === floatType) {
+      out.set(name, source);
+      continue;
+    }
+    out.set(name, {
+      dtype: floatType,
+      shape: source.shape,
+      load: async () => convertFloat(await readSource(name, source), from, floatType),
+    });
   }
   return out;
 }
@@ -209,8 +281,9 @@ export function groupNorm(
   const g = c.g;
   return g.scope(name, () => {
     const shape = g.op("Shape", [x]);
+    // float16 graphs: the statistics and the affine run in float32 (sums over H*W overflow).
     // [B, C, H, W] -> [B, G, C/G*H*W]
-    const grouped = g.op("Reshape", [x, g.ints([0, groups, -1])]);
+    const grouped = g.op("Reshape", [c.toF32(x), g.ints([0, groups, -1])]);
     const ones = g.constant(new Float32Array(groups).fill(1), "float32", [groups]);
     const zeros = g.constant(new Float32Array(groups), "float32", [groups]);
     const normed = g.op("InstanceNormalization", [grouped, ones, zeros], { epsilon: eps });
@@ -218,10 +291,10 @@ export function groupNorm(
     const back = g.op("Reshape", [normed, shape]);
     const axes = g.ints([1, 2]);
     // gamma, beta: [C] -> [C, 1, 1]
-    return g.op("Add", [
-      g.op("Mul", [back, g.op("Unsqueeze", [gamma, axes])]),
-      g.op("Unsqueeze", [beta, axes]),
-    ]);
+    return c.fromF32(g.op("Add", [
+      g.op("Mul", [back, g.op("Unsqueeze", [c.toF32(gamma), axes])]),
+      g.op("Unsqueeze", [c.toF32(beta), axes]),
+    ]));
   });
 }
 
@@ -235,7 +308,14 @@ export function layerNorm(
 ): Value {
   const w = c.param(`${name}.weight`, [dim]);
   const b = c.param(`${name}.bias`, [dim]);
-  return c.g.scope(name, () => c.g.op("LayerNormalization", [x, w, b], { axis: -1, epsilon: eps }));
+  // float16 graphs normalise in float32.
+  return c.g.scope(name, () =>
+    c.fromF32(
+      c.g.op("LayerNormalization", [c.toF32(x), c.toF32(w), c.toF32(b)], {
+        axis: -1,
+        epsilon: eps,
+      }),
+    ));
 }
 
 /** torch.nn.Linear on 2-D input `[N, in] -> [N, out]`, as Gemm with the weight as stored. */
@@ -313,7 +393,7 @@ export function attention(
     }
     const split = g.op("Concat", [layout.batch, g.ints([-1, o.heads, o.headDim])], { axis: 0 });
     // Diffusers multiplies q k^T by scale; scaling q first is the same up to rounding.
-    const qs = g.op("Mul", [q, g.scalar(1 / Math.sqrt(o.headDim))]);
+    const qs = g.op("Mul", [q, c.scalar(1 / Math.sqrt(o.headDim))]);
     // [B*S, h*d] -> [B, S, h, d] -> [B, h, S, d]
     const qh = g.op("Transpose", [g.op("Reshape", [qs, split])], { perm: [0, 2, 1, 3] });
     // [B*L, h*d] -> [B, L, h, d] -> [B, h, d, L]
@@ -321,7 +401,8 @@ export function attention(
     // [B*L, h*d] -> [B, L, h, d] -> [B, h, L, d]
     const vh = g.op("Transpose", [g.op("Reshape", [v, split])], { perm: [0, 2, 1, 3] });
     // [B, h, S, d] @ [B, h, d, L] -> [B, h, S, L]
-    const probs = g.op("Softmax", [g.op("MatMul", [qh, kh])], { axis: -1 });
+    // float16 graphs: softmax in float32.
+    const probs = c.fromF32(g.op("Softmax", [c.toF32(g.op("MatMul", [qh, kh]))], { axis: -1 }));
     // [B, h, S, L] @ [B, h, L, d] -> [B, h, S, d] -> [B, S, h, d]
     const heads = g.op("Transpose", [g.op("MatMul", [probs, vh])], { perm: [0, 2, 1, 3] });
     // [B, S, h, d] -> [B*S, h*d]
@@ -339,7 +420,8 @@ export function feedForwardGeglu(c: ModelContext, name: string, x: Value, dim: n
   const gated = g.scope(`${name}.net.0`, () => {
     // hidden_states, gate = proj.chunk(2, dim=-1); hidden_states * gelu(gate)
     const [hidden, gate] = g.opN("Split", [proj, g.ints([inner, inner])], 2, { axis: -1 });
-    return g.op("Mul", [hidden!, gelu(g, gate!)]);
+    // float16 graphs: GELU in float32 (ORT's CPU Erf is float32 only).
+    return g.op("Mul", [hidden!, c.fromF32(gelu(g, c.toF32(gate!)))]);
   });
   // net.1 is dropout; [N, inner] -> [N, dim]
   return linear(c, `${name}.net.2`, gated, inner, dim);
@@ -534,7 +616,7 @@ export function resnetBlock2d(
   return g.scope(name, () => {
     const sum = g.op("Add", [shortcut, h]);
     const scale = o.outputScaleFactor ?? 1;
-    return scale === 1 ? sum : g.op("Div", [sum, g.scalar(scale)]);
+    return scale === 1 ? sum : g.op("Div", [sum, c.scalar(scale)]);
   });
 }
 
@@ -555,7 +637,7 @@ export function downsample2d(
     // F.pad(x, (0, 1, 0, 1)): [B, C, H, W] -> [B, C, H+1, W+1]
     input = g.scope(
       name,
-      () => g.op("Pad", [x, g.ints([0, 0, 0, 0, 0, 0, 1, 1]), g.scalar(0)], { mode: "constant" }),
+      () => g.op("Pad", [x, g.ints([0, 0, 0, 0, 0, 0, 1, 1]), c.scalar(0)], { mode: "constant" }),
     );
   }
   return conv2d(c, `${name}.conv`, input, channels, channels, { stride: 2, padding });
@@ -614,7 +696,8 @@ export function timestepFrequencies(dim: number, downscaleFreqShift: number): Fl
 
 /**
  * Diffusers `Timesteps` / `get_timestep_embedding`: `[N]` float timesteps -> `[N, dim]`
- * sinusoidal embedding, `[sin, cos]` or `[cos, sin]` when `flipSinToCos`.
+ * sinusoidal embedding, `[sin, cos]` or `[cos, sin]` when `flipSinToCos`. Always float32
+ * (float16 graphs cast the result).
  */
 export function timestepProjection(
   g: GraphBuilder,
