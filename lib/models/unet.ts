@@ -30,6 +30,7 @@ import {
   batchDim,
   conv2d,
   downsample2d,
+  type GraphFloatType,
   groupNorm,
   ModelContext,
   resnetBlock2d,
@@ -48,6 +49,12 @@ export interface UnetBuildOptions {
   name?: string;
   /** Attention kernel (default `"fused"`, onnxruntime's MultiHeadAttention). */
   attention?: AttentionKernel;
+  /**
+   * Float type of weights and activations (default `"float32"`). With `"float16"` the weights
+   * must be float16 sources (`tensorSources(file, { floatType: "float16" })`); inputs and output
+   * stay float32, and norms, softmax, GELU and the timestep sinusoids run in float32.
+   */
+  floatType?: GraphFloatType;
 }
 
 /** One ControlNet residual input of the UNet graph. */
@@ -103,7 +110,8 @@ interface Skip {
 }
 
 /**
- * Builds the UNet graph from float32 weight sources (lib/onnx `tensorSources(file)`).
+ * Builds the UNet graph from weight sources of `options.floatType` (default float32; lib/onnx
+ * `tensorSources(file, { floatType })`).
  * Initializer names are the Diffusers parameter names; throws a TypeError listing every
  * missing, misshapen or unused weight.
  *
@@ -123,6 +131,7 @@ export function buildUnet(
   const g = new GraphBuilder(options.name ?? "unet");
   const c = new ModelContext(g, "UNet2DConditionModel", weights, {
     attention: options.attention ?? "fused",
+    floatType: options.floatType ?? "float32",
   });
   const boc = config.blockOutChannels;
   const n = boc.length;
@@ -163,7 +172,7 @@ export function buildUnet(
     "time_proj",
     () => timestepProjection(g, t, boc[0]!, config.flipSinToCos, config.freqShift),
   );
-  let emb = timestepEmbedding(c, "time_embedding", tProj, boc[0]!, tembDim);
+  let emb = timestepEmbedding(c, "time_embedding", c.fromF32(tProj), boc[0]!, tembDim);
   if (textTime) {
     const addDim = config.additionTimeEmbedDim!;
     const projDim = config.projectionClassEmbeddingsInputDim!;
@@ -175,7 +184,7 @@ export function buildUnet(
       // [B, D] ++ [B, N*addDim] -> [B, projDim]
       return g.op("Concat", [textEmbeds!, perSample], { axis: -1 });
     });
-    const aug = timestepEmbedding(c, "add_embedding", addIn, projDim, tembDim);
+    const aug = timestepEmbedding(c, "add_embedding", c.fromF32(addIn), projDim, tembDim);
     emb = g.op("Add", [emb, aug]);
   }
   // Every ResnetBlock2D applies silu to temb before time_emb_proj; do it once.
@@ -184,13 +193,14 @@ export function buildUnet(
   // 3. Context tokens: [B, L, Cc] -> [B*L, Cc]
   const context = g.scope(
     "encoder_hidden_states",
-    () => g.op("Reshape", [ehs, g.ints([-1, crossDim])]),
+    () => g.op("Reshape", [c.fromF32(ehs), g.ints([-1, crossDim])]),
   );
 
   // 4. Pre-process
   if (config.centerInputSample) {
     sample = g.op("Sub", [g.op("Mul", [sample, g.scalar(2)]), g.scalar(1)]);
   }
+  sample = c.fromF32(sample);
   // [B, Cin, H, W] -> [B, C0, H, W]
   let h = conv2d(c, "conv_in", sample, config.inChannels, boc[0]!, {
     kernel: config.convInKernel,
@@ -234,7 +244,8 @@ export function buildUnet(
   // 6. ControlNet: down_block_res_samples[k] += down_block_additional_residuals[k]
   if (options.controlnetResiduals) {
     skips.forEach((s, k) => {
-      s.value = g.op("Add", [s.value, residuals[k]!], {}, { name: `controlnet_residual_${k}` });
+      const r = c.fromF32(residuals[k]!);
+      s.value = g.op("Add", [s.value, r], {}, { name: `controlnet_residual_${k}` });
     });
   }
 
@@ -264,7 +275,8 @@ export function buildUnet(
     }
   }
   if (options.controlnetResiduals) {
-    h = g.op("Add", [h, residuals[residuals.length - 1]!], {}, { name: "controlnet_residual_mid" });
+    const r = c.fromF32(residuals[residuals.length - 1]!);
+    h = g.op("Add", [h, r], {}, { name: "controlnet_residual_mid" });
   }
 
   // 8. Up blocks: each resnet eats one skip connection, last in first out
@@ -313,7 +325,7 @@ export function buildUnet(
   h = g.scope("conv_act", () => silu(g, h));
   // [B, C0, H, W] -> [B, Cout, H, W]
   h = conv2d(c, "conv_out", h, channels, config.outChannels, { kernel: config.convOutKernel });
-  g.output(h, "out_sample", "float32", ["batch", config.outChannels, "height", "width"]);
+  g.output(c.toF32(h), "out_sample", "float32", ["batch", config.outChannels, "height", "width"]);
 
   c.finish();
   return g.build({ docString: "UNet2DConditionModel built by denoise (lib/models/unet.ts)" });
