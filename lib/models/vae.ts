@@ -21,6 +21,7 @@ import {
   type AttentionKernel,
   conv2d,
   downsample2d,
+  type GraphFloatType,
   groupNorm,
   ModelContext,
   resnetBlock2d,
@@ -36,6 +37,39 @@ export interface VaeBuildOptions {
   name?: string;
   /** Attention kernel of the mid block (default `"fused"`). */
   attention?: AttentionKernel;
+  /**
+   * Float type of weights and activations (default `"float32"`). With `"float16"` the weights
+   * must be float16 sources; inputs and outputs stay float32 and group norms and softmax run
+   * in float32. Real SD VAEs overflow float16 in the decoder (see {@linkcode vaeFloatType}).
+   */
+  floatType?: GraphFloatType;
+}
+
+/**
+ * The float type to build a VAE in when `requested` is asked for: Diffusers' `force_upcast`
+ * (in the raw `config.json`, default true as in Diffusers' AutoencoderKL) keeps it float32,
+ * because SD 1.x/2.x/SDXL VAEs overflow float16 in the decoder's up blocks; `override`
+ * (e.g. an fp16-fixed VAE known to be safe) wins over the config.
+ *
+ * @example
+ * ```ts
+ * import { vaeFloatType } from "./vae.ts";
+ * console.assert(vaeFloatType({ force_upcast: true }, "float16") === "float32");
+ * console.assert(vaeFloatType({ force_upcast: false }, "float16") === "float16");
+ * console.assert(vaeFloatType({ force_upcast: true }, "float16", "float16") === "float16");
+ * ```
+ */
+export function vaeFloatType(
+  rawConfig: unknown,
+  requested: GraphFloatType,
+  override?: GraphFloatType,
+): GraphFloatType {
+  if (override !== undefined) return override;
+  if (requested === "float32") return "float32";
+  const obj = typeof rawConfig === "object" && rawConfig !== null
+    ? rawConfig as Record<string, unknown>
+    : {};
+  return obj["force_upcast"] === false ? "float16" : "float32";
 }
 
 /** Spatial factor between pixels and latents: `2 ** (blocks - 1)` (8 for SD). */
@@ -83,13 +117,14 @@ export function buildVaeEncoder(
   const own = selectWeights(weights, ["encoder.", "quant_conv."]);
   const c = new ModelContext(g, "AutoencoderKL encoder", own, {
     attention: options.attention ?? "fused",
+    floatType: options.floatType ?? "float32",
   });
   const boc = config.blockOutChannels;
   const groups = config.normNumGroups;
   const lc = config.latentChannels;
   const x = g.input("sample", "float32", ["batch", config.inChannels, "height", "width"]);
   // [B, 3, H, W] -> [B, C0, H, W]
-  let h = conv2d(c, "encoder.conv_in", x, config.inChannels, boc[0]!);
+  let h = conv2d(c, "encoder.conv_in", c.fromF32(x), config.inChannels, boc[0]!);
   let channels = boc[0]!;
   for (let i = 0; i < boc.length; i++) {
     const name = `encoder.down_blocks.${i}`;
@@ -116,7 +151,12 @@ export function buildVaeEncoder(
   if (config.useQuantConv) {
     h = conv2d(c, "quant_conv", h, 2 * lc, 2 * lc, { kernel: 1, padding: 0 });
   }
-  g.output(h, "latent_parameters", "float32", ["batch", 2 * lc, "latent_height", "latent_width"]);
+  g.output(c.toF32(h), "latent_parameters", "float32", [
+    "batch",
+    2 * lc,
+    "latent_height",
+    "latent_width",
+  ]);
   c.finish();
   return g.build({ docString: "AutoencoderKL encoder built by denoise (lib/models/vae.ts)" });
 }
@@ -138,11 +178,14 @@ export function buildVaeDecoder(
   const own = selectWeights(weights, ["decoder.", "post_quant_conv."]);
   const c = new ModelContext(g, "AutoencoderKL decoder", own, {
     attention: options.attention ?? "fused",
+    floatType: options.floatType ?? "float32",
   });
   const reversed = [...config.blockOutChannels].reverse();
   const groups = config.normNumGroups;
   const lc = config.latentChannels;
-  let h = g.input("latent_sample", "float32", ["batch", lc, "latent_height", "latent_width"]);
+  let h = c.fromF32(
+    g.input("latent_sample", "float32", ["batch", lc, "latent_height", "latent_width"]),
+  );
   if (config.usePostQuantConv) {
     h = conv2d(c, "post_quant_conv", h, lc, lc, { kernel: 1, padding: 0 });
   }
@@ -171,7 +214,7 @@ export function buildVaeDecoder(
   h = g.scope("decoder.conv_act", () => silu(g, h));
   // [B, C0, H, W] -> [B, 3, H, W]
   h = conv2d(c, "decoder.conv_out", h, channels, config.outChannels);
-  g.output(h, "sample", "float32", ["batch", config.outChannels, "height", "width"]);
+  g.output(c.toF32(h), "sample", "float32", ["batch", config.outChannels, "height", "width"]);
   c.finish();
   return g.build({ docString: "AutoencoderKL decoder built by denoise (lib/models/vae.ts)" });
 }
