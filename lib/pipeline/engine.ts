@@ -14,6 +14,7 @@ import { readSource } from "../onnx/model_file.ts";
 import type { ExecutionProvider, OnnxSession } from "../onnx/session.ts";
 import { tensorSources } from "../onnx/tensor_sources.ts";
 import { SafetensorsFile } from "../weights/safetensors.ts";
+import { castWeights, type GraphFloatType } from "../models/layers.ts";
 
 /**
  * Bumped whenever a builder changes the graphs it emits, so stale cached graphs are not reused.
@@ -40,8 +41,13 @@ export interface ComponentSpec {
   weights: string;
   /** The raw config (part of the cache key). */
   config: unknown;
-  /** Builds the graph from float32 tensor sources. */
+  /** Builds the graph from tensor sources of `floatType`. */
   build: (sources: Map<string, TensorSource>) => OnnxModel;
+  /**
+   * Float type of the weights `build` gets (default float32; part of the cache key). Transforms
+   * still see float32 sources; their result is converted.
+   */
+  floatType?: GraphFloatType;
   /**
    * Changes applied to the sources before building (LoRA merges); `key` identifies them in the
    * cache key.
@@ -61,6 +67,8 @@ export async function componentKey(spec: ComponentSpec): Promise<string> {
       config: spec.config,
       file: await fileIdentity(spec.weights),
       transform: spec.transform?.key ?? null,
+      // Only float16 adds to the key, so float32 graphs cached before keep their keys.
+      ...(spec.floatType === "float16" ? { floatType: "float16" } : {}),
     })
   }`;
 }
@@ -75,8 +83,15 @@ export async function assertFiniteWeights(
 ): Promise<void> {
   const bad: string[] = [];
   for (const [name, source] of sources) {
-    if (source.dtype !== "float32") continue;
+    if (source.dtype !== "float32" && source.dtype !== "float16") continue;
     const bytes = await readSource(name, source);
+    if (source.dtype === "float16") {
+      // IEEE half: exponent bits all ones = infinity or NaN.
+      const half = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 1);
+      if (half.some((h) => (h & 0x7c00) === 0x7c00)) bad.push(name);
+      if (bad.length >= 3) break;
+      continue;
+    }
     const view = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 2);
     for (let i = 0; i < view.length; i++) {
       const v = view[i]!;
@@ -97,17 +112,22 @@ export async function assertFiniteWeights(
   }
 }
 
-
 /** Builds (or reuses) the graph of a component and opens a session on it. */
 export async function openComponent(
   spec: ComponentSpec,
   options: EngineOptions,
 ): Promise<OnnxSession> {
   const key = await componentKey(spec);
+  // The weight file stays open until the model is written: converted tensors (fp16 -> fp32,
+  // merged LoRA deltas) are read from it then, not while the graph is built.
+  let file: SafetensorsFile | undefined;
   const { session } = await createCachedSession(
     join(options.cacheDir, "graphs"),
     key,
-    () => build(spec),
+    async () => {
+      file = await SafetensorsFile.open(spec.weights);
+      return await build(spec, file);
+    },
     {
       ...(options.threads !== undefined ? { threads: options.threads } : {}),
       executionProvider: options.executionProvider ?? "cpu",
@@ -116,15 +136,15 @@ export async function openComponent(
       // 2 cores, docs/performance.md). Set cacheOptimized: false to trade the other way.
       cacheOptimized: options.cacheOptimized ?? true,
     },
-  );
+  ).finally(() => file?.close());
   return session;
 }
 
-async function build(spec: ComponentSpec): Promise<OnnxModel> {
-  // The file stays open only while the graph is built; tensors are referenced by path.
-  using file = await SafetensorsFile.open(spec.weights);
-  let sources = tensorSources(file, { floatType: "float32" });
-  if (spec.transform) sources = await spec.transform.apply(sources);
+async function build(spec: ComponentSpec, file: SafetensorsFile): Promise<OnnxModel> {
+  const floatType = spec.floatType ?? "float32";
+  let sources = tensorSources(file, { floatType: spec.transform ? "float32" : floatType });
+  if (spec.transform) sources = castWeights(await spec.transform.apply(sources), floatType);
+  // float16 graphs are checked after conversion: float32 weights beyond 65504 become infinite.
   await assertFiniteWeights(spec.kind, sources);
   return spec.build(sources);
 }
