@@ -496,3 +496,50 @@ Deno.test("SDXL refiner: the base hands its latents over at --refiner-switch", a
   });
   assert.equal(bad.code, 2);
 });
+
+Deno.test({
+  name: "an fp16 Diffusers folder generates the fp32 folder's image (fp16-exact weights)",
+  ignore: !hasShared,
+  fn: async () => {
+    // tiny_sd's weights are fp16-exact, so an fp16 copy upcasts to the very same fp32 graph.
+    const { SafetensorsFile, writeSafetensors } = await import("../lib/weights/safetensors.ts");
+    const source = sharedPath("golden/models/tiny_sd/pipeline");
+    const dir = join(await Deno.makeTempDir(), "fp16");
+    await Deno.mkdir(dir);
+    for await (const entry of Deno.readDir(source)) {
+      if (!entry.isDirectory) {
+        await Deno.copyFile(join(source, entry.name), join(dir, entry.name));
+        continue;
+      }
+      await Deno.mkdir(join(dir, entry.name), { recursive: true });
+      for await (const f of Deno.readDir(join(source, entry.name))) {
+        const from = join(source, entry.name, f.name);
+        if (!f.name.endsWith(".safetensors")) {
+          await Deno.copyFile(from, join(dir, entry.name, f.name));
+          continue;
+        }
+        using file = await SafetensorsFile.open(from);
+        const tensors = [];
+        for (const [name, info] of file.tensors) {
+          const float = info.dtype === "F32";
+          tensors.push({
+            name,
+            dtype: float ? "F16" as const : info.dtype,
+            shape: info.shape,
+            data: float ? await file.readFloat32(name) : await file.read(name),
+          });
+        }
+        await writeSafetensors(
+          join(dir, entry.name, f.name.replace(".safetensors", ".fp16.safetensors")),
+          tensors,
+        );
+      }
+    }
+    const args = ["generate", "a photo of a cat", "--steps", "3", "--seed", "4", "-q"];
+    const fp16 = await runCli([...args, "-m", dir], { env: ENV });
+    assert.equal(fp16.code, 0, fp16.stderr);
+    const fp32 = await runCli([...args, "-m", source], { env: ENV });
+    assert.equal(fp32.code, 0, fp32.stderr);
+    assert.deepEqual((await pixels(fp16.stdout)).data, (await pixels(fp32.stdout)).data);
+  },
+});
