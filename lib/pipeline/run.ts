@@ -80,6 +80,16 @@ export async function resolveModel(spec: string | undefined, env: RunEnvironment
   });
 }
 
+/**
+ * The model name A1111's "Model" field shows: an alias as given, a single file's stem, or the
+ * folder's name (never the cache folder a single file was converted into).
+ */
+export function modelName(spec: string | undefined, dir: string): string {
+  if (spec === undefined || spec === "") return basename(dir);
+  const base = basename(spec.replace(/[\\/]+$/, ""));
+  return base.replace(/\.(safetensors|ckpt|pt|pth|bin)$/i, "") || basename(dir);
+}
+
 /** Default guidance scale per family (Diffusers' pipeline defaults). */
 export function defaultCfg(family: ModelFamily): number {
   return family === "sdxl" || family === "sdxl-refiner" ? 5 : 7.5;
@@ -147,7 +157,7 @@ export class DiffusionRunner {
 
   /** Opens (once) the model a Job names, with the LoRAs and embeddings it asks for. */
   async model(job: GenerateJob | Img2ImgJob): Promise<StableDiffusion> {
-    return await this.open(job.model, job.vae, await this.adapters(job));
+    return await this.open(job.model, job.vae, await this.adapters(job), job.precision);
   }
 
   /** Loads and matches (once per model and request) the LoRAs and embeddings of a Job. */
@@ -164,14 +174,17 @@ export class DiffusionRunner {
     return await prepared;
   }
 
-  /** Opens (once) a model by `--model` spec, optionally with another VAE and adapters. */
+  /** Opens (once) a model by `--model` spec, optionally with another VAE, adapters, precision. */
   async open(
     spec: string | undefined,
     vae?: string,
     adapters?: PreparedAdapters,
+    precision?: "fp32" | "fp16",
   ): Promise<StableDiffusion> {
     const path = await resolveModel(spec, this.env);
-    const base = `${path}\0${vae ?? ""}\0`;
+    // No precision in the Job: fp16 graphs on CUDA, fp32 on the CPU.
+    const fp16 = (precision ?? (this.env.device === "cuda" ? "fp16" : "fp32")) === "fp16";
+    const base = `${path}\0${vae ?? ""}\0${fp16 ? "fp16" : "fp32"}\0`;
     const key = base + (adapters?.key ?? "");
     let sd = this.#models.get(key);
     if (sd === undefined) {
@@ -186,6 +199,7 @@ export class DiffusionRunner {
         threads: this.env.threads,
         executionProvider: this.env.device ?? "cpu",
         lowMemory: this.env.lowMemory ?? false,
+        floatType: fp16 ? "float16" : "float32",
         ...(vae !== undefined ? { vaeDir: vae } : {}),
         ...(adapters !== undefined ? { transforms: adapters.transforms } : {}),
       });
@@ -207,7 +221,7 @@ export class DiffusionRunner {
       const job = batch.job;
       this.#onAdapters = options.onAdapters;
       const adapters = await this.adapters(job);
-      const sd = await this.open(job.model, job.vae, adapters);
+      const sd = await this.open(job.model, job.vae, adapters, job.precision);
       const size = defaultSize(sd.model);
       const cfg = job.cfg ?? defaultCfg(sd.model.family);
       const seeds = batch.images.map((i) => i.seed);
@@ -269,7 +283,7 @@ export class DiffusionRunner {
             height,
             denoisingEnd: generateJob.refinerSwitch,
           });
-          const refiner = await this.open(generateJob.refiner, job.vae);
+          const refiner = await this.open(generateJob.refiner, job.vae, undefined, job.precision);
           result = await refine(refiner, {
             ...common,
             cfg: job.cfg ?? defaultCfg(refiner.model.family),
@@ -298,7 +312,7 @@ export class DiffusionRunner {
             cfg,
             schedulerClass: String(sd.model.schedulerConfig._class_name ?? ""),
             schedulerConfig: sd.model.schedulerConfig,
-            modelName: basename(sd.model.dir),
+            modelName: modelName(job.model, sd.model.dir),
             version: `denoise ${this.env.version}`,
             extra: adapters.infotext,
           },
