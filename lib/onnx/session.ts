@@ -104,6 +104,15 @@ export class OnnxSession {
   }
 
   /**
+   * The element type of an input, from the model's metadata; `undefined` when there is no such
+   * input or it is not a tensor (or its type is one denoise does not know).
+   */
+  inputType(name: string): ElemType | undefined {
+    const meta = this.#session.inputMetadata.find((m) => m.name === name);
+    return meta?.isTensor ? ELEM_FROM_ORT.get(meta.type) : undefined;
+  }
+
+  /**
    * Runs the model. `outputs` selects outputs by name (default all).
    *
    * @example

@@ -41,3 +41,19 @@ Deno.test("OnnxSession.run() refuses float16 data that is not Uint16Array bits",
     await session.release();
   }
 });
+
+Deno.test("OnnxSession.inputType() reads the declared element type of each input", async () => {
+  const g = new GraphBuilder("types");
+  const a = g.input("a", "int32", [2]);
+  const b = g.input("b", "float16", [2]);
+  g.output(g.op("Cast", [a], { to: 1 }), "a32", "float32", [2]);
+  g.output(g.op("Cast", [b], { to: 1 }), "b32", "float32", [2]);
+  const session = await createSession(await serializeModel(g.build()), { threads: 1 });
+  try {
+    assert.equal(session.inputType("a"), "int32");
+    assert.equal(session.inputType("b"), "float16");
+    assert.equal(session.inputType("missing"), undefined);
+  } finally {
+    await session.release();
+  }
+});
