@@ -6,6 +6,7 @@
  */
 import type { ClipTextConfig } from "../models/clip_text.ts";
 import { buildClipTextModel } from "../models/clip_text.ts";
+import type { GraphFloatType } from "../models/layers.ts";
 import { buildUnet } from "../models/unet.ts";
 import {
   buildVaeDecoder,
@@ -16,6 +17,7 @@ import {
   tiledDecode,
   tiledEncode,
   unscaleLatents,
+  vaeFloatType,
 } from "../models/vae.ts";
 import { hostTensor, type OnnxSession } from "../onnx/session.ts";
 import type { TensorSource } from "../onnx/graph.ts";
@@ -44,6 +46,13 @@ export interface StableDiffusionOptions extends EngineOptions {
   >;
   /** Use this VAE folder (config.json + weights) instead of the model's. */
   vaeDir?: string;
+  /**
+   * Float type of the graphs (default `"float32"`; `"float16"` for CUDA). The VAE stays float32
+   * when its config has `force_upcast` (Diffusers' default) unless `vaeFloatType` says otherwise.
+   */
+  floatType?: GraphFloatType;
+  /** Float type of the VAE, overriding `force_upcast` (e.g. `"float16"` for an fp16-fixed VAE). */
+  vaeFloatType?: GraphFloatType;
 }
 
 type SessionName = "unet" | "text_encoder" | "text_encoder_2" | "vae_decoder" | "vae_encoder";
@@ -94,6 +103,8 @@ export class StableDiffusion {
 
   #open(name: SessionName): Promise<OnnxSession> {
     const m = this.model;
+    const floatType = this.options.floatType ?? "float32";
+    const vaeType = vaeFloatType(m.vae.rawConfig, floatType, this.options.vaeFloatType);
     const text = (files: ComponentFiles<ClipTextConfig>, kind: "text_encoder" | "text_encoder_2") =>
       openComponent({
         kind,
@@ -108,8 +119,9 @@ export class StableDiffusion {
                 files.config.vocabSize,
             },
             sources,
-            { source: files.weights },
+            { source: files.weights, floatType },
           ),
+        floatType,
         ...(this.options.transforms?.[kind] ? { transform: this.options.transforms[kind] } : {}),
       }, this.options);
     switch (name) {
@@ -118,7 +130,8 @@ export class StableDiffusion {
           kind: "unet",
           weights: m.unet.weights,
           config: m.unet.rawConfig,
-          build: (sources) => buildUnet(m.unet.config, sources),
+          build: (sources) => buildUnet(m.unet.config, sources, { floatType }),
+          floatType,
           ...(this.options.transforms?.unet ? { transform: this.options.transforms.unet } : {}),
         }, this.options);
       case "text_encoder":
@@ -132,14 +145,16 @@ export class StableDiffusion {
           kind: "vae_decoder",
           weights: m.vae.weights,
           config: m.vae.rawConfig,
-          build: (sources) => buildVaeDecoder(m.vae.config, sources),
+          build: (sources) => buildVaeDecoder(m.vae.config, sources, { floatType: vaeType }),
+          floatType: vaeType,
         }, this.options);
       case "vae_encoder":
         return openComponent({
           kind: "vae_encoder",
           weights: m.vae.weights,
           config: m.vae.rawConfig,
-          build: (sources) => buildVaeEncoder(m.vae.config, sources),
+          build: (sources) => buildVaeEncoder(m.vae.config, sources, { floatType: vaeType }),
+          floatType: vaeType,
         }, this.options);
     }
   }
