@@ -208,6 +208,11 @@ const diffusionFields = {
   vae: z.string().optional(),
   /** Decode (and encode) in overlapping tiles to bound memory. */
   vaeTiling: z.boolean().default(false),
+  /**
+   * Float precision of the graphs: fp16 halves memory on CUDA (the VAE stays fp32 when its config
+   * has force_upcast). Absent: fp32 on cpu, fp16 on cuda.
+   */
+  precision: z.enum(["fp32", "fp16"]).optional(),
   /** Prompt language: A1111 syntax or plain text. */
   promptSyntax: z.enum(["a1111", "plain"]).default("a1111"),
   /** How token weights apply (A1111 "Emphasis mode"; "none" keeps brackets as text). */
