@@ -48,6 +48,7 @@ export interface DiffusionOptions {
   json?: true;
   overwrite?: true;
   device: "cpu" | "cuda";
+  precision?: "fp32" | "fp16";
   threads?: number;
   lowMemory?: true;
   job?: string;
@@ -154,6 +155,12 @@ export function addDiffusionOptions<C extends AnyCommand>(command: C): C {
       new Option("--device <device>", "execution provider").choices(["cpu", "cuda"] as const)
         .default("cpu" as const),
     )
+    .addOption(
+      new Option(
+        "--precision <p>",
+        "graph precision (default: fp32 on cpu, fp16 on cuda; a VAE with force_upcast stays fp32)",
+      ).choices(["fp32", "fp16"] as const),
+    )
     .option(
       "--threads <n>",
       "threads per model evaluation (default: all cores)",
@@ -249,6 +256,7 @@ export const JOB_FLAGS = [
   "clipSkip",
   "vae",
   "vaeTiling",
+  "precision",
   "promptSyntax",
   "emphasis",
   "guidanceRescale",
