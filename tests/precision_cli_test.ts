@@ -1,0 +1,95 @@
+/**
+ * `--precision fp16` through the real CLI: float16 UNet and text encoder graphs, the VAE kept in
+ * float32 by its config's force_upcast, the golden image within a stated tolerance, and the
+ * precision recorded in the Job.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import sharp from "sharp";
+import { readMetadata } from "../lib/meta/read.ts";
+import { runCli } from "./cli.ts";
+import { hasShared, sharedPath } from "./shared.ts";
+
+const TINY = sharedPath("golden/models/tiny_dummy");
+const GOLDEN_MODEL = join(TINY, "pipeline");
+
+/**
+ * Max pixel difference allowed against the Diffusers (fp32) golden image. Measured: 1/255 on
+ * tiny_dummy (DDIM, 4 steps, ORT 1.30 CPU); float16 rounding grows with the steps, hence 4/255.
+ */
+const FP16_MAX_PIXEL_DIFF = 4;
+
+async function maxPixelDiff(a: Uint8Array, b: Uint8Array): Promise<number> {
+  const raw = async (bytes: Uint8Array) => {
+    const { data, info } = await sharp(bytes).removeAlpha().raw().toBuffer({
+      resolveWithObject: true,
+    });
+    return { data: new Uint8Array(data), size: [info.width, info.height] };
+  };
+  const [pa, pb] = [await raw(a), await raw(b)];
+  assert.deepEqual(pa.size, pb.size, "image sizes differ");
+  let max = 0;
+  for (let i = 0; i < pa.data.length; i++) max = Math.max(max, Math.abs(pa.data[i]! - pb.data[i]!));
+  return max;
+}
+
+/** Built graphs in the cache by component kind (folders are named `<kind>-<key>`). */
+async function graphsByKind(home: string): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  for await (const entry of Deno.readDir(join(home, "graphs"))) {
+    if (!entry.isDirectory) continue;
+    const kind = entry.name.replace(/-[^-]+$/, "");
+    counts[kind] = (counts[kind] ?? 0) + 1;
+  }
+  return counts;
+}
+
+Deno.test({
+  name: `generate --precision fp16 stays within ${FP16_MAX_PIXEL_DIFF}/255 of the golden image ` +
+    `and records the precision`,
+  ignore: !hasShared,
+  fn: async () => {
+    const home = await Deno.makeTempDir({ prefix: "denoise-fp16-home-" });
+    const dir = await Deno.makeTempDir({ prefix: "denoise-fp16-" });
+    try {
+      const env = { DENOISE_HOME: home };
+      const args = ["generate", "a photo of a cat", "-m", GOLDEN_MODEL, "--steps", "4"];
+      args.push("--cfg", "7.5", "--seed", "0", "-q");
+      let r = await runCli([...args, "-o", join(dir, "fp32.png")], { env });
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(await graphsByKind(home), { text_encoder: 1, unet: 1, vae_decoder: 1 });
+      const out = join(dir, "fp16.png");
+      r = await runCli([...args, "--precision", "fp16", "-o", out], { env });
+      assert.equal(r.code, 0, r.stderr);
+      // New float16 UNet and text encoder graphs; the VAE (force_upcast: true) is the float32 one.
+      assert.deepEqual(await graphsByKind(home), { text_encoder: 2, unet: 2, vae_decoder: 1 });
+      const bytes = await Deno.readFile(out);
+      const diff = await maxPixelDiff(
+        bytes,
+        await Deno.readFile(join(TINY, "txt2img_DDIMScheduler.png")),
+      );
+      console.log(`fp16 vs golden fp32 image: max pixel diff ${diff}/255`);
+      assert.ok(diff <= FP16_MAX_PIXEL_DIFF, `maxdiff ${diff} > ${FP16_MAX_PIXEL_DIFF}`);
+      const job = readMetadata(bytes).job as Record<string, unknown>;
+      assert.equal(job.precision, "fp16");
+      const plain = readMetadata(await Deno.readFile(join(dir, "fp32.png"))).job as Record<
+        string,
+        unknown
+      >;
+      assert.equal(plain.precision, undefined, "no --precision: the device default, unrecorded");
+      // A replay of the fp16 image asks for fp16 again.
+      r = await runCli(["generate", "--job", out, "--dry-run"], { env });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(JSON.parse(r.text).precision, "fp16");
+    } finally {
+      await Deno.remove(home, { recursive: true });
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test("--precision takes fp32 or fp16 only", async () => {
+  const r = await runCli(["generate", "x", "-m", "nowhere", "--precision", "fp8", "--dry-run"]);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /fp32, fp16/);
+});
