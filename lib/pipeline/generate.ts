@@ -124,6 +124,73 @@ export async function decodeImages(
 }
 
 /**
+ * The scheduler for an img2img-style run: `set_timesteps(steps)` and the tail kept for
+ * `strength` (Diffusers `get_timesteps`). Refuses a strength that leaves no step.
+ */
+export function strengthSchedule(
+  sd: StableDiffusion,
+  p: Pick<DiffusionParams, "sampler" | "schedule" | "steps"> & { strength: number },
+  hint = "raise --strength or --steps",
+): { scheduler: Scheduler; startIndex: number } {
+  const scheduler = makeScheduler(sd.model.schedulerConfig, p.sampler, p.schedule);
+  const { timesteps, startIndex } = scheduler.img2imgTimesteps(p.steps, p.strength);
+  if (timesteps.length === 0) {
+    throw new UsageError(`Strength ${p.strength} with ${p.steps} steps leaves no denoising step`, {
+      hint,
+    });
+  }
+  return { scheduler, startIndex };
+}
+
+/** Builds the conditioning, then frees the text encoders in low-memory mode. */
+export async function condition(
+  sd: StableDiffusion,
+  p: Pick<DiffusionParams, "conditioner">,
+  scheduler: Scheduler,
+  size: { width: number; height: number },
+): Promise<(i: number) => StepConditioning> {
+  const conditioning = await p.conditioner(sd, scheduler, size);
+  if (sd.options.lowMemory) {
+    await sd.releaseSession("text_encoder");
+    await sd.releaseSession("text_encoder_2");
+  }
+  return conditioning;
+}
+
+/** What {@linkcode runLoop} adds to the Job's own loop options. */
+export type LoopOptions = Omit<
+  Parameters<typeof denoiseLatents>[0],
+  "guidanceScale" | "guidanceRescale" | "unet" | "onProgress"
+>;
+
+/** The denoising loop with the Job's guidance, the model's UNet and progress; frees the UNet after in low-memory mode. */
+export async function runLoop(
+  sd: StableDiffusion,
+  p: Pick<DiffusionParams, "cfg" | "guidanceRescale" | "onProgress">,
+  loop: LoopOptions,
+): Promise<Float32Array> {
+  const final = await denoiseLatents({
+    ...loop,
+    guidanceScale: p.cfg,
+    guidanceRescale: p.guidanceRescale ?? 0,
+    unet: sd.unetCall(),
+    ...(p.onProgress ? { onProgress: p.onProgress } : {}),
+  });
+  if (sd.options.lowMemory) await sd.releaseSession("unet");
+  return final;
+}
+
+/** Decodes final latents into a result. */
+async function finish(
+  sd: StableDiffusion,
+  p: Pick<DiffusionParams, "vaeTiling">,
+  latents: Nchw,
+  generator: NoiseGenerator,
+): Promise<DiffusionResult> {
+  return { latents, images: await decodeImages(sd, latents, p.vaeTiling ?? false), generator };
+}
+
+/**
  * txt2img:
  * 1. scheduler and timesteps; 2. conditioning per step; 3. initial noise
  * `randn([N, C, h, w]) * init_noise_sigma` from the seeded generator; 4. denoising loop (the
@@ -135,11 +202,7 @@ export async function txt2img(sd: StableDiffusion, p: Txt2ImgParams): Promise<Di
   const scheduler = makeScheduler(sd.model.schedulerConfig, p.sampler, p.schedule);
   scheduler.setTimesteps(p.steps);
   // 2. Conditioning
-  const conditioning = await p.conditioner(sd, scheduler, { width: p.width, height: p.height });
-  if (sd.options.lowMemory) {
-    await sd.releaseSession("text_encoder");
-    await sd.releaseSession("text_encoder_2");
-  }
+  const conditioning = await condition(sd, p, scheduler, { width: p.width, height: p.height });
   // 3. Initial latents
   const f = vaeFactor(sd.model);
   const channels = sd.model.unet.config.outChannels;
@@ -157,29 +220,20 @@ export async function txt2img(sd: StableDiffusion, p: Txt2ImgParams): Promise<Di
     const cutoff = timestepCutoff(sd.model.schedulerConfig, p.denoisingEnd);
     endIndex = [...scheduler.timesteps].filter((t) => t >= cutoff).length;
   }
-  const final = await denoiseLatents({
+  const final = await runLoop(sd, p, {
     scheduler,
     latents,
     shape,
     ...(endIndex !== undefined ? { endIndex } : {}),
     conditioning,
-    guidanceScale: p.cfg,
-    guidanceRescale: p.guidanceRescale ?? 0,
-    unet: sd.unetCall(),
     rng,
-    ...(p.onProgress ? { onProgress: p.onProgress } : {}),
   });
-  if (sd.options.lowMemory) await sd.releaseSession("unet");
   // 5. Decode
   const out: Nchw = { data: final, dims: shape };
   if (endIndex !== undefined || p.decode === false) {
     return { latents: out, images: [], generator: rng };
   }
-  return {
-    latents: out,
-    images: await decodeImages(sd, out, p.vaeTiling ?? false),
-    generator: rng,
-  };
+  return await finish(sd, p, out, rng);
 }
 
 /**
@@ -207,25 +261,15 @@ export async function refine(sd: StableDiffusion, p: RefineParams): Promise<Diff
   if (sd.options.lowMemory) await sd.releaseSession("text_encoder_2");
   // 3. The loop, continuing the base pass's noise stream
   const rng = p.generator ?? batchGenerator(p.rng, p.seeds);
-  const final = await denoiseLatents({
+  const final = await runLoop(sd, p, {
     scheduler,
     latents: p.latents.data,
     shape: p.latents.dims,
     startIndex,
     conditioning,
-    guidanceScale: p.cfg,
-    guidanceRescale: p.guidanceRescale ?? 0,
-    unet: sd.unetCall(),
     rng,
-    ...(p.onProgress ? { onProgress: p.onProgress } : {}),
   });
-  if (sd.options.lowMemory) await sd.releaseSession("unet");
-  const out: Nchw = { data: final, dims: p.latents.dims };
-  return {
-    latents: out,
-    images: await decodeImages(sd, out, p.vaeTiling ?? false),
-    generator: rng,
-  };
+  return await finish(sd, p, { data: final, dims: p.latents.dims }, rng);
 }
 
 /**
@@ -239,20 +283,9 @@ export async function img2img(sd: StableDiffusion, p: Img2ImgParams): Promise<Di
   const [, , height, width] = p.image.dims;
   checkSize(sd, width, height);
   // 1. Scheduler and timesteps
-  const scheduler = makeScheduler(sd.model.schedulerConfig, p.sampler, p.schedule);
-  const { timesteps, startIndex } = scheduler.img2imgTimesteps(p.steps, p.strength);
-  if (timesteps.length === 0) {
-    throw new UsageError(
-      `Strength ${p.strength} with ${p.steps} steps leaves no denoising step`,
-      { hint: "raise --strength or --steps" },
-    );
-  }
+  const { scheduler, startIndex } = strengthSchedule(sd, p);
   // 2. Conditioning
-  const conditioning = await p.conditioner(sd, scheduler, { width, height });
-  if (sd.options.lowMemory) {
-    await sd.releaseSession("text_encoder");
-    await sd.releaseSession("text_encoder_2");
-  }
+  const conditioning = await condition(sd, p, scheduler, { width, height });
   // 3. Encode the image; the posterior sample is the first draw of each image's generator
   const rng = batchGenerator(p.rng, p.seeds);
   const posterior = await sd.encode(p.image, { tiled: p.vaeTiling ?? false });
@@ -278,24 +311,7 @@ export async function img2img(sd: StableDiffusion, p: Img2ImgParams): Promise<Di
   const noise = rng.randn(shape);
   const latents = scheduler.addNoise(init, noise, startIndex);
   // 5. Denoising loop
-  const final = await denoiseLatents({
-    scheduler,
-    latents,
-    shape,
-    startIndex,
-    conditioning,
-    guidanceScale: p.cfg,
-    guidanceRescale: p.guidanceRescale ?? 0,
-    unet: sd.unetCall(),
-    rng,
-    ...(p.onProgress ? { onProgress: p.onProgress } : {}),
-  });
-  if (sd.options.lowMemory) await sd.releaseSession("unet");
+  const final = await runLoop(sd, p, { scheduler, latents, shape, startIndex, conditioning, rng });
   // 6. Decode
-  const out: Nchw = { data: final, dims: shape };
-  return {
-    latents: out,
-    images: await decodeImages(sd, out, p.vaeTiling ?? false),
-    generator: rng,
-  };
+  return await finish(sd, p, { data: final, dims: shape }, rng);
 }

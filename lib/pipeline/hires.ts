@@ -20,8 +20,7 @@ import { UsageError } from "../errors.ts";
 import { imageToTensor, type RawImage, resizeImage } from "../image/codec.ts";
 import type { Nchw } from "../models/vae.ts";
 import type { NoiseGenerator } from "../rng/mod.ts";
-import { denoiseLatents } from "./denoise.ts";
-import { decodeImages, txt2img, type Txt2ImgParams } from "./generate.ts";
+import { condition, decodeImages, runLoop, txt2img, type Txt2ImgParams } from "./generate.ts";
 import { encodeImageLatents } from "./inpaint.ts";
 import { vaeFactor } from "./model.ts";
 import { batchGenerator, makeScheduler } from "./sampling.ts";
@@ -205,23 +204,18 @@ export async function hiresFix(sd: StableDiffusion, p: HiresParams): Promise<Hir
       hint: "raise --hires-steps or --hires-strength",
     });
   }
-  const conditioning = await p.conditioner(sd, scheduler, target);
+  const conditioning = await condition(sd, p, scheduler, target);
   const rng = batchGenerator(p.rng, p.seeds);
   const noise = rng.randn(shape);
   const latents = scheduler.addNoise(upscaled.data, noise, startIndex);
-  const final = await denoiseLatents({
+  const final = await runLoop(sd, { ...p, ...(onProgress ? { onProgress } : {}) }, {
     scheduler,
     latents,
     shape,
     startIndex,
     conditioning,
-    guidanceScale: p.cfg,
-    guidanceRescale: p.guidanceRescale ?? 0,
-    unet: sd.unetCall(),
     rng,
-    ...(onProgress ? { onProgress } : {}),
   });
-  if (sd.options.lowMemory) await sd.releaseSession("unet");
   // 4. Decode at the target size
   const out: Nchw = { data: final, dims: shape };
   return {

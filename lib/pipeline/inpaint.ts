@@ -22,10 +22,16 @@ import {
 import type { NoiseGenerator } from "../rng/mod.ts";
 import type { Scheduler } from "../schedulers/mod.ts";
 import { type Nchw, sampleLatent, scaleLatents } from "../models/vae.ts";
-import { denoiseLatents } from "./denoise.ts";
-import { checkSize, decodeImages, type DiffusionParams } from "./generate.ts";
+import {
+  checkSize,
+  condition,
+  decodeImages,
+  type DiffusionParams,
+  runLoop,
+  strengthSchedule,
+} from "./generate.ts";
 import { vaeFactor } from "./model.ts";
-import { batchGenerator, makeScheduler } from "./sampling.ts";
+import { batchGenerator } from "./sampling.ts";
 import type { StableDiffusion } from "./stable_diffusion.ts";
 
 /** Inpainting parameters. */
@@ -226,39 +232,23 @@ export async function inpaint(sd: StableDiffusion, p: InpaintParams): Promise<In
   checkSize(sd, width, height);
   checkInputs(sd, p);
   // 1. Scheduler and timesteps
-  const scheduler = makeScheduler(sd.model.schedulerConfig, p.sampler, p.schedule);
-  const { timesteps, startIndex } = scheduler.img2imgTimesteps(p.steps, p.strength);
-  if (timesteps.length === 0) {
-    throw new UsageError(
-      `Strength ${p.strength} with ${p.steps} steps leaves no denoising step`,
-      { hint: "raise --strength or --steps" },
-    );
-  }
+  const { scheduler, startIndex } = strengthSchedule(sd, p);
   // 2. Conditioning
-  const conditioning = await p.conditioner(sd, scheduler, { width, height });
-  if (sd.options.lowMemory) {
-    await sd.releaseSession("text_encoder");
-    await sd.releaseSession("text_encoder_2");
-  }
+  const conditioning = await condition(sd, p, scheduler, { width, height });
   // 3-5. Mask, latents and masked-image latents
   const rng = batchGenerator(p.rng, p.seeds);
   const setup = await prepareInpaint(sd, p, { scheduler, rng, startIndex });
   // 6. Denoising loop
-  const final = await denoiseLatents({
+  const final = await runLoop(sd, p, {
     scheduler,
     latents: setup.latents,
     shape: setup.shape,
     startIndex,
     conditioning,
-    guidanceScale: p.cfg,
-    guidanceRescale: p.guidanceRescale ?? 0,
-    unet: sd.unetCall(),
     rng,
     ...(setup.extraChannels ? { extraChannels: setup.extraChannels } : {}),
     ...(setup.afterStep ? { afterStep: setup.afterStep } : {}),
-    ...(p.onProgress ? { onProgress: p.onProgress } : {}),
   });
-  if (sd.options.lowMemory) await sd.releaseSession("unet");
   // 7. Decode, and the A1111 overlay when the mask is blurred
   const out: Nchw = { data: final, dims: setup.shape };
   let images = await decodeImages(sd, out, p.vaeTiling ?? false);
