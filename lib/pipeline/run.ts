@@ -16,7 +16,9 @@ import { lockedModel, modelDir, type ModelsLock, modelStatus } from "../hub/mod.
 import { convertedModelDir } from "../convert/cached_model.ts";
 import {
   type AdapterModel,
+  embeddingSpecs,
   type LoraLedger,
+  loraSpecs,
   prepareAdapters,
   type PreparedAdapters,
 } from "../adapters/mod.ts";
@@ -123,8 +125,17 @@ export interface RunBatchesOptions {
 }
 
 /** The facts about a model that LoRAs and embeddings are matched against. */
-async function adapterModel(path: string): Promise<AdapterModel> {
+async function adapterModel(
+  path: string,
+  job: GenerateJob | Img2ImgJob,
+): Promise<AdapterModel> {
   const m = await openDiffusersModel(path);
+  if (m.onnx !== undefined && (loraSpecs(job).length > 0 || embeddingSpecs(job).length > 0)) {
+    throw new UsageError(
+      `Cannot apply LoRAs or embeddings to the ONNX export in ${m.dir}: its weights are baked ` +
+        `into the graphs; use the Diffusers folder or single file it was exported from`,
+    );
+  }
   const out: AdapterModel = {
     components: { unet: m.unet.weights },
     tables: {},
@@ -167,7 +178,7 @@ export class DiffusionRunner {
     const key = JSON.stringify([path, request, job.prompt, job.negative, job.promptSyntax]);
     let prepared = this.#adapters.get(key);
     if (prepared === undefined) {
-      prepared = adapterModel(path).then((model) => prepareAdapters(job, model));
+      prepared = adapterModel(path, job).then((model) => prepareAdapters(job, model));
       this.#adapters.set(key, prepared);
       prepared.catch(() => this.#adapters.delete(key));
     }
@@ -298,9 +309,10 @@ export class DiffusionRunner {
         const image = result.images[k]!;
         // Record what was used (guidance, size), in the schema's key order, so the stored Job
         // serialises the same way when it is replayed.
+        const precision = job.precision ?? (this.env.device === "cuda" ? "fp16" : "fp32");
         const taskJob: GenerateJob | Img2ImgJob = job.command === "img2img"
-          ? Img2ImgJob.parse({ ...task.job, cfg })
-          : GenerateJob.parse({ ...task.job, cfg, width, height });
+          ? Img2ImgJob.parse({ ...task.job, cfg, precision })
+          : GenerateJob.parse({ ...task.job, cfg, width, height, precision });
         const infotext = infotextFor(
           {
             ...taskJob,
