@@ -27,8 +27,22 @@ export interface ComponentFiles<C> {
   config: C;
   /** The raw config JSON (for metadata and cache keys). */
   rawConfig: Record<string, unknown>;
-  /** The .safetensors weight file. */
+  /** The .safetensors weight file (the `model.onnx` graph in an ONNX export). */
   weights: string;
+}
+
+/**
+ * The graphs of an Optimum-layout ONNX export (`unet/model.onnx`, ...), run as they are: no
+ * build, no cache, weights baked in.
+ */
+export interface OnnxGraphs {
+  unet: string;
+  /** Absent when another VAE replaced the export's (that one is built from its weights). */
+  vaeDecoder?: string;
+  /** Absent in exports without an encoder (no img2img then). */
+  vaeEncoder?: string;
+  textEncoder?: string;
+  textEncoder2?: string;
 }
 
 /** An opened Diffusers-layout model: what exists and how it is configured. */
@@ -57,6 +71,8 @@ export interface DiffusersModel {
   forceZerosForEmptyPrompt: boolean;
   /** model_index.json `requires_aesthetics_score` (SDXL refiner). */
   requiresAestheticsScore: boolean;
+  /** Set for an Optimum-layout ONNX export: the graphs to run instead of building them. */
+  onnx?: OnnxGraphs;
 }
 
 const WEIGHT_NAMES: Record<string, string[]> = {
@@ -114,6 +130,7 @@ async function component<C>(
   name: string,
   configFile: string,
   parse: (json: unknown) => C,
+  graph?: string,
 ): Promise<ComponentFiles<C>> {
   const dir = join(root, name);
   const rawConfig = await readJson(join(dir, configFile), `the ${name} config`);
@@ -126,7 +143,25 @@ async function component<C>(
       { cause: error },
     );
   }
+  if (graph !== undefined) {
+    const path = join(dir, graph);
+    if (!existsSync(path)) {
+      throw new ModelNotFoundError(`Cannot open the ONNX model: ${name}/${graph} does not exist`, {
+        hint: "the export is incomplete; export it again",
+      });
+    }
+    return { dir, config, rawConfig, weights: path };
+  }
   return { dir, config, rawConfig, weights: weightFile(dir, name) };
+}
+
+/**
+ * True for an Optimum-layout ONNX export: `unet/model.onnx` and no UNet .safetensors (a
+ * Diffusers folder that also carries ONNX files is opened as a Diffusers folder).
+ */
+export function isOnnxExport(dir: string): boolean {
+  return existsSync(join(dir, "unet", "model.onnx")) &&
+    !(WEIGHT_NAMES.unet ?? []).some((n) => existsSync(join(dir, "unet", n)));
 }
 
 function listed(index: Record<string, unknown>, name: string): boolean {
@@ -137,13 +172,23 @@ function listed(index: Record<string, unknown>, name: string): boolean {
 /**
  * Opens a Diffusers folder: reads model_index.json and the configs of unet, vae, text
  * encoder(s), tokenizer(s) and scheduler, and finds the weight files. Throws
- * {@linkcode ModelNotFoundError} naming the first missing piece.
+ * {@linkcode ModelNotFoundError} naming the first missing piece. An Optimum-layout ONNX export
+ * (`unet/model.onnx`, `vae_decoder/`, `vae_encoder/`, `text_encoder/model.onnx`, each with its
+ * config.json) opens too, with `onnx` naming its graphs and `weights` the `model.onnx` files.
  */
 export async function openDiffusersModel(path: string): Promise<DiffusersModel> {
   const dir = resolve(path);
   const index = await readJson(join(dir, "model_index.json"), "model_index.json");
-  const unet = await component(dir, "unet", "config.json", parseUnetConfig);
-  const vae = await component(dir, "vae", "config.json", parseVaeConfig);
+  const onnx = isOnnxExport(dir);
+  const graph = onnx ? "model.onnx" : undefined;
+  const unet = await component(dir, "unet", "config.json", parseUnetConfig, graph);
+  const vae = await component(
+    dir,
+    onnx ? "vae_decoder" : "vae",
+    "config.json",
+    parseVaeConfig,
+    graph,
+  );
   const model: DiffusersModel = {
     dir,
     family: "sd1",
@@ -163,12 +208,34 @@ export async function openDiffusersModel(path: string): Promise<DiffusersModel> 
     requiresAestheticsScore: index.requires_aesthetics_score === true,
   };
   if (listed(index, "text_encoder") || existsSync(join(dir, "text_encoder"))) {
-    model.textEncoder = await component(dir, "text_encoder", "config.json", parseClipTextConfig);
+    model.textEncoder = await component(
+      dir,
+      "text_encoder",
+      "config.json",
+      parseClipTextConfig,
+      graph,
+    );
     model.tokenizerDir = join(dir, "tokenizer");
   }
   if (listed(index, "text_encoder_2") || existsSync(join(dir, "text_encoder_2"))) {
-    model.textEncoder2 = await component(dir, "text_encoder_2", "config.json", parseClipTextConfig);
+    model.textEncoder2 = await component(
+      dir,
+      "text_encoder_2",
+      "config.json",
+      parseClipTextConfig,
+      graph,
+    );
     model.tokenizer2Dir = join(dir, "tokenizer_2");
+  }
+  if (onnx) {
+    const encoder = join(dir, "vae_encoder", "model.onnx");
+    model.onnx = {
+      unet: unet.weights,
+      vaeDecoder: vae.weights,
+      ...(existsSync(encoder) ? { vaeEncoder: encoder } : {}),
+      ...(model.textEncoder ? { textEncoder: model.textEncoder.weights } : {}),
+      ...(model.textEncoder2 ? { textEncoder2: model.textEncoder2.weights } : {}),
+    };
   }
   model.family = detectFamily(model);
   if (model.textEncoder === undefined && model.textEncoder2 === undefined) {
