@@ -19,7 +19,8 @@ import {
   unscaleLatents,
   vaeFloatType,
 } from "../models/vae.ts";
-import { hostTensor, type OnnxSession } from "../onnx/session.ts";
+import { createSession, type HostTensor, hostTensor, type OnnxSession } from "../onnx/session.ts";
+import { f16ToF32, f32ToF16 } from "../tensor/dtype.ts";
 import type { TensorSource } from "../onnx/graph.ts";
 import type { UnetCall } from "./denoise.ts";
 import {
@@ -87,7 +88,20 @@ export class StableDiffusion {
   /** Opens a Diffusers folder (sessions are created lazily, on first use). */
   static async open(path: string, options: StableDiffusionOptions): Promise<StableDiffusion> {
     const model = await openDiffusersModel(path);
-    if (options.vaeDir !== undefined) model.vae = await openVaeFolder(options.vaeDir);
+    if (model.onnx !== undefined && Object.keys(options.transforms ?? {}).length > 0) {
+      throw new RangeError(
+        `Cannot apply LoRAs or embeddings to the ONNX export in ${model.dir}: its weights are ` +
+          `baked into the graphs; use the Diffusers folder or single file it was exported from`,
+      );
+    }
+    if (options.vaeDir !== undefined) {
+      model.vae = await openVaeFolder(options.vaeDir);
+      // The replacement VAE is built from its weights like any other.
+      if (model.onnx !== undefined) {
+        delete model.onnx.vaeDecoder;
+        delete model.onnx.vaeEncoder;
+      }
+    }
     return new StableDiffusion(model, options);
   }
 
@@ -103,6 +117,14 @@ export class StableDiffusion {
 
   #open(name: SessionName): Promise<OnnxSession> {
     const m = this.model;
+    const graph = onnxGraph(m, name);
+    if (graph !== undefined) {
+      // An ONNX export runs as it is: no build, no cache (its graphs are the cache).
+      return createSession(graph, {
+        ...(this.options.threads !== undefined ? { threads: this.options.threads } : {}),
+        executionProvider: this.options.executionProvider ?? "cpu",
+      });
+    }
     const floatType = this.options.floatType ?? "float32";
     const vaeType = vaeFloatType(m.vae.rawConfig, floatType, this.options.vaeFloatType);
     const text = (files: ComponentFiles<ClipTextConfig>, kind: "text_encoder" | "text_encoder_2") =>
@@ -180,38 +202,71 @@ export class StableDiffusion {
   ): Promise<TextEncoderOutput> {
     const session = await this.#session(which);
     const seq = ids.length / batch;
+    // Built graphs take int64 ids; ONNX exports int32 or int64, as their metadata says.
     const out = await session.run({
-      input_ids: hostTensor("int64", BigInt64Array.from(ids, (v) => BigInt(v)), [batch, seq]),
+      input_ids: session.inputType("input_ids") === "int32"
+        ? hostTensor("int32", Int32Array.from(ids), [batch, seq])
+        : hostTensor("int64", BigInt64Array.from(ids, (v) => BigInt(v)), [batch, seq]),
     });
-    const last = out.last_hidden_state!;
+    const onnx = this.model.onnx !== undefined;
+    // What an ONNX export lacks is named in one line; built graphs have every output.
+    const output = (name: string, why: string): Float32Array => {
+      const t = out[name];
+      if (t === undefined) {
+        throw new RangeError(
+          `Cannot ${why}: the ${which} of ${this.model.dir} has no "${name}" output; ` +
+            (onnx
+              ? "export it again with hidden states (denoise convert-ckpt --to onnx does)"
+              : `the text encoder has ${layers} layers`),
+        );
+      }
+      return asFloat32(t);
+    };
+    const last = out.last_hidden_state;
+    if (last === undefined) {
+      throw new RangeError(
+        `Cannot encode the prompt: the ${which} has no last_hidden_state output`,
+      );
+    }
+    const lastData = asFloat32(last);
     const dim = last.dims[2]!;
     const layers = (which === "text_encoder" ? this.model.textEncoder : this.model.textEncoder2)!
       .config.numHiddenLayers;
-    const pooled = (out.text_embeds ?? out.pooler_output)!.data as Float32Array;
     const penultimateName = `hidden_states.${layers - 1}`;
     return {
-      lastHiddenState: last.data as Float32Array,
+      lastHiddenState: lastData,
       hiddenStates: (skip: number) => {
-        if (skip <= 0) return last.data as Float32Array;
-        const normed = out[`normed_hidden_states.${layers - skip}`];
-        if (normed === undefined) {
+        if (skip <= 0) return lastData;
+        if (skip > layers) {
           throw new RangeError(
             `Cannot skip ${skip} CLIP layers: the text encoder has ${layers} layers`,
           );
         }
-        return normed.data as Float32Array;
+        return output(`normed_hidden_states.${layers - skip}`, `skip ${skip} CLIP layers`);
       },
-      penultimate: (out[penultimateName]?.data ?? last.data) as Float32Array,
+      get penultimate() {
+        return onnx
+          ? output(penultimateName, "take the penultimate CLIP hidden state")
+          : (out[penultimateName] ? asFloat32(out[penultimateName]) : lastData);
+      },
       rawHiddenStates: (index: number) => {
-        const raw = out[`hidden_states.${index}`];
-        if (raw === undefined || index < 0) {
+        if (index < 0 || index > layers) {
           throw new RangeError(
             `Cannot take CLIP hidden state ${index}: the text encoder has ${layers} layers`,
           );
         }
-        return raw.data as Float32Array;
+        return output(`hidden_states.${index}`, `take CLIP hidden state ${index}`);
       },
-      pooled,
+      get pooled() {
+        const t = out.text_embeds ?? out.pooler_output;
+        if (t === undefined) {
+          throw new RangeError(
+            `Cannot take the pooled text embedding: the ${which} has no text_embeds or ` +
+              `pooler_output output`,
+          );
+        }
+        return asFloat32(t);
+      },
       tokens: seq,
       dim,
     };
@@ -221,21 +276,31 @@ export class StableDiffusion {
   unetCall(): UnetCall {
     return async (input) => {
       const session = await this.#session("unet");
-      const feeds: Record<string, ReturnType<typeof hostTensor>> = {
-        sample: hostTensor("float32", input.sample, input.sampleShape),
-        timestep: hostTensor("float32", Float32Array.of(input.timestep), [1]),
-        encoder_hidden_states: hostTensor("float32", input.hiddenStates, input.hiddenShape),
+      // Each input goes in the type the graph declares (ONNX exports vary: int64 or float16
+      // timesteps, float16 states); built graphs take float32.
+      const feeds: Record<string, HostTensor> = {
+        sample: asInput(session, "sample", input.sample, input.sampleShape),
+        timestep: asInput(session, "timestep", Float32Array.of(input.timestep), [1]),
+        encoder_hidden_states: asInput(
+          session,
+          "encoder_hidden_states",
+          input.hiddenStates,
+          input.hiddenShape,
+        ),
       };
       if (input.textEmbeds && input.timeIds) {
         const b = input.sampleShape[0];
-        feeds.text_embeds = hostTensor("float32", input.textEmbeds, [
+        feeds.text_embeds = asInput(session, "text_embeds", input.textEmbeds, [
           b,
           input.textEmbeds.length / b,
         ]);
-        feeds.time_ids = hostTensor("float32", input.timeIds, [b, input.timeIds.length / b]);
+        feeds.time_ids = asInput(session, "time_ids", input.timeIds, [
+          b,
+          input.timeIds.length / b,
+        ]);
       }
       const out = await session.run(feeds, ["out_sample"]);
-      return out.out_sample!.data as Float32Array;
+      return asFloat32(out.out_sample!);
     };
   }
 
@@ -247,9 +312,11 @@ export class StableDiffusion {
     const session = await this.#session("vae_decoder");
     const z: Nchw = { data: unscaleLatents(latents, this.model.vae.config), dims: latents.dims };
     const run = async (tile: Nchw): Promise<Nchw> => {
-      const out = await session.run({ latent_sample: hostTensor("float32", tile.data, tile.dims) });
+      const out = await session.run({
+        latent_sample: asInput(session, "latent_sample", tile.data, tile.dims),
+      });
       const s = out.sample!;
-      return { data: s.data as Float32Array, dims: s.dims as Nchw["dims"] };
+      return { data: asFloat32(s), dims: s.dims as Nchw["dims"] };
     };
     if (options.tiled) return await tiledDecode(z, this.model.vae.config, run);
     // Diffusers decodes a batch one image at a time only when slicing is enabled; one call here.
@@ -259,14 +326,86 @@ export class StableDiffusion {
   /** Encodes pixels in [-1, 1] to the VAE posterior (unscaled). */
   async encode(pixels: Nchw, options: { tiled?: boolean } = {}): Promise<LatentDistribution> {
     const session = await this.#session("vae_encoder");
+    // Optimum exports before 1.22 return a latent already sampled inside the graph.
+    const sampled = !session.outputNames.includes("latent_parameters") &&
+      session.outputNames.includes("latent_sample");
     const run = async (tile: Nchw): Promise<Nchw> => {
-      const out = await session.run({ sample: hostTensor("float32", tile.data, tile.dims) });
-      const s = out.latent_parameters!;
-      return { data: s.data as Float32Array, dims: s.dims as Nchw["dims"] };
+      const out = await session.run({ sample: asInput(session, "sample", tile.data, tile.dims) });
+      const s = sampled ? out.latent_sample! : out.latent_parameters;
+      if (s === undefined) {
+        throw new RangeError(
+          `Cannot encode the image: the VAE encoder of ${this.model.dir} has no ` +
+            `latent_parameters or latent_sample output`,
+        );
+      }
+      return { data: asFloat32(s), dims: s.dims as Nchw["dims"] };
     };
     const moments = options.tiled
       ? await tiledEncode(pixels, this.model.vae.config, run)
       : await run(pixels);
-    return latentDistribution(moments);
+    if (!sampled) return latentDistribution(moments);
+    // The draw is the export's: the mean is that latent, with no spread left to sample.
+    const zeros = new Float32Array(moments.data.length);
+    return {
+      mean: moments,
+      logvar: { data: zeros.map(() => -Infinity), dims: moments.dims },
+      std: { data: zeros, dims: moments.dims },
+    };
   }
+}
+
+/** The export's graph for a session, if the model is an ONNX export that has it. */
+function onnxGraph(m: DiffusersModel, name: SessionName): string | undefined {
+  if (m.onnx === undefined) return undefined;
+  const graphs: Record<SessionName, string | undefined> = {
+    unet: m.onnx.unet,
+    text_encoder: m.onnx.textEncoder,
+    text_encoder_2: m.onnx.textEncoder2,
+    vae_decoder: m.onnx.vaeDecoder,
+    vae_encoder: m.onnx.vaeEncoder,
+  };
+  const graph = graphs[name];
+  // A VAE given with --vae replaces the export's and is built from its weights.
+  const replaced = name.startsWith("vae") && !m.vae.weights.endsWith(".onnx");
+  if (graph === undefined && !replaced) {
+    throw new RangeError(
+      `Cannot run the ${name} of the ONNX export in ${m.dir}: it has no ${name}/model.onnx`,
+    );
+  }
+  return graph;
+}
+
+/**
+ * A float32 tensor as the type the session's input declares: float16 bits, float64, or integers
+ * truncated toward zero as NumPy's `astype` does (Diffusers' ONNX pipelines feed timesteps so).
+ */
+function asInput(
+  session: OnnxSession,
+  name: string,
+  data: Float32Array,
+  dims: readonly number[],
+): HostTensor {
+  const type = session.inputType(name) ?? "float32";
+  switch (type) {
+    case "float32":
+      return hostTensor(type, data, dims);
+    case "float16":
+      return hostTensor(type, f32ToF16(data), dims);
+    case "float64":
+      return hostTensor(type, Float64Array.from(data), dims);
+    case "int64":
+      return hostTensor(type, BigInt64Array.from(data, (v) => BigInt(Math.trunc(v))), dims);
+    case "int32":
+      return hostTensor(type, Int32Array.from(data, Math.trunc), dims);
+    default:
+      throw new TypeError(`Cannot feed input "${name}": the graph takes ${type}, not a float type`);
+  }
+}
+
+/** An output as float32 (float16 and float64 outputs are converted). */
+function asFloat32(t: HostTensor): Float32Array {
+  if (t.data instanceof Float32Array) return t.data;
+  if (t.type === "float16") return f16ToF32(t.data as Uint16Array);
+  if (t.type === "float64") return Float32Array.from(t.data as Float64Array);
+  throw new TypeError(`Cannot read a ${t.type} output as float32`);
 }
