@@ -66,7 +66,7 @@ export function addDiffusionOptions<C extends AnyCommand>(command: C): C {
     .option("--steps <n>", "sampling steps (default 20)", positiveInt("--steps"))
     .option(
       "--cfg <scale>",
-      "guidance scale (default per model: 7.5, SDXL 5; 1 = no guidance)",
+      "guidance scale (default per model: 7.5, SDXL 5; <= 1 = no guidance, e.g. 0 for turbo models)",
       finiteNumber("--cfg"),
     )
     .option(

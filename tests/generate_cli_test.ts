@@ -543,3 +543,14 @@ Deno.test({
     assert.deepEqual((await pixels(fp16.stdout)).data, (await pixels(fp32.stdout)).data);
   },
 });
+
+Deno.test("--cfg 0 and --cfg 1 both skip the unconditional pass (Diffusers: guidance only above 1)", async () => {
+  const args = ["generate", "a cat", "-m", RANDOM_MODEL, "--steps", "2", "--seed", "11", "-q"];
+  const zero = await runCli([...args, "--cfg", "0", "--negative", "blurry"], { env: ENV });
+  const one = await runCli([...args, "--cfg", "1"], { env: ENV });
+  const guided = await runCli([...args, "--cfg", "1.5", "--negative", "blurry"], { env: ENV });
+  for (const r of [zero, one, guided]) assert.equal(r.code, 0, r.stderr);
+  // Without guidance the negative prompt plays no part, so the images agree exactly.
+  assert.deepEqual((await pixels(zero.stdout)).data, (await pixels(one.stdout)).data);
+  assert.notDeepEqual((await pixels(guided.stdout)).data, (await pixels(one.stdout)).data);
+});

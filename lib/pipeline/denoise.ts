@@ -57,7 +57,7 @@ export interface DenoiseOptions {
   endIndex?: number;
   /** Conditioning for step `i` (step index counts model evaluations). */
   conditioning: (i: number) => StepConditioning;
-  /** Classifier-free guidance scale; 1 skips the unconditional pass. */
+  /** Classifier-free guidance scale; 1 or less skips the unconditional pass (as Diffusers). */
   guidanceScale: number;
   /** Guidance rescale (Diffusers `guidance_rescale`, 0 = off). */
   guidanceRescale?: number;
@@ -134,7 +134,8 @@ export async function denoiseLatents(options: DenoiseOptions): Promise<Float32Ar
   const size = n * channels * plane;
   const start = options.startIndex ?? 0;
   const total = Math.min(scheduler.timesteps.length, options.endIndex ?? Infinity);
-  const useUncond = options.guidanceScale !== 1;
+  // Diffusers: do_classifier_free_guidance = guidance_scale > 1 (turbo models run with 0).
+  const useUncond = options.guidanceScale > 1;
   let latents = options.latents;
   scheduler.noiseShape = [...shape];
   options.onProgress?.({ task: "denoise", step: 0, total: total - start });
