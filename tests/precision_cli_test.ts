@@ -76,7 +76,11 @@ Deno.test({
         string,
         unknown
       >;
-      assert.equal(plain.precision, "fp32", "no --precision: the device default (cpu: fp32) is recorded");
+      assert.equal(
+        plain.precision,
+        "fp32",
+        "no --precision: the device default (cpu: fp32) is recorded",
+      );
       // A replay of the fp16 image asks for fp16 again.
       r = await runCli(["generate", "--job", out, "--dry-run"], { env });
       assert.equal(r.code, 0, r.stderr);
