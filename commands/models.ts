@@ -93,7 +93,9 @@ export function modelsCommand() {
           repo: model.source.repo,
           revision: model.source.revision,
           files: model.files.length,
-          bytes: model.files.reduce((sum, f) => sum + f.size, 0),
+          bytes: model.files.every((f) => f.size !== null)
+            ? model.files.reduce((sum, f) => sum + (f.size ?? 0), 0)
+            : null,
           downloaded: present === status.length,
           filesPresent: present,
           verified: model.verified,
@@ -105,7 +107,9 @@ export function modelsCommand() {
         : rows.map((r) =>
           `${r.alias.padEnd(20)} ${r.family.padEnd(13)} ${
             (r.downloaded ? "downloaded" : `${r.filesPresent}/${r.files} files`).padEnd(12)
-          } ${(r.bytes / 1e9).toFixed(2)} GB  ${r.description}`
+          } ${r.bytes === null ? "   ? GB" : `${(r.bytes / 1e9).toFixed(2)} GB`}  ${r.description}${
+            r.verified ? "" : " (unverified)"
+          }`
         );
       await writeOutput(lines.join("\n") + "\n", { binary: false });
     });

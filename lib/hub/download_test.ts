@@ -239,3 +239,35 @@ Deno.test("parseLock() rejects branch revisions and paths that leave the reposit
   evil.models.tiny.files[0].path = "../../etc/passwd";
   assert.throws(() => parseLock(JSON.stringify(evil)), /relative path/);
 });
+
+Deno.test("pullModel() with a size and hash the lock does not know: downloads, reports unverified", async () => {
+  const root = await tempDir();
+  const lock = parseLock(JSON.stringify({
+    version: 1,
+    models: {
+      loose: {
+        description: "test",
+        family: "turbo",
+        source: { hub: "huggingface", repo: "owner/loose", revision: "b".repeat(40) },
+        layout: "diffusers",
+        files: [{ path: "unet/file.bin", size: null, sha256: null }],
+        verified: false,
+      },
+    },
+  }));
+  const model = lock.models.loose!;
+  await withServer({}, async (url) => {
+    const endpoint = url.replace(/\/file\.bin$/, "");
+    const dir = await pullModel("loose", model, {
+      root,
+      endpoint,
+      fetch: (_input, init) => fetch(url, init),
+    });
+    assert.deepEqual(await Deno.readFile(join(dir, "unet", "file.bin")), PAYLOAD);
+    assert.ok((await modelStatus(root, "loose", model)).every((s) => s.present));
+    const [result] = await verifyModel(root, "loose", model);
+    assert.equal(result!.ok, true);
+    assert.match(result!.reason ?? "", /unverified/);
+  });
+  await Deno.remove(root, { recursive: true });
+});

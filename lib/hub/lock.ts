@@ -15,7 +15,8 @@ export const LockedFile = z.object({
     (p) => !p.startsWith("/") && !p.split("/").includes(".."),
     "must be a relative path inside the repository",
   ),
-  size: z.number().int().nonnegative(),
+  /** Bytes; null when no source gave it (the download is then not size-checked). */
+  size: z.number().int().nonnegative().nullable(),
   sha256: sha256.nullable(),
 }).strict();
 

@@ -37,7 +37,8 @@ export interface FileStatus {
   localPath: string;
   present: boolean;
   size: number;
-  expectedSize: number;
+  /** null when the lock does not know the size. */
+  expectedSize: number | null;
 }
 
 /** The hub URL of one file at the locked revision. */
@@ -60,7 +61,9 @@ export async function modelStatus(
     return {
       path: file.path,
       localPath,
-      present: size === file.size,
+      // A file whose size the lock does not know is present once it exists: downloads are
+      // renamed into place only when complete.
+      present: file.size === null ? size >= 0 : size === file.size,
       size: Math.max(0, size),
       expectedSize: file.size,
     };
@@ -94,7 +97,7 @@ export async function pullModel(
     if (state.present) continue;
     const task = `${alias}/${file.path}`;
     await downloadFile(fileUrl(endpoint, model, file.path), state.localPath, {
-      size: file.size,
+      size: file.size ?? undefined,
       sha256: file.sha256,
       headers,
       ...(options.retries !== undefined ? { retries: options.retries } : {}),
@@ -131,7 +134,13 @@ export async function verifyModel(
       continue;
     }
     if (file.sha256 === null) {
-      results.push({ path: file.path, ok: true, reason: "size ok; no hash in the lock" });
+      results.push({
+        path: file.path,
+        ok: true,
+        reason: file.size === null
+          ? "unverified: the lock has no size or hash for this file"
+          : "size ok; no hash in the lock",
+      });
       continue;
     }
     const digest = await sha256File(state.localPath);
