@@ -34,9 +34,15 @@ Deno.test("--progress only accepts auto, bar, json and none", async () => {
 
 Deno.test("every subcommand's --help shows examples", async () => {
   for (
-    const cmd of [["generate"], ["img2img"], ["meta", "read"], ["meta", "write"], ["models"], [
-      "samplers",
-    ]]
+    const cmd of [
+      ["generate"],
+      ["img2img"],
+      ["convert-ckpt"],
+      ["meta", "read"],
+      ["meta", "write"],
+      ["models"],
+      ["samplers"],
+    ]
   ) {
     const r = await runCli([...cmd, "--help"]);
     assert.equal(r.code, 0, `${cmd.join(" ")}: ${r.stderr}`);
@@ -57,6 +63,7 @@ Deno.test("every subcommand takes --dry-run (prints its Job) and --job (replays 
     [["models", "where", "sd15"], "models where"],
     [["models", "create-random", "--config", "c.json", "-o", "out"], "models create-random"],
     [["samplers", "Euler a"], "samplers"],
+    [["convert-ckpt", "x.safetensors", "-o", "out"], "convert-ckpt"],
   ];
   for (const [args, command] of cases) {
     const r = await runCli([...args, "--dry-run"]);
