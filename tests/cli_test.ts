@@ -82,3 +82,39 @@ Deno.test("every subcommand takes --dry-run (prints its Job) and --job (replays 
     assert.deepEqual(JSON.parse(again.text), job, `${command} --job - replays the job`);
   }
 });
+
+Deno.test("deno task denoise has the permissions generate needs (ORT and sharp native addons)", async () => {
+  const { makeTinyModel } = await import("./fixtures/random_model.ts");
+  const { writeByteTokenizer } = await import("./fixtures/tokenizer.ts");
+  const { REPO_ROOT } = await import("./shared.ts");
+  const dir = await Deno.makeTempDir({ prefix: "denoise-task-" });
+  const model = await makeTinyModel("sd15", {
+    seed: 1,
+    tokenizerDir: await writeByteTokenizer(dir + "/tok"),
+  });
+  const out = `${dir}/out.png`;
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "task",
+      "-q",
+      "denoise",
+      "generate",
+      "a cat",
+      "-m",
+      model,
+      "--steps",
+      "1",
+      "-o",
+      out,
+      "-q",
+    ],
+    cwd: REPO_ROOT,
+    env: { DENOISE_HOME: `${dir}/home`, NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
+  assert.ok((await Deno.stat(out)).size > 0);
+  await Deno.remove(dir, { recursive: true });
+});
