@@ -61,6 +61,12 @@ export interface UnetConfig {
   additionEmbedType: "text_time" | null;
   additionTimeEmbedDim: number | null;
   projectionClassEmbeddingsInputDim: number | null;
+  /**
+   * LCM guidance embedding width (`time_cond_proj_dim`): the UNet takes a `timestep_cond` input
+   * projected by `time_embedding.cond_proj` (bias-free) and added to the timestep sinusoids
+   * before `linear_1`. Null for models without one.
+   */
+  timeCondProjDim: number | null;
 }
 
 /** A parsed AutoencoderKL config. */
@@ -177,7 +183,6 @@ const UNET_UNSUPPORTED: Array<[key: string, allowed: unknown[]]> = [
   ["time_embedding_type", ["positional", undefined]],
   ["time_embedding_act_fn", [null, undefined]],
   ["timestep_post_act", [null, undefined]],
-  ["time_cond_proj_dim", [null, undefined]],
   ["dual_cross_attention", [false, undefined]],
   ["only_cross_attention", [false, undefined]],
   ["mid_block_only_cross_attention", [null, false, undefined]],
@@ -308,6 +313,8 @@ export function parseUnetConfig(json: unknown): UnetConfig {
     );
   }
   const timeEmbeddingDim = optInt("time_embedding_dim");
+  const timeCondProjDim = optInt("time_cond_proj_dim");
+  if (timeCondProjDim === 0) fail(what, "time_cond_proj_dim", "must be positive or null, got 0");
   const sampleSizeRaw = c["sample_size"];
   const sampleSize = Array.isArray(sampleSizeRaw) && typeof sampleSizeRaw[0] === "number"
     ? sampleSizeRaw[0]
@@ -341,6 +348,7 @@ export function parseUnetConfig(json: unknown): UnetConfig {
     additionEmbedType,
     additionTimeEmbedDim,
     projectionClassEmbeddingsInputDim,
+    timeCondProjDim,
   };
 }
 

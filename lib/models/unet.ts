@@ -14,6 +14,8 @@
  * - `encoder_hidden_states` float32 `[batch, sequence, cross_attention_dim]` (any sequence length)
  * - SDXL (`addition_embed_type: "text_time"`): `text_embeds` `[batch, D]` and `time_ids`
  *   `[batch, N]` with `D + N * addition_time_embed_dim = projection_class_embeddings_input_dim`
+ * - LCM (`time_cond_proj_dim` set): `timestep_cond` `[batch, time_cond_proj_dim]`, the guidance
+ *   scale embedding (Diffusers' `timestep_cond` argument)
  * - with `controlnetResiduals`: `down_block_additional_residual_<k>` for each skip connection
  *   (see {@linkcode unetResidualSpecs}) and `mid_block_additional_residual`, added as in Diffusers
  * - output `out_sample` `[batch, out_channels, height, width]`.
@@ -32,6 +34,7 @@ import {
   downsample2d,
   type GraphFloatType,
   groupNorm,
+  linear,
   ModelContext,
   resnetBlock2d,
   silu,
@@ -156,6 +159,10 @@ export function buildUnet(
     ? g.input("text_embeds", "float32", ["batch", "text_embeds_dim"])
     : null;
   const timeIds = textTime ? g.input("time_ids", "float32", ["batch", "time_ids_count"]) : null;
+  const condDim = config.timeCondProjDim;
+  const timestepCond = condDim === null
+    ? null
+    : g.input("timestep_cond", "float32", ["batch", condDim]);
   const residualSpecs = options.controlnetResiduals ? unetResidualSpecs(config) : [];
   const residuals = residualSpecs.map((s, k) =>
     g.input(s.name, "float32", ["batch", s.channels, `residual_${k}_height`, `residual_${k}_width`])
@@ -172,7 +179,21 @@ export function buildUnet(
     "time_proj",
     () => timestepProjection(g, t, boc[0]!, config.flipSinToCos, config.freqShift),
   );
-  let emb = timestepEmbedding(c, "time_embedding", c.fromF32(tProj), boc[0]!, tembDim);
+  let tEmb = c.fromF32(tProj);
+  if (timestepCond !== null) {
+    // Diffusers TimestepEmbedding: sample + cond_proj(condition), before linear_1.
+    // [B, condDim] -> [B, C0]
+    const cond = linear(
+      c,
+      "time_embedding.cond_proj",
+      c.fromF32(timestepCond),
+      condDim!,
+      boc[0]!,
+      false,
+    );
+    tEmb = g.scope("time_embedding", () => g.op("Add", [tEmb, cond]));
+  }
+  let emb = timestepEmbedding(c, "time_embedding", tEmb, boc[0]!, tembDim);
   if (textTime) {
     const addDim = config.additionTimeEmbedDim!;
     const projDim = config.projectionClassEmbeddingsInputDim!;
