@@ -43,6 +43,8 @@ export type UnetCall = (input: {
   hiddenShape: [number, number, number];
   textEmbeds?: Float32Array;
   timeIds?: Float32Array;
+  /** LCM guidance embedding `[batch, time_cond_proj_dim]` (the UNet's `timestep_cond`). */
+  timestepCond?: Float32Array;
 }) => Promise<Float32Array>;
 
 /** Options for {@linkcode denoiseLatents}. */
@@ -68,6 +70,12 @@ export interface DenoiseOptions {
   onProgress?: ProgressCallback;
   /** Extra channels concatenated to the scaled input (9-channel inpainting: mask + masked latents). */
   extraChannels?: { data: Float32Array; channels: number };
+  /**
+   * LCM guidance embedding `[N, dim]`, one row per image (lib/pipeline/lcm.ts). When set, the
+   * guidance scale is already in it: no unconditional pass and no CFG combination, as Diffusers'
+   * LatentConsistencyModelPipeline; each pass of a step gets these rows.
+   */
+  timestepCond?: Float32Array;
 }
 
 function concatEmbeddings(
@@ -135,7 +143,8 @@ export async function denoiseLatents(options: DenoiseOptions): Promise<Float32Ar
   const start = options.startIndex ?? 0;
   const total = Math.min(scheduler.timesteps.length, options.endIndex ?? Infinity);
   // Diffusers: do_classifier_free_guidance = guidance_scale > 1 (turbo models run with 0).
-  const useUncond = options.guidanceScale > 1;
+  // LCM with a guidance embedding: one pass with the prompt only.
+  const useUncond = options.timestepCond === undefined && options.guidanceScale > 1;
   let latents = options.latents;
   scheduler.noiseShape = [...shape];
   options.onProgress?.({ task: "denoise", step: 0, total: total - start });
@@ -167,6 +176,9 @@ export async function denoiseLatents(options: DenoiseOptions): Promise<Float32Ar
           textEmbeds: concatArrays(repeatEach(passes.map((p) => p.added!.textEmbeds), n)),
           timeIds: concatArrays(repeatEach(passes.map((p) => p.added!.timeIds), n)),
         }
+        : {}),
+      ...(options.timestepCond
+        ? { timestepCond: concatArrays(passes.map(() => options.timestepCond!)) }
         : {}),
     });
     const eps = guide(out, size, useUncond, step, options.guidanceScale);
