@@ -299,6 +299,14 @@ export class StableDiffusion {
           input.timeIds.length / b,
         ]);
       }
+      if (input.timestepCond) {
+        // LCM guidance embedding, one row per batch item.
+        const b = input.sampleShape[0];
+        feeds.timestep_cond = asInput(session, "timestep_cond", input.timestepCond, [
+          b,
+          input.timestepCond.length / b,
+        ]);
+      }
       const out = await session.run(feeds, ["out_sample"]);
       return asFloat32(out.out_sample!);
     };
