@@ -12,6 +12,7 @@ import { type Nchw, sampleLatent, scaleLatents } from "../models/vae.ts";
 import type { NoiseGenerator } from "../rng/mod.ts";
 import type { Scheduler } from "../schedulers/mod.ts";
 import { denoiseLatents, type StepConditioning } from "./denoise.ts";
+import { guidanceScaleEmbedding } from "./lcm.ts";
 import { vaeFactor } from "./model.ts";
 import { batchGenerator, makeScheduler, type ScheduleFlag } from "./sampling.ts";
 import type { StableDiffusion } from "./stable_diffusion.ts";
@@ -163,14 +164,23 @@ export type LoopOptions = Omit<
   "guidanceScale" | "guidanceRescale" | "unet" | "onProgress"
 >;
 
-/** The denoising loop with the Job's guidance, the model's UNet and progress; frees the UNet after in low-memory mode. */
+/**
+ * The denoising loop with the Job's guidance, the model's UNet and progress; frees the UNet after
+ * in low-memory mode. A UNet with `time_cond_proj_dim` (LCM) gets the guidance scale as its
+ * `timestep_cond` embedding, one row per image, and runs without CFG (Diffusers'
+ * LatentConsistencyModelPipeline).
+ */
 export async function runLoop(
   sd: StableDiffusion,
   p: Pick<DiffusionParams, "cfg" | "guidanceRescale" | "onProgress">,
   loop: LoopOptions,
 ): Promise<Float32Array> {
+  const condDim = sd.model.unet.config.timeCondProjDim;
   const final = await denoiseLatents({
     ...loop,
+    ...(condDim !== null
+      ? { timestepCond: guidanceScaleEmbedding(new Array(loop.shape[0]).fill(p.cfg), condDim) }
+      : {}),
     guidanceScale: p.cfg,
     guidanceRescale: p.guidanceRescale ?? 0,
     unet: sd.unetCall(),
