@@ -29,7 +29,7 @@ import { type DiffusionResult, img2img, refine, txt2img } from "./generate.ts";
 import { hiresFix } from "./hires.ts";
 import { inpaint } from "./inpaint.ts";
 import { encodeWithMetadata, infotextFor } from "./metadata.ts";
-import { defaultSize, type ModelFamily, openDiffusersModel } from "./model.ts";
+import { defaultSize, type DiffusersModel, openDiffusersModel } from "./model.ts";
 import { StableDiffusion } from "./stable_diffusion.ts";
 import type { ScheduleFlag } from "./sampling.ts";
 
@@ -92,9 +92,13 @@ export function modelName(spec: string | undefined, dir: string): string {
   return base.replace(/\.(safetensors|ckpt|pt|pth|bin)$/i, "") || basename(dir);
 }
 
-/** Default guidance scale per family (Diffusers' pipeline defaults). */
-export function defaultCfg(family: ModelFamily): number {
-  return family === "sdxl" || family === "sdxl-refiner" ? 5 : 7.5;
+/**
+ * Default guidance scale of a model (Diffusers' pipeline defaults): 8.5 for an LCM with a
+ * guidance embedding (LatentConsistencyModelPipeline), 5 for SDXL, else 7.5.
+ */
+export function defaultCfg(model: Pick<DiffusersModel, "family" | "unet">): number {
+  if (model.unet.config.timeCondProjDim !== null) return 8.5;
+  return model.family === "sdxl" || model.family === "sdxl-refiner" ? 5 : 7.5;
 }
 
 /** An image made by a run, encoded with its metadata. */
@@ -234,7 +238,7 @@ export class DiffusionRunner {
       const adapters = await this.adapters(job);
       const sd = await this.open(job.model, job.vae, adapters, job.precision);
       const size = defaultSize(sd.model);
-      const cfg = job.cfg ?? defaultCfg(sd.model.family);
+      const cfg = job.cfg ?? defaultCfg(sd.model);
       const seeds = batch.images.map((i) => i.seed);
       const common = {
         steps: job.steps,
@@ -297,7 +301,7 @@ export class DiffusionRunner {
           const refiner = await this.open(generateJob.refiner, job.vae, undefined, job.precision);
           result = await refine(refiner, {
             ...common,
-            cfg: job.cfg ?? defaultCfg(refiner.model.family),
+            cfg: job.cfg ?? defaultCfg(refiner.model),
             latents: base.latents,
             denoisingStart: generateJob.refinerSwitch,
             ...(base.generator ? { generator: base.generator } : {}),
