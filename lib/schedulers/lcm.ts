@@ -21,12 +21,16 @@ const f32 = Math.fround;
 /**
  * The LCM / TCD timestep schedule: the `originalInferenceSteps` distillation timesteps
  * (k - 1, 2k - 1, ..., with k = numTrain // original) from the top, every (len / n)-th of them.
+ * With `strength` < 1 (Diffusers `set_timesteps(strength=...)`, used by
+ * LatentConsistencyModelImg2ImgPipeline) only the first `int(original * strength)` of the
+ * distillation timesteps are drawn from.
  */
 export function lcmTimesteps(
   name: string,
   numTrainTimesteps: number,
   originalInferenceSteps: number,
   n: number,
+  strength = 1,
 ): Float64Array {
   if (originalInferenceSteps > numTrainTimesteps) {
     throw new RangeError(
@@ -39,8 +43,16 @@ export function lcmTimesteps(
     );
   }
   const k = Math.floor(numTrainTimesteps / originalInferenceSteps);
-  const origin = Array.from({ length: originalInferenceSteps }, (_, j) => (j + 1) * k - 1)
-    .reverse();
+  // Python's int(original_steps * strength), on the same double product.
+  const count = Math.trunc(originalInferenceSteps * strength);
+  if (strength !== 1 && Math.floor(count / n) < 1) {
+    throw new RangeError(
+      `${name}: ${n} steps at strength ${strength} exceed the ${count} distillation timesteps ` +
+        `left (original_inference_steps ${originalInferenceSteps} x strength); use at most ` +
+        `${count} steps or raise the strength`,
+    );
+  }
+  const origin = Array.from({ length: count }, (_, j) => (j + 1) * k - 1).reverse();
   const idx = numpyLinspace(0, origin.length, n + 1).subarray(0, n); // endpoint=False
   return Float64Array.from(idx, (v) => origin[Math.floor(v)]!);
 }
@@ -100,7 +112,11 @@ export class LCMScheduler extends AlphaScheduler {
     super("LCMScheduler", parseSchedulerConfig(config, LCM_DEFAULTS));
   }
 
-  setTimesteps(numInferenceSteps: number): void {
+  /**
+   * Diffusers `set_timesteps(num_inference_steps, strength=strength)`; `strength` < 1 is what
+   * LatentConsistencyModelImg2ImgPipeline passes (every step then runs, no `get_timesteps` tail).
+   */
+  setTimesteps(numInferenceSteps: number, strength = 1): void {
     const c = this.config;
     checkSteps("LCMScheduler", numInferenceSteps, c.numTrainTimesteps);
     this.timesteps = lcmTimesteps(
@@ -108,6 +124,7 @@ export class LCMScheduler extends AlphaScheduler {
       c.numTrainTimesteps,
       c.originalInferenceSteps,
       numInferenceSteps,
+      strength,
     );
   }
 
