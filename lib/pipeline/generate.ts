@@ -10,7 +10,7 @@ import { type RawImage, tensorToImage } from "../image/codec.ts";
 import type { ProgressCallback } from "../io/progress.ts";
 import { type Nchw, sampleLatent, scaleLatents } from "../models/vae.ts";
 import type { NoiseGenerator } from "../rng/mod.ts";
-import type { Scheduler } from "../schedulers/mod.ts";
+import { LCMScheduler, type Scheduler } from "../schedulers/mod.ts";
 import { denoiseLatents, type StepConditioning } from "./denoise.ts";
 import { guidanceScaleEmbedding } from "./lcm.ts";
 import { vaeFactor } from "./model.ts";
@@ -126,7 +126,11 @@ export async function decodeImages(
 
 /**
  * The scheduler for an img2img-style run: `set_timesteps(steps)` and the tail kept for
- * `strength` (Diffusers `get_timesteps`). Refuses a strength that leaves no step.
+ * `strength` (Diffusers `get_timesteps`). An LCM with a guidance embedding on its LCMScheduler
+ * instead runs every one of `steps` timesteps drawn from the first `strength` of the
+ * distillation schedule (LatentConsistencyModelImg2ImgPipeline:
+ * `set_timesteps(steps, strength=strength)`, no `get_timesteps`). Refuses a strength that
+ * leaves no step.
  */
 export function strengthSchedule(
   sd: StableDiffusion,
@@ -134,6 +138,10 @@ export function strengthSchedule(
   hint = "raise --strength or --steps",
 ): { scheduler: Scheduler; startIndex: number } {
   const scheduler = makeScheduler(sd.model.schedulerConfig, p.sampler, p.schedule);
+  if (sd.model.unet.config.timeCondProjDim !== null && scheduler instanceof LCMScheduler) {
+    scheduler.setTimesteps(p.steps, p.strength);
+    return { scheduler, startIndex: 0 };
+  }
   const { timesteps, startIndex } = scheduler.img2imgTimesteps(p.steps, p.strength);
   if (timesteps.length === 0) {
     throw new UsageError(`Strength ${p.strength} with ${p.steps} steps leaves no denoising step`, {
