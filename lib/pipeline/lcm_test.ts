@@ -115,3 +115,21 @@ Deno.test("denoiseLatents() with timestepCond: one pass per sub-prompt, no uncon
     assert.deepEqual(c.timestepCond, Float32Array.from([...emb, ...emb]));
   }
 });
+
+Deno.test("LCMScheduler.setTimesteps(steps, strength) follows Diffusers' LCM img2img schedule", () => {
+  // Diffusers set_timesteps(4, strength=0.5), original 50: k = 20, the first int(50 * 0.5) = 25
+  // distillation timesteps 19..499 from the top, indices floor(linspace(0, 25, 4, endpoint=False))
+  // = [0, 6, 12, 18] -> 499 - 20 * idx.
+  const s = new LCMScheduler({ num_train_timesteps: 1000, original_inference_steps: 50 });
+  s.setTimesteps(4, 0.5);
+  assert.deepEqual([...s.timesteps], [499, 379, 259, 139]);
+  // int(50 * 0.58) is 28 in Python (the double product is 28.999...): timesteps 19..559,
+  // idx [0, 7, 14, 21] (checked with NumPy).
+  s.setTimesteps(4, 0.58);
+  assert.deepEqual([...s.timesteps], [559, 419, 279, 139]);
+  // Strength 1 is the txt2img schedule.
+  s.setTimesteps(4, 1);
+  assert.deepEqual([...s.timesteps], [999, 759, 499, 259]);
+  // Diffusers: skipping_step = 25 // 26 < 1 raises.
+  assert.throws(() => s.setTimesteps(26, 0.5), RangeError);
+});
