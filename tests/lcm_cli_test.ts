@@ -107,13 +107,23 @@ Deno.test("generate with a tiny LCM: 4 steps, cfg embedded, no CFG, default cfg 
   assert.equal(meta.a1111?.params["Steps"], "4");
 });
 
-Deno.test("img2img with a tiny LCM runs without CFG: the negative prompt changes nothing", async () => {
+Deno.test("img2img with a tiny LCM: every step runs, cfg embedded, the negative prompt unused", async () => {
   const made = await runCli(
     ["generate", "a cat", "-m", LCM_MODEL, "--steps", "2", "--seed", "1", "-q"],
     { env: ENV },
   );
   assert.equal(made.code, 0, made.stderr);
   const args = ["img2img", "a dog", "-m", LCM_MODEL, "--steps", "4", "--strength", "0.5"];
+  // LatentConsistencyModelImg2ImgPipeline runs all 4 steps (timesteps from the first half of
+  // the distillation schedule), not get_timesteps' tail of 2.
+  const progress = await runCli([...args, "--seed", "2", "--progress", "json"], {
+    env: ENV,
+    stdin: made.stdout,
+  });
+  assert.equal(progress.code, 0, progress.stderr);
+  const totals = progress.stderr.split("\n").filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l)).filter((e) => e.task === "denoise").map((e) => e.total);
+  assert.deepEqual([...new Set(totals)], [4]);
   const base = await runCli([...args, "--seed", "2", "-q"], { env: ENV, stdin: made.stdout });
   const neg = await runCli([...args, "--seed", "2", "--negative", "ugly", "-q"], {
     env: ENV,
