@@ -9,7 +9,6 @@ import { InputError, UsageError } from "../lib/errors.ts";
 import { readFileChecked } from "../lib/io/input.ts";
 import { writeOutput } from "../lib/io/output.ts";
 import { describeIssues, GenerateJob, resolveJob, unwrapJob } from "../lib/job.ts";
-import { extractJob } from "../lib/meta/extract_job.ts";
 import {
   type BatchTask,
   parseShard,
@@ -17,6 +16,7 @@ import {
   seedValue,
   shardBatches,
 } from "../lib/pipeline/batch.ts";
+import { jobFromImage, jobFromInfotext } from "../lib/pipeline/metadata.ts";
 import { randomSeed } from "../lib/pipeline/sampling.ts";
 import {
   examples,
@@ -142,7 +142,10 @@ export function generateCommand() {
       if (options.job !== undefined) throw new UsageError("Pass --jobs or --job, not both");
       jobs = (await readJobsFile(options.jobs, flags)).map((j, i) => withSeed(j, i, true));
     } else {
-      const loaded = await loadJobOption(options.job, { fromImage: extractJob });
+      const loaded = await loadJobOption(options.job, {
+        fromImage: jobFromImage,
+        fromA1111: (a1111) => jobFromInfotext(a1111 as Parameters<typeof jobFromInfotext>[0]),
+      });
       const job = resolveJob(GenerateJob, "generate", {
         flags,
         ...(loaded ? { document: loaded.document, documentLabel: loaded.label } : {}),

@@ -11,8 +11,8 @@ import { decodeMask, type MaskImage } from "../lib/image/mask.ts";
 import { readInput } from "../lib/io/input.ts";
 import { writeOutput } from "../lib/io/output.ts";
 import { Img2ImgJob, resolveJob } from "../lib/job.ts";
-import { extractJob } from "../lib/meta/extract_job.ts";
 import { planBatches, seedValue } from "../lib/pipeline/batch.ts";
+import { jobFromImage, jobFromInfotext } from "../lib/pipeline/metadata.ts";
 import { randomSeed } from "../lib/pipeline/sampling.ts";
 import { examples, explicitOptions, finiteNumber, loadJobOption, runContext } from "./common.ts";
 import {
@@ -84,7 +84,10 @@ export function img2imgCommand() {
     const ctx = runContext(cmd);
     const flags = jobFlags(explicitOptions(cmd));
     if (prompt !== undefined) flags.prompt = prompt;
-    const loaded = await loadJobOption(options.job, { fromImage: extractJob });
+    const loaded = await loadJobOption(options.job, {
+      fromImage: jobFromImage,
+      fromA1111: (a1111) => jobFromInfotext(a1111 as Parameters<typeof jobFromInfotext>[0]),
+    });
     if (options.image !== undefined && options.image !== "-") flags.image = options.image;
     let job = resolveJob(Img2ImgJob, "img2img", {
       flags,

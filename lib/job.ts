@@ -114,6 +114,11 @@ export type ImageJobExtractor = (bytes: Uint8Array) => Record<string, unknown> |
 export interface LoadJobOptions extends ReadInputOptions {
   /** Finds a stored Job in an image, so `--job image.png` replays it. */
   fromImage?: ImageJobExtractor;
+  /**
+   * Builds a Job from the `a1111` part of a `denoise meta read` document that holds no denoise
+   * Job (images made by A1111 and its forks).
+   */
+  fromA1111?: (a1111: Record<string, unknown>) => Record<string, unknown> | undefined;
 }
 
 /**
@@ -144,7 +149,10 @@ export async function loadJobDocument(
       { hint: "pass a JSON object, e.g. from --dry-run", cause: error },
     );
   }
-  const document = unwrapJob(parsed);
+  const document = isRecord(parsed) && parsed.command === undefined && parsed.job === undefined &&
+      isRecord(parsed.a1111) && options.fromA1111 !== undefined
+    ? options.fromA1111(parsed.a1111)
+    : unwrapJob(parsed);
   if (document === undefined) {
     throw new InputError(`The job in ${input.label} is not a JSON object`, {
       hint: "pass a JSON object, e.g. the output of --dry-run or of denoise meta read",

@@ -554,3 +554,29 @@ Deno.test("--cfg 0 and --cfg 1 both skip the unconditional pass (Diffusers: guid
   assert.deepEqual((await pixels(zero.stdout)).data, (await pixels(one.stdout)).data);
   assert.notDeepEqual((await pixels(guided.stdout)).data, (await pixels(one.stdout)).data);
 });
+
+Deno.test({
+  name: "--job replays A1111 images: PNG text, and meta read output of a JPEG",
+  ignore: !hasShared,
+  fn: async () => {
+    const png = sharedPath("fixtures/real/a1111/a1111_v1.10.1_hires_fix.png");
+    let r = await runCli(["generate", "--job", png, "--dry-run"], { env: ENV });
+    assert.equal(r.code, 0, r.stderr);
+    let job = JSON.parse(r.text);
+    assert.deepEqual([job.seed, job.sampler, job.schedule, job.hiresScale], [
+      3888671826,
+      "DPM++ 2M",
+      "karras",
+      1.5,
+    ]);
+    const jpg = sharedPath("fixtures/real/a1111/a1111_v1.10.1_usercomment.jpg");
+    r = await runPipeline(
+      `denoise meta read "${jpg}" | denoise generate --job - --steps 4 --dry-run`,
+      { env: ENV },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    job = JSON.parse(r.text);
+    assert.equal(job.cfg, 5.5);
+    assert.equal(job.steps, 4, "flags override the replayed job");
+  },
+});

@@ -5,8 +5,8 @@
  * @module
  */
 import { encodeImage, type ImageFormat, type RawImage } from "../image/codec.ts";
-import { formatInfotext } from "../meta/a1111.ts";
-import { DENOISE_JOB_KEYWORD } from "../meta/read.ts";
+import { formatInfotext, type InfotextSummary } from "../meta/a1111.ts";
+import { DENOISE_JOB_KEYWORD, readMetadata } from "../meta/read.ts";
 import { writeMetadata } from "../meta/write.ts";
 import { resolveSampler, samplerTable } from "../schedulers/mod.ts";
 
@@ -21,15 +21,15 @@ export interface InfotextJob {
   schedule?: string | undefined;
   seed?: number | string | undefined;
   clipSkip: number;
-  strength?: number;
+  strength?: number | undefined;
   mask?: string | undefined;
-  maskBlur?: number;
+  maskBlur?: number | undefined;
   hiresScale?: number | undefined;
   hiresSteps?: number | undefined;
-  hiresStrength?: number;
-  hiresUpscaler?: string;
+  hiresStrength?: number | undefined;
+  hiresUpscaler?: string | undefined;
   rng: string;
-  emphasis?: string;
+  emphasis?: string | undefined;
 }
 
 /** Facts known only at run time. */
@@ -132,4 +132,75 @@ export async function encodeWithMetadata(
   const set: Record<string, string> = { parameters: metadata.infotext };
   if (format === "png") set[DENOISE_JOB_KEYWORD] = JSON.stringify(metadata.job);
   return writeMetadata(bytes, { set });
+}
+
+const SCHEDULE_FROM_A1111: Record<string, string> = {
+  karras: "karras",
+  exponential: "exponential",
+  beta: "beta",
+  "sgm uniform": "sgm-uniform",
+  simple: "simple",
+};
+
+/**
+ * A generate/img2img Job document from an A1111 infotext (the inverse of {@linkcode infotextFor}),
+ * so `--job image.png` replays images made by A1111 and its forks: prompt, negative, steps,
+ * sampler (A1111 label) and schedule type, CFG scale, seed, size, clip skip, RNG, hires fix.
+ * The model is not mapped (an A1111 model name is not a path): pass `-m`.
+ */
+export function jobFromInfotext(info: {
+  prompt: string;
+  negativePrompt: string;
+  params: Record<string, string>;
+  summary: InfotextSummary;
+}): Record<string, unknown> {
+  const s = info.summary;
+  const img2img = s.denoisingStrength !== undefined && s.hires === undefined;
+  const job: Record<string, unknown> = {
+    command: img2img ? "img2img" : "generate",
+    prompt: info.prompt,
+    negative: info.negativePrompt,
+  };
+  if (s.steps !== undefined) job.steps = s.steps;
+  if (s.cfgScale !== undefined) job.cfg = s.cfgScale;
+  if (s.seed !== undefined) job.seed = s.seed;
+  if (s.clipSkip !== undefined) job.clipSkip = s.clipSkip;
+  if (s.sampler !== undefined) job.sampler = s.sampler;
+  const schedule = SCHEDULE_FROM_A1111[(s.scheduleType ?? "").toLowerCase()];
+  if (schedule !== undefined) job.schedule = schedule;
+  if (!img2img && s.width !== undefined && s.height !== undefined) {
+    job.width = s.width;
+    job.height = s.height;
+  }
+  if (img2img) job.strength = s.denoisingStrength;
+  if (info.params["RNG"]?.toUpperCase() === "NV") job.rng = "nv";
+  if (s.hires !== undefined) {
+    const scale = Number(s.hires.upscale);
+    if (Number.isFinite(scale) && scale >= 1) job.hiresScale = scale;
+    const steps = Number(s.hires.steps);
+    if (Number.isInteger(steps) && steps > 0) job.hiresSteps = steps;
+    if (s.denoisingStrength !== undefined) job.hiresStrength = s.denoisingStrength;
+    job.hiresUpscaler = /^latent/i.test(String(s.hires.upscaler ?? "latent"))
+      ? "latent"
+      : "lanczos";
+  }
+  return job;
+}
+
+/**
+ * The Job stored in an image: denoise's own "denoise" chunk, else one rebuilt from A1111
+ * parameters (PNG text or JPEG/WebP EXIF). For `--job image.png|jpg|webp`.
+ */
+export function jobFromImage(bytes: Uint8Array): Record<string, unknown> | undefined {
+  let meta;
+  try {
+    meta = readMetadata(bytes, { lenient: true });
+  } catch {
+    return undefined;
+  }
+  const job = meta.job;
+  if (typeof job === "object" && job !== null && !Array.isArray(job)) {
+    return job as Record<string, unknown>;
+  }
+  return meta.a1111 === undefined ? undefined : jobFromInfotext(meta.a1111);
 }

@@ -1,0 +1,88 @@
+import assert from "node:assert/strict";
+import { hasShared, sharedPath } from "../../tests/shared.ts";
+import { parseInfotext, summarizeInfotext } from "../meta/a1111.ts";
+import { GenerateJob, Img2ImgJob } from "../job.ts";
+import { infotextFor, jobFromImage, jobFromInfotext } from "./metadata.ts";
+
+const CTX = {
+  width: 512,
+  height: 768,
+  cfg: 6.5,
+  schedulerClass: "PNDMScheduler",
+  schedulerConfig: {},
+  modelName: "sd15",
+  version: "denoise 0.0.0",
+};
+
+function roundTrip(text: string) {
+  const info = parseInfotext(text);
+  return jobFromInfotext({ ...info, summary: summarizeInfotext(info.params) });
+}
+
+Deno.test("jobFromInfotext() inverts infotextFor() for generate, hires and img2img jobs", () => {
+  const generate = GenerateJob.parse({
+    command: "generate",
+    prompt: "a fox, (snow:1.2)",
+    negative: "blurry, lowres",
+    steps: 25,
+    sampler: "dpm++2m",
+    schedule: "karras",
+    seed: 1234,
+    clipSkip: 2,
+    rng: "nv",
+    hiresScale: 2,
+    hiresSteps: 10,
+    hiresStrength: 0.45,
+  });
+  const back = GenerateJob.parse(roundTrip(infotextFor(generate, CTX)));
+  assert.equal(back.prompt, generate.prompt);
+  assert.equal(back.negative, generate.negative);
+  assert.equal(back.steps, 25);
+  assert.equal(back.cfg, 6.5);
+  assert.equal(back.seed, 1234);
+  assert.equal(back.clipSkip, 2);
+  assert.equal(back.rng, "nv");
+  assert.equal(back.sampler, "DPM++ 2M");
+  assert.equal(back.schedule, "karras");
+  assert.deepEqual([back.width, back.height], [512, 768]);
+  assert.deepEqual([back.hiresScale, back.hiresSteps, back.hiresStrength], [2, 10, 0.45]);
+  assert.equal(back.hiresUpscaler, "latent");
+
+  const img2img = Img2ImgJob.parse({
+    command: "img2img",
+    prompt: "night",
+    steps: 8,
+    seed: 7,
+    strength: 0.6,
+    sampler: "euler-a",
+  });
+  const again = Img2ImgJob.parse(roundTrip(infotextFor({ ...img2img, strength: 0.6 }, CTX)));
+  assert.equal(again.command, "img2img");
+  assert.equal(again.strength, 0.6);
+  assert.equal(again.sampler, "Euler a");
+  assert.equal(again.width, undefined, "img2img takes its size from the input image");
+});
+
+Deno.test({
+  name: "jobFromImage() rebuilds A1111 jobs from PNG text and JPEG EXIF (real A1111 files)",
+  ignore: !hasShared,
+  fn: async () => {
+    const png = jobFromImage(
+      await Deno.readFile(sharedPath("fixtures/real/a1111/a1111_v1.10.1_hires_fix.png")),
+    )!;
+    const job = GenerateJob.parse(png);
+    assert.equal(job.seed, 3888671826);
+    assert.equal(job.sampler, "DPM++ 2M");
+    assert.equal(job.schedule, "karras");
+    assert.equal(job.hiresScale, 1.5);
+    const jpg = jobFromImage(
+      await Deno.readFile(sharedPath("fixtures/real/a1111/a1111_v1.10.1_usercomment.jpg")),
+    )!;
+    assert.equal(GenerateJob.parse(jpg).cfg, 5.5);
+    const i2i = jobFromImage(
+      await Deno.readFile(sharedPath("fixtures/real/a1111/a1111_v1.6.0_lora_hashes_img2img.png")),
+    )!;
+    assert.equal(Img2ImgJob.parse(i2i).strength, 0.75);
+    assert.equal(jobFromImage(new Uint8Array([1, 2, 3])), undefined);
+  },
+});
