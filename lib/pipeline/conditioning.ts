@@ -163,7 +163,13 @@ export async function encodeConditioning(
     }
   }
   const plan = planConditioning(
-    { prompt: options.prompt, negative: options.negative, steps: options.steps },
+    {
+      prompt: options.prompt,
+      // An LCM with a guidance embedding has no unconditional pass; Diffusers passes no negative
+      // prompt, so it must not pad the prompt's chunks either.
+      negative: model.unet.config.timeCondProjDim !== null ? "" : options.negative,
+      steps: options.steps,
+    },
     tokenizers,
     {
       syntax: options.promptSyntax,
