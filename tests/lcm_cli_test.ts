@@ -84,11 +84,18 @@ Deno.test("generate with a tiny LCM: 4 steps, cfg embedded, no CFG, default cfg 
   const negative = await runCli([...args, "--cfg", "8.5", "--negative", "blurry, dark"], {
     env: ENV,
   });
+  // Longer than one 77-token chunk: with CFG it would pad the prompt to two chunks (A1111).
+  const longNegative = await runCli(
+    [...args, "--negative", Array(40).fill("ugly dark").join(" ")],
+    {
+      env: ENV,
+    },
+  );
   const low = await runCli([...args, "--cfg", "2"], { env: ENV });
-  for (const r of [explicit, negative, low]) assert.equal(r.code, 0, r.stderr);
+  for (const r of [explicit, negative, longNegative, low]) assert.equal(r.code, 0, r.stderr);
 
-  const [p, e, n, l] = await Promise.all(
-    [plain, explicit, negative, low].map((r) => pixels(r.stdout)),
+  const [p, e, n, ln, l] = await Promise.all(
+    [plain, explicit, negative, longNegative, low].map((r) => pixels(r.stdout)),
   );
   // Deterministic: the same run gives the same bytes.
   assert.deepEqual(plain.stdout, again.stdout);
@@ -96,6 +103,7 @@ Deno.test("generate with a tiny LCM: 4 steps, cfg embedded, no CFG, default cfg 
   assert.deepEqual(p, e);
   // No classifier-free guidance: the negative prompt is not used.
   assert.deepEqual(n, e);
+  assert.deepEqual(ln, p);
   // The guidance scale reaches the UNet through timestep_cond.
   const moved = maxDiff(l!, e!);
   assert.ok(moved > 2, `--cfg 2 vs 8.5: images differ by only ${moved}/255`);
