@@ -37,6 +37,8 @@ export interface DiffusionParams {
   vaeTiling?: boolean;
   /** Produces the conditioning once the scheduler's timesteps are known. */
   conditioner: Conditioner;
+  /** Free the text encoders once this run's conditioning is built (its last use in a run). */
+  releaseTextEncoders?: boolean;
   onProgress?: ProgressCallback;
 }
 
@@ -151,15 +153,15 @@ export function strengthSchedule(
   return { scheduler, startIndex };
 }
 
-/** Builds the conditioning, then frees the text encoders in low-memory mode. */
+/** Builds the conditioning, then frees the text encoders in low-memory mode or when asked. */
 export async function condition(
   sd: StableDiffusion,
-  p: Pick<DiffusionParams, "conditioner">,
+  p: Pick<DiffusionParams, "conditioner" | "releaseTextEncoders">,
   scheduler: Scheduler,
   size: { width: number; height: number },
 ): Promise<(i: number) => StepConditioning> {
   const conditioning = await p.conditioner(sd, scheduler, size);
-  if (sd.options.lowMemory) {
+  if (sd.options.lowMemory || p.releaseTextEncoders) {
     await sd.releaseSession("text_encoder");
     await sd.releaseSession("text_encoder_2");
   }

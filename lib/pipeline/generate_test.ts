@@ -84,3 +84,34 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "txt2img() frees the text encoder after conditioning when asked (its last use)",
+  ignore: !hasShared,
+  fn: async () => {
+    const cacheDir = await Deno.makeTempDir();
+    const sd = await StableDiffusion.open(sharedPath("golden/models/tiny_dummy/pipeline"), {
+      cacheDir,
+      threads: 1,
+    });
+    try {
+      const params = {
+        steps: 2,
+        cfg: 7.5,
+        seeds: [0n],
+        rng: "cpu" as const,
+        width: 64,
+        height: 64,
+        conditioner: conditionerFor(PROMPT),
+      };
+      await txt2img(sd, params);
+      assert.ok(sd.openSessions().includes("text_encoder"), "kept by default");
+      await txt2img(sd, { ...params, releaseTextEncoders: true });
+      assert.ok(!sd.openSessions().includes("text_encoder"), "released after its last use");
+      assert.ok(sd.openSessions().includes("unet"));
+    } finally {
+      await sd.release();
+      await Deno.remove(cacheDir, { recursive: true });
+    }
+  },
+});

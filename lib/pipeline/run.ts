@@ -232,7 +232,7 @@ export class DiffusionRunner {
     batches: ReadonlyArray<BatchTask<GenerateJob> | BatchTask<Img2ImgJob>>,
     options: RunBatchesOptions,
   ): Promise<void> {
-    for (const batch of batches) {
+    for (const [index, batch] of batches.entries()) {
       const job = batch.job;
       this.#onAdapters = options.onAdapters;
       const adapters = await this.adapters(job);
@@ -250,6 +250,10 @@ export class DiffusionRunner {
         guidanceRescale: job.guidanceRescale,
         vaeTiling: job.vaeTiling,
         conditioner: conditionerFor({ ...job, embeddings: adapters.tokens }),
+        // The text encoders are not needed after the last batch's conditioning (a hires pass
+        // conditions again, so it keeps them).
+        releaseTextEncoders: index === batches.length - 1 &&
+          (job as GenerateJob).hiresScale === undefined,
         ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       };
       let result: DiffusionResult;

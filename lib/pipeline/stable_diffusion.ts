@@ -181,6 +181,11 @@ export class StableDiffusion {
     }
   }
 
+  /** Names of the sessions opened (or opening) now. */
+  openSessions(): SessionName[] {
+    return [...this.#sessions.keys()];
+  }
+
   /** Frees one session (low-memory mode calls this between stages). */
   async releaseSession(name: SessionName): Promise<void> {
     const session = this.#sessions.get(name);
