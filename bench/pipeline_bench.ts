@@ -153,7 +153,7 @@ for (const sampler of ["EulerDiscreteScheduler", "EulerAncestralDiscreteSchedule
 }
 
 globalThis.addEventListener("unload", () => {
-  void tinySd?.release();
+  // Sessions are left to the process exit: an unawaited release here crashed ORT at exit.
   // makeTinyModel and the tokenizer live in a folder of their own temp folder.
   for (const dir of [tinyCache, join(tinyDir, ".."), join(tinyTokenizer, "..")]) {
     try {
