@@ -272,6 +272,8 @@ export const JOB_FLAGS = [
   "strength",
   "mask",
   "maskBlur",
+  "inpaintFullRes",
+  "inpaintFullResPadding",
   "hiresScale",
   "hiresSteps",
   "hiresStrength",

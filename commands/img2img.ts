@@ -14,7 +14,14 @@ import { Img2ImgJob, resolveJob } from "../lib/job.ts";
 import { planBatches, seedValue } from "../lib/pipeline/batch.ts";
 import { jobFromImage, jobFromInfotext } from "../lib/pipeline/metadata.ts";
 import { randomSeed } from "../lib/pipeline/sampling.ts";
-import { examples, explicitOptions, finiteNumber, loadJobOption, runContext } from "./common.ts";
+import {
+  examples,
+  explicitOptions,
+  finiteNumber,
+  loadJobOption,
+  nonNegativeInt,
+  runContext,
+} from "./common.ts";
 import {
   addDiffusionOptions,
   debugLedger,
@@ -60,6 +67,16 @@ export function img2imgCommand() {
       "--mask-blur <px>",
       "A1111 mask blur in pixels; the original is pasted back through the blurred mask",
       finiteNumber("--mask-blur"),
+    )
+    .option(
+      "--inpaint-full-res",
+      "inpaint only the masked area: a crop around the mask, processed at --width x --height " +
+        '(default: the image size) and pasted back (A1111 "Inpaint area: Only masked")',
+    )
+    .option(
+      "--inpaint-full-res-padding <px>",
+      "pixels kept around the mask's bounding box with --inpaint-full-res (default 32)",
+      nonNegativeInt("--inpaint-full-res-padding"),
     );
   addDiffusionOptions(command);
   command.addHelpText(

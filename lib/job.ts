@@ -291,6 +291,10 @@ export const Img2ImgJob = defineJob("img2img", {
   mask: z.string().optional(),
   /** A1111 mask blur in pixels; also pastes the original back through the blurred mask. */
   maskBlur: z.number().min(0).max(256).optional(),
+  /** A1111 "Inpaint area: Only masked": inpaint a crop around the mask at the processing size. */
+  inpaintFullRes: z.boolean().default(false),
+  /** A1111 "Masked area padding": pixels around the mask's bounding box. */
+  inpaintFullResPadding: z.number().int().min(0).max(16384).default(32),
 });
 
 /** A `denoise img2img` Job. */

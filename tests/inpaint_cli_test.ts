@@ -214,3 +214,90 @@ Deno.test("img2img --mask rejects a mask of another size and a mask that is not 
   assert.notEqual(r.code, 0);
   assert.deepEqual(listDir(dir), []);
 });
+
+/** Repaints the 8x8 square x 40..47, y 8..15. */
+const SQUARE_MASK = join(WORK, "square-mask.png");
+await Deno.writeFile(
+  SQUARE_MASK,
+  await png(SIZE, SIZE, 1, (x, y) => (x >= 40 && x < 48 && y >= 8 && y < 16 ? 255 : 0)),
+);
+
+/** The largest change per pixel inside and outside a region `[x1, x2) x [y1, y2)`. */
+function changes(
+  made: Uint8Array,
+  input: Uint8Array,
+  inRegion: (x: number, y: number) => boolean,
+): { inside: number; outside: number } {
+  let inside = 0;
+  let outside = 0;
+  for (let y = 0; y < SIZE; y++) {
+    for (let x = 0; x < SIZE; x++) {
+      for (let c = 0; c < 3; c++) {
+        const i = (y * SIZE + x) * 3 + c;
+        const d = Math.abs(made[i]! - input[i]!);
+        if (inRegion(x, y)) inside = Math.max(inside, d);
+        else outside = Math.max(outside, d);
+      }
+    }
+  }
+  return { inside, outside };
+}
+
+Deno.test("img2img --inpaint-full-res repaints only the crop around the mask, records it and replays", async () => {
+  const input = await pixels(await Deno.readFile(INPUT));
+  const first = join(WORK, "full-res-a.png");
+  const args = [
+    "img2img",
+    "a red fox",
+    "-m",
+    MODEL,
+    "--image",
+    INPUT,
+    "--mask",
+    SQUARE_MASK,
+    "--mask-blur",
+    "2",
+    "--inpaint-full-res",
+    "--inpaint-full-res-padding",
+    "8",
+    "--steps",
+    "3",
+    "--seed",
+    "7",
+    "--sampler",
+    "euler-a",
+    "-q",
+  ];
+  let r = await runCli([...args, "-o", first], { env: ENV });
+  assert.equal(r.code, 0, r.stderr);
+  const bytes = await Deno.readFile(first);
+  const made = await pixels(bytes);
+  assert.deepEqual([made.width, made.height], [SIZE, SIZE]);
+  // Blur 2 (kernel radius int(2.5 * 2 + 0.5) = 5) spreads the square to x 35..52, y 3..20;
+  // padding 8 gives (27, 0, 61, 29), 34x29, grown to the 64x64 ratio: height 34, diff 5,
+  // y -2..32, shifted down to 0..34. The crop region is (27, 0, 61, 34).
+  const crop = changes(made.data, input.data, (x, y) => x >= 27 && x < 61 && y < 34);
+  assert.equal(crop.outside, 0, `pixels outside the crop region changed by up to ${crop.outside}`);
+  const square = changes(made.data, input.data, (x, y) => x >= 40 && x < 48 && y >= 8 && y < 16);
+  assert.ok(square.inside > 10, `the mask was not repainted (max change ${square.inside})`);
+  // The blurred seam reaches past the square but not past the blur radius.
+  const seam = changes(made.data, input.data, (x, y) => x >= 35 && x < 53 && y >= 3 && y < 21);
+  assert.equal(seam.outside, 0, `pixels past the blurred mask changed by up to ${seam.outside}`);
+  const meta = readMetadata(bytes);
+  const job = meta.job as Record<string, unknown>;
+  assert.equal(job.inpaintFullRes, true);
+  assert.equal(job.inpaintFullResPadding, 8);
+  assert.equal(meta.a1111?.params["Inpaint area"], "Only masked");
+  assert.equal(meta.a1111?.params["Masked area padding"], "8");
+  assert.equal(meta.a1111?.params["Mask blur"], "2");
+
+  const second = join(WORK, "full-res-b.png");
+  r = await runCli(["img2img", "--job", first, "--image", INPUT, "-o", second, "-q"], { env: ENV });
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(await Deno.readFile(second), bytes);
+  // Whole-image inpainting of the same job is another image.
+  const whole = join(WORK, "full-res-off.png");
+  r = await runCli([...args.filter((a) => a !== "--inpaint-full-res"), "-o", whole], { env: ENV });
+  assert.equal(r.code, 0, r.stderr);
+  assert.notDeepEqual((await pixels(await Deno.readFile(whole))).data, made.data);
+});

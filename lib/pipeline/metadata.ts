@@ -24,6 +24,8 @@ export interface InfotextJob {
   strength?: number | undefined;
   mask?: string | undefined;
   maskBlur?: number | undefined;
+  inpaintFullRes?: boolean | undefined;
+  inpaintFullResPadding?: number | undefined;
   hiresScale?: number | undefined;
   hiresSteps?: number | undefined;
   hiresStrength?: number | undefined;
@@ -99,6 +101,10 @@ export function infotextFor(job: InfotextJob, ctx: InfotextContext): string {
   if (job.clipSkip > 1) params["Clip skip"] = String(job.clipSkip);
   if (job.strength !== undefined) params["Denoising strength"] = String(job.strength);
   if (job.mask !== undefined) params["Mask blur"] = String(job.maskBlur ?? 0);
+  if (job.mask !== undefined && job.inpaintFullRes === true) {
+    params["Inpaint area"] = "Only masked";
+    params["Masked area padding"] = String(job.inpaintFullResPadding ?? 32);
+  }
   if (job.hiresScale !== undefined) {
     params["Hires upscale"] = String(job.hiresScale);
     params["Hires steps"] = String(job.hiresSteps ?? job.steps);
@@ -173,6 +179,11 @@ export function jobFromInfotext(info: {
     job.height = s.height;
   }
   if (img2img) job.strength = s.denoisingStrength;
+  if (img2img && info.params["Inpaint area"]?.toLowerCase() === "only masked") {
+    job.inpaintFullRes = true;
+    const padding = Number(info.params["Masked area padding"]);
+    if (Number.isInteger(padding) && padding >= 0) job.inpaintFullResPadding = padding;
+  }
   if (info.params["RNG"]?.toUpperCase() === "NV") job.rng = "nv";
   if (s.hires !== undefined) {
     const scale = Number(s.hires.upscale);

@@ -63,6 +63,26 @@ Deno.test("jobFromInfotext() inverts infotextFor() for generate, hires and img2i
   assert.equal(again.width, undefined, "img2img takes its size from the input image");
 });
 
+Deno.test("infotextFor() writes A1111's Only masked fields and jobFromInfotext() reads them", () => {
+  const job = Img2ImgJob.parse({
+    command: "img2img",
+    prompt: "a hat",
+    strength: 0.9,
+    mask: "hat.png",
+    maskBlur: 4,
+    inpaintFullRes: true,
+    inpaintFullResPadding: 48,
+  });
+  const text = infotextFor({ ...job, strength: 0.9 }, CTX);
+  assert.match(text, /Mask blur: 4, Inpaint area: Only masked, Masked area padding: 48,/);
+  const back = Img2ImgJob.parse(roundTrip(text));
+  assert.deepEqual([back.inpaintFullRes, back.inpaintFullResPadding], [true, 48]);
+  // Whole-image inpainting and plain img2img write neither field.
+  const whole = infotextFor({ ...job, inpaintFullRes: false, strength: 0.9 }, CTX);
+  assert.doesNotMatch(whole, /Inpaint area|Masked area padding/);
+  assert.equal(Img2ImgJob.parse(roundTrip(whole)).inpaintFullRes, false);
+});
+
 Deno.test({
   name: "jobFromImage() rebuilds A1111 jobs from PNG text and JPEG EXIF (real A1111 files)",
   ignore: !hasShared,

@@ -28,6 +28,7 @@ import { conditionerFor } from "./conditioning.ts";
 import { type DiffusionResult, img2img, refine, txt2img } from "./generate.ts";
 import { hiresFix } from "./hires.ts";
 import { inpaint } from "./inpaint.ts";
+import { inpaintOnlyMasked } from "./inpaint_area.ts";
 import { encodeWithMetadata, infotextFor } from "./metadata.ts";
 import { defaultSize, type DiffusersModel, openDiffusersModel } from "./model.ts";
 import { StableDiffusion } from "./stable_diffusion.ts";
@@ -263,15 +264,30 @@ export class DiffusionRunner {
         if (options.image === undefined) throw new UsageError("img2img needs an input image");
         [, , height, width] = options.image.dims;
         const img2imgJob = job as Img2ImgJob;
-        result = options.mask === undefined
-          ? await img2img(sd, { ...common, image: options.image, strength: img2imgJob.strength })
-          : await inpaint(sd, {
+        const inpaintParams = options.mask === undefined ? undefined : {
+          ...common,
+          image: options.image,
+          mask: options.mask,
+          strength: img2imgJob.strength,
+          ...(img2imgJob.maskBlur !== undefined ? { maskBlur: img2imgJob.maskBlur } : {}),
+        };
+        if (inpaintParams === undefined) {
+          result = await img2img(sd, {
             ...common,
             image: options.image,
-            mask: options.mask,
             strength: img2imgJob.strength,
-            ...(img2imgJob.maskBlur !== undefined ? { maskBlur: img2imgJob.maskBlur } : {}),
           });
+        } else if (img2imgJob.inpaintFullRes) {
+          // A1111 "Only masked": the crop is processed at the Job's size (default the image's).
+          result = await inpaintOnlyMasked(sd, {
+            ...inpaintParams,
+            padding: img2imgJob.inpaintFullResPadding,
+            width: job.width,
+            height: job.height,
+          });
+        } else {
+          result = await inpaint(sd, inpaintParams);
+        }
       } else {
         width = job.width ?? size;
         height = job.height ?? size;
