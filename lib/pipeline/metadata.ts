@@ -179,6 +179,10 @@ export function jobFromInfotext(info: {
     job.height = s.height;
   }
   if (img2img) job.strength = s.denoisingStrength;
+  const maskBlur = Number(info.params["Mask blur"]);
+  if (img2img && info.params["Mask blur"] !== undefined && Number.isFinite(maskBlur)) {
+    job.maskBlur = maskBlur;
+  }
   if (img2img && info.params["Inpaint area"]?.toLowerCase() === "only masked") {
     job.inpaintFullRes = true;
     const padding = Number(info.params["Masked area padding"]);

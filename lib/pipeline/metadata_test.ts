@@ -59,6 +59,10 @@ Deno.test("jobFromInfotext() inverts infotextFor() for generate, hires and img2i
   const again = Img2ImgJob.parse(roundTrip(infotextFor({ ...img2img, strength: 0.6 }, CTX)));
   assert.equal(again.command, "img2img");
   assert.equal(again.strength, 0.6);
+  const masked = Img2ImgJob.parse(
+    roundTrip(infotextFor({ ...img2img, strength: 0.6, mask: "m.png", maskBlur: 6 }, CTX)),
+  );
+  assert.equal(masked.maskBlur, 6, "A1111's Mask blur comes back");
   assert.equal(again.sampler, "Euler a");
   assert.equal(again.width, undefined, "img2img takes its size from the input image");
 });
