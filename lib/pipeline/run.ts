@@ -337,22 +337,16 @@ export class DiffusionRunner {
         const taskJob: GenerateJob | Img2ImgJob = job.command === "img2img"
           ? Img2ImgJob.parse({ ...task.job, cfg, precision })
           : GenerateJob.parse({ ...task.job, cfg, width, height, precision });
-        const infotext = infotextFor(
-          {
-            ...taskJob,
-            strength: job.command === "img2img" ? (job as Img2ImgJob).strength : undefined,
-          } as Parameters<typeof infotextFor>[0],
-          {
-            width,
-            height,
-            cfg,
-            schedulerClass: String(sd.model.schedulerConfig._class_name ?? ""),
-            schedulerConfig: sd.model.schedulerConfig,
-            modelName: modelName(job.model, sd.model.dir),
-            version: `denoise ${this.env.version}`,
-            extra: adapters.infotext,
-          },
-        );
+        const infotext = infotextFor(taskJob, {
+          width,
+          height,
+          cfg,
+          schedulerClass: String(sd.model.schedulerConfig._class_name ?? ""),
+          schedulerConfig: sd.model.schedulerConfig,
+          modelName: modelName(job.model, sd.model.dir),
+          version: `denoise ${this.env.version}`,
+          extra: adapters.infotext,
+        });
         const bytes = await encodeWithMetadata(image, options.format, {
           infotext,
           job: taskJob,
