@@ -87,7 +87,7 @@ export interface LoraLedger {
   ignored: string[];
 }
 
-/** An edit of one component's weights before its graph is built (see lib/pipeline/engine.ts). */
+/** An edit of one component's weights before its graph is built (see lib/model_io/engine.ts). */
 export interface WeightTransform {
   /** Identifies the edit in the build cache key. */
   key: string;

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { unetKeyMap } from "../convert/key_map.ts";
+import { unetKeyMap } from "../model_io/key_map.ts";
 import type { UnetConfig } from "../models/config.ts";
 
 /** A module's parameters. */
@@ -63,7 +63,7 @@ export function indexParameters(
  * Original-LDM (SGM) names of a UNet's parameters, as aliases for {@linkcode indexParameters}:
  * kohya-ss names SDXL UNet modules after the original `input_blocks` / `middle_block` /
  * `output_blocks` layout (`lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_k`), and
- * A1111 accepts that spelling for SD 1.x too. The table itself is lib/convert/key_map.ts.
+ * A1111 accepts that spelling for SD 1.x too. The table itself is lib/model_io/key_map.ts.
  */
 export function ldmUnetAliases(config: UnetConfig, names: Iterable<string>): Map<string, string> {
   const aliases = new Map<string, string>();

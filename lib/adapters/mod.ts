@@ -1,6 +1,6 @@
 /**
  * LoRA-family files and textual-inversion embeddings, applied as weight edits before a model's
- * graphs are built (lib/pipeline/engine.ts `transform`).
+ * graphs are built (lib/model_io/engine.ts `transform`).
  *
  * @example
  * ```ts ignore

@@ -4,7 +4,7 @@ import { makeTinyModel } from "../../tests/fixtures/random_model.ts";
 import { writeByteTokenizer } from "../../tests/fixtures/tokenizer.ts";
 import { writeSafetensors } from "../weights/safetensors.ts";
 import { diffSafetensors, readAllTensors, writeTorchCheckpoint } from "./testing.ts";
-import { emaKey } from "./key_map.ts";
+import { emaKey } from "../model_io/key_map.ts";
 import { convertCheckpoint } from "./to_diffusers.ts";
 import { writeSingleFile } from "./to_single_file.ts";
 

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { LDM_PREFIX, type TextEncoderLayout } from "./key_map.ts";
+import { LDM_PREFIX, type TextEncoderLayout } from "../model_io/key_map.ts";
 import { yamlGet, type YamlMap, type YamlValue } from "./ldm_yaml.ts";
 
 /** The families `--config` names. */

@@ -7,7 +7,7 @@ import {
   unetParameterShapes,
   vaeParameterShapes,
 } from "../models/random.ts";
-import { LDM_PREFIX, openClipKeyMap, unetKeyMap, vaeKeyMap } from "./key_map.ts";
+import { LDM_PREFIX, openClipKeyMap, unetKeyMap, vaeKeyMap } from "../model_io/key_map.ts";
 import { parseLdmYaml, yamlGet } from "./ldm_yaml.ts";
 import { diffusersToLdm, fuseQkv, ldmToDiffusers } from "./tensor_ops.ts";
 

@@ -27,17 +27,6 @@ export {
   type SynthesizedConfigs,
 } from "./detect.ts";
 export {
-  clipKeyMap,
-  emaKey,
-  type KeyMapping,
-  LDM_PREFIX,
-  openClipKeyMap,
-  type TensorOp,
-  type TextEncoderLayout,
-  unetKeyMap,
-  vaeKeyMap,
-} from "./key_map.ts";
-export {
   exportOnnx,
   type ExportOnnxOptions,
   OPTIMUM_NAMES,

@@ -33,7 +33,7 @@ import type { OnnxModel } from "../onnx/graph.ts";
 import { writeModel } from "../onnx/model_file.ts";
 import { DataType, type NodeMessage } from "../onnx/proto.ts";
 import { tensorSources } from "../onnx/tensor_sources.ts";
-import { openDiffusersModel } from "../pipeline/model.ts";
+import { openDiffusersModel } from "../model_io/diffusers_folder.ts";
 import { SafetensorsFile } from "../weights/safetensors.ts";
 
 /** Options of {@linkcode exportOnnx}. */

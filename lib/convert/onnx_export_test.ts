@@ -9,7 +9,7 @@ import type { OnnxModel } from "../onnx/graph.ts";
 import { serializeModel } from "../onnx/model_file.ts";
 import { createSession, type HostTensor, hostTensor, type OnnxSession } from "../onnx/session.ts";
 import { tensorSources } from "../onnx/tensor_sources.ts";
-import { openDiffusersModel } from "../pipeline/model.ts";
+import { openDiffusersModel } from "../model_io/diffusers_folder.ts";
 import { TorchCpuGenerator } from "../rng/torch_cpu_generator.ts";
 import { SafetensorsFile } from "../weights/safetensors.ts";
 import { exportOnnx } from "./onnx_export.ts";

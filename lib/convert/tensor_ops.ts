@@ -12,7 +12,7 @@ import {
   shapeSize,
 } from "../tensor/dtype.ts";
 import type { Tensor } from "../tensor/tensor.ts";
-import type { TensorOp } from "./key_map.ts";
+import type { TensorOp } from "../model_io/key_map.ts";
 
 /** Output precision of a conversion; "keep" leaves each tensor's dtype as stored. */
 export type OutputDtype = "fp32" | "fp16" | "bf16" | "keep";

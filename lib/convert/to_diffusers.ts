@@ -45,7 +45,7 @@ import {
   openClipKeyMap,
   unetKeyMap,
   vaeKeyMap,
-} from "./key_map.ts";
+} from "../model_io/key_map.ts";
 import { parseLdmYaml, yamlGet, type YamlMap } from "./ldm_yaml.ts";
 import {
   castTensor,

@@ -9,9 +9,9 @@
 import { SafetensorsFile } from "../weights/safetensors.ts";
 import { type TensorToWrite, writeSafetensors } from "../weights/safetensors.ts";
 import type { Tensor } from "../tensor/tensor.ts";
-import { type DiffusersModel, openDiffusersModel } from "../pipeline/model.ts";
+import { type DiffusersModel, openDiffusersModel } from "../model_io/diffusers_folder.ts";
 import type { DetectedTextEncoder, SynthesizedConfigs } from "./detect.ts";
-import { LDM_PREFIX } from "./key_map.ts";
+import { LDM_PREFIX } from "../model_io/key_map.ts";
 import { castTensor, diffusersToLdm, fuseQkv, type OutputDtype } from "./tensor_ops.ts";
 import { componentMappings, CONFIGS_METADATA_KEY } from "./to_diffusers.ts";
 

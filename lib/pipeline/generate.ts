@@ -13,7 +13,7 @@ import type { NoiseGenerator } from "../rng/mod.ts";
 import { LCMScheduler, type Scheduler } from "../schedulers/mod.ts";
 import { denoiseLatents, type StepConditioning } from "./denoise.ts";
 import { guidanceScaleEmbedding } from "./lcm.ts";
-import { vaeFactor } from "./model.ts";
+import { vaeFactor } from "../model_io/diffusers_folder.ts";
 import { batchGenerator, makeScheduler, type ScheduleFlag } from "./sampling.ts";
 import type { StableDiffusion } from "./stable_diffusion.ts";
 

@@ -22,7 +22,7 @@ import type { Nchw } from "../models/vae.ts";
 import type { NoiseGenerator } from "../rng/mod.ts";
 import { condition, decodeImages, runLoop, txt2img, type Txt2ImgParams } from "./generate.ts";
 import { encodeImageLatents } from "./inpaint.ts";
-import { vaeFactor } from "./model.ts";
+import { vaeFactor } from "../model_io/diffusers_folder.ts";
 import { batchGenerator, makeScheduler } from "./sampling.ts";
 import type { StableDiffusion } from "./stable_diffusion.ts";
 

@@ -30,7 +30,7 @@ import {
   runLoop,
   strengthSchedule,
 } from "./generate.ts";
-import { vaeFactor } from "./model.ts";
+import { vaeFactor } from "../model_io/diffusers_folder.ts";
 import { batchGenerator } from "./sampling.ts";
 import type { StableDiffusion } from "./stable_diffusion.ts";
 

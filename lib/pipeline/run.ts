@@ -30,7 +30,7 @@ import { hiresFix } from "./hires.ts";
 import { inpaint } from "./inpaint.ts";
 import { inpaintOnlyMasked } from "./inpaint_area.ts";
 import { encodeWithMetadata, infotextFor } from "./metadata.ts";
-import { defaultSize, type DiffusersModel, openDiffusersModel } from "./model.ts";
+import { defaultSize, type DiffusersModel, openDiffusersModel } from "../model_io/diffusers_folder.ts";
 import { StableDiffusion } from "./stable_diffusion.ts";
 import type { ScheduleFlag } from "./sampling.ts";
 

@@ -28,8 +28,8 @@ import {
   type DiffusersModel,
   openDiffusersModel,
   openVaeFolder,
-} from "./model.ts";
-import { type EngineOptions, openComponent } from "./engine.ts";
+} from "../model_io/diffusers_folder.ts";
+import { type EngineOptions, openComponent } from "../model_io/engine.ts";
 
 /** Options for {@linkcode StableDiffusion.open}. */
 export interface StableDiffusionOptions extends EngineOptions {
