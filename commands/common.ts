@@ -9,7 +9,7 @@ import { UsageError } from "../lib/errors.ts";
 import { createProgressReporter, type ProgressMode, type ProgressReporter } from "../lib/io/mod.ts";
 import type { z } from "zod";
 import { writeOutput } from "../lib/io/output.ts";
-import { loadJobDocument, type LoadJobOptions, resolveJob } from "../lib/job.ts";
+import { type LoadedJob, loadJobDocument, resolveJob } from "../lib/job/mod.ts";
 
 /** Any commander command, whatever its typed arguments and options. */
 // deno-lint-ignore no-explicit-any
@@ -101,12 +101,9 @@ export function explicitOptions(command: AnyCommand): Record<string, unknown> {
 }
 
 /** Loads `--job` when given (reading stdin for "-"). */
-export async function loadJobOption(
-  path: string | undefined,
-  options: LoadJobOptions = {},
-): Promise<{ document: Record<string, unknown>; label: string } | undefined> {
+export async function loadJobOption(path: string | undefined): Promise<LoadedJob | undefined> {
   if (path === undefined) return undefined;
-  return await loadJobDocument(path, options);
+  return await loadJobDocument(path);
 }
 
 /** A commander argument parser for positive integers. */

@@ -8,7 +8,6 @@ import { Command, Option } from "@commander-js/extra-typings";
 import { existsSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import {
-  CHECKPOINT_CONFIGS,
   convertCheckpoint,
   exportOnnx,
   findCachedTokenizer,
@@ -18,24 +17,9 @@ import {
 } from "../lib/convert/mod.ts";
 import { ModelNotFoundError, UsageError } from "../lib/errors.ts";
 import { cacheRoot } from "../lib/hub/mod.ts";
-import { z } from "zod";
-import { defineJob } from "../lib/job.ts";
+import { ConvertCkptJob } from "../lib/job/mod.ts";
+import { CHECKPOINT_CONFIGS } from "../lib/convert/mod.ts";
 import { commandJob, examples, runContext, withJobOptions } from "./common.ts";
-
-/** The Job of `denoise convert-ckpt` (flags as fields; `--job` replays it). */
-export const ConvertCkptJob = defineJob("convert-ckpt", {
-  input: z.string().min(1),
-  output: z.string().min(1),
-  to: z.enum(["diffusers", "onnx", "single-file"]).default("diffusers"),
-  dtype: z.enum(["fp32", "fp16", "bf16"]).optional(),
-  config: z.enum([...CHECKPOINT_CONFIGS, "auto"]).default("auto"),
-  originalConfig: z.string().optional(),
-  configFrom: z.string().optional(),
-  vae: z.string().optional(),
-  tokenizer: z.string().optional(),
-  extractEma: z.boolean().default(false),
-  overwrite: z.boolean().default(false),
-});
 
 function root(): string {
   return cacheRoot({

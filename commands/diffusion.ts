@@ -1,6 +1,6 @@
 /**
- * What `generate` and `img2img` share: their flags, turning flags into Jobs, and writing the
- * images (one to a file or stdout, many to a folder with deterministic names that reruns skip).
+ * What `generate` and `img2img` share: their flags, the run environment, and writing the images
+ * (one to a file or stdout, many to a folder with deterministic names that reruns skip).
  *
  * @module
  */
@@ -12,9 +12,10 @@ import builtinLock from "../models.lock.json" with { type: "json" };
 import { describeLedgers, type LoraLedger } from "../lib/adapters/mod.ts";
 import { UsageError } from "../lib/errors.ts";
 import { cacheRoot, parseLock } from "../lib/hub/mod.ts";
+import { SCHEDULE_NAMES, type ScheduleName } from "../lib/schedulers/mod.ts";
 import type { ImageFormat } from "../lib/image/codec.ts";
 import { writeFileAtomic, writeOutput } from "../lib/io/output.ts";
-import { DiffusionRunner, type MadeImage, type RunEnvironment } from "../lib/pipeline/run.ts";
+import type { MadeImage, RunEnvironment } from "../lib/pipeline/run.ts";
 import { type AnyCommand, finiteNumber, positiveInt, type RunContext } from "./common.ts";
 
 /** The values of the flags {@linkcode addDiffusionOptions} adds. */
@@ -24,7 +25,7 @@ export interface DiffusionOptions {
   steps?: number;
   cfg?: number;
   sampler?: string;
-  schedule?: "default" | "karras" | "exponential" | "beta" | "sgm-uniform" | "simple";
+  schedule?: ScheduleName;
   seed?: string;
   rng?: "cpu" | "nv";
   batchSize?: number;
@@ -74,16 +75,7 @@ export function addDiffusionOptions<C extends AnyCommand>(command: C): C {
       "sampler: euler, euler-a, dpm++2m, ... or an A1111 label (denoise samplers)",
     )
     .addOption(
-      new Option("--schedule <name>", "sigma schedule").choices(
-        [
-          "default",
-          "karras",
-          "exponential",
-          "beta",
-          "sgm-uniform",
-          "simple",
-        ] as const,
-      ),
+      new Option("--schedule <name>", "sigma schedule").choices(SCHEDULE_NAMES),
     )
     .option(
       "--seed <n>",
@@ -239,61 +231,6 @@ function embeddingArg(value: string, previous: EmbeddingFlag[] | undefined): Emb
   return [...(previous ?? []), flag];
 }
 
-/** Flag names that are Job fields (everything else is about where output goes). */
-export const JOB_FLAGS = [
-  "negative",
-  "model",
-  "steps",
-  "cfg",
-  "sampler",
-  "schedule",
-  "seed",
-  "rng",
-  "width",
-  "height",
-  "batchSize",
-  "batchCount",
-  "clipSkip",
-  "vae",
-  "vaeTiling",
-  "precision",
-  "promptSyntax",
-  "emphasis",
-  "guidanceRescale",
-  "originalSize",
-  "cropsCoordsTopLeft",
-  "targetSize",
-  "lora",
-  "loraDir",
-  "embedding",
-  "embeddingsDir",
-  "refiner",
-  "refinerSwitch",
-  "strength",
-  "mask",
-  "maskBlur",
-  "inpaintFullRes",
-  "inpaintFullResPadding",
-  "hiresScale",
-  "hiresSteps",
-  "hiresStrength",
-  "hiresUpscaler",
-] as const;
-
-/** Picks the Job fields out of explicitly given flags; seeds become numbers when exact. */
-export function jobFlags(explicit: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const key of JOB_FLAGS) {
-    if (explicit[key] === undefined) continue;
-    out[key] = explicit[key];
-  }
-  if (typeof out.seed === "string") {
-    const seed = BigInt(out.seed);
-    out.seed = seed <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(seed) : out.seed;
-  }
-  return out;
-}
-
 /** The run environment from the process environment and flags. */
 export function runEnvironment(options: {
   threads?: number | undefined;
@@ -388,6 +325,18 @@ export function imagePath(plan: OutputPlan, name: string): string | undefined {
   return plan.file;
 }
 
+/**
+ * Resume: with a folder plan, an image counts as made when its file exists (its name derives
+ * from its own Job), unless `--overwrite`; stdout and single files never skip.
+ */
+export function madeCheck(
+  plan: OutputPlan,
+  overwrite: boolean | undefined,
+): ((name: string) => boolean) | undefined {
+  if (overwrite || plan.dir === undefined) return undefined;
+  return (name) => existsSync(imagePath(plan, name)!);
+}
+
 /** Writes one made image where the plan says, printing a JSON line when asked. */
 export async function writeImage(
   plan: OutputPlan,
@@ -414,15 +363,6 @@ export function debugLedger(ctx: RunContext): (ledgers: readonly LoraLedger[]) =
   return (ledgers) => {
     for (const line of describeLedgers(ledgers)) ctx.debug(line);
   };
-}
-
-/** Builds the runner for a command's flags. */
-export function makeRunner(options: {
-  threads?: number | undefined;
-  device?: "cpu" | "cuda" | undefined;
-  lowMemory?: boolean | undefined;
-}): DiffusionRunner {
-  return new DiffusionRunner(runEnvironment(options));
 }
 
 /** For help texts: the examples both commands share. */

@@ -6,17 +6,10 @@
  */
 import { Command, Option } from "@commander-js/extra-typings";
 import { InputError, UsageError } from "../lib/errors.ts";
-import { readFileChecked } from "../lib/io/input.ts";
 import { writeOutput } from "../lib/io/output.ts";
-import { describeIssues, GenerateJob, resolveJob, unwrapJob } from "../lib/job.ts";
-import {
-  type BatchTask,
-  parseShard,
-  planBatches,
-  seedValue,
-  shardBatches,
-} from "../lib/pipeline/batch.ts";
-import { jobFromImage, jobFromInfotext } from "../lib/pipeline/metadata.ts";
+import { GenerateJob, pickJobFlags, readJobLines, resolveJob } from "../lib/job/mod.ts";
+import { parseShard, seedValue } from "../lib/pipeline/batch.ts";
+import { countImages, runJobs } from "../lib/pipeline/run.ts";
 import { randomSeed } from "../lib/pipeline/sampling.ts";
 import {
   examples,
@@ -30,40 +23,12 @@ import {
   addDiffusionOptions,
   debugLedger,
   type DiffusionOptions,
-  imagePath,
-  jobFlags,
-  makeRunner,
+  madeCheck,
   planOutput,
+  runEnvironment,
   SEED_NOTE,
   writeImage,
 } from "./diffusion.ts";
-import { existsSync } from "node:fs";
-
-/** Reads a jobs file: one GenerateJob JSON object per line (blank lines and # comments skipped). */
-async function readJobsFile(path: string, flags: Record<string, unknown>): Promise<GenerateJob[]> {
-  const text = new TextDecoder().decode(await readFileChecked(path));
-  const jobs: GenerateJob[] = [];
-  const lines = text.split(/\r?\n/);
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!.trim();
-    if (line === "" || line.startsWith("#")) continue;
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch (error) {
-      throw new InputError(`${path}:${i + 1} is not valid JSON: ${(error as Error).message}`);
-    }
-    const document = unwrapJob(value);
-    if (document === undefined) throw new InputError(`${path}:${i + 1} is not a JSON object`);
-    const parsed = GenerateJob.safeParse({ command: "generate", ...document, ...flags });
-    if (!parsed.success) {
-      throw new InputError(`${path}:${i + 1}: ${describeIssues(parsed.error.issues)}`);
-    }
-    jobs.push(parsed.data);
-  }
-  if (jobs.length === 0) throw new InputError(`${path} holds no jobs`);
-  return jobs;
-}
 
 /** Fixes a random seed for a job that has none, so it is recorded and every shard agrees. */
 function withSeed(job: GenerateJob, index: number, jobsFile: boolean): GenerateJob {
@@ -134,18 +99,15 @@ export function generateCommand() {
   return command.action(async (prompt, commandOptions, cmd) => {
     const options = commandOptions as typeof commandOptions & DiffusionOptions;
     const ctx = runContext(cmd);
-    const explicit = explicitOptions(cmd);
-    const flags = jobFlags(explicit);
+    const flags = pickJobFlags(GenerateJob, explicitOptions(cmd));
     if (prompt !== undefined) flags.prompt = prompt;
     let jobs: GenerateJob[];
     if (options.jobs !== undefined) {
       if (options.job !== undefined) throw new UsageError("Pass --jobs or --job, not both");
-      jobs = (await readJobsFile(options.jobs, flags)).map((j, i) => withSeed(j, i, true));
+      jobs = (await readJobLines(options.jobs, GenerateJob, "generate", flags))
+        .map((j, i) => withSeed(j, i, true));
     } else {
-      const loaded = await loadJobOption(options.job, {
-        fromImage: jobFromImage,
-        fromA1111: (a1111) => jobFromInfotext(a1111 as Parameters<typeof jobFromInfotext>[0]),
-      });
+      const loaded = await loadJobOption(options.job);
       const job = resolveJob(GenerateJob, "generate", {
         flags,
         ...(loaded ? { document: loaded.document, documentLabel: loaded.label } : {}),
@@ -155,50 +117,42 @@ export function generateCommand() {
     if (options.dryRun) {
       await writeOutput(
         jobs.map((j) => JSON.stringify(j, null, jobs.length > 1 ? 0 : 2)).join("\n") + "\n",
-        {
-          binary: false,
-        },
+        { binary: false },
       );
       return;
     }
     const shard = options.shard === undefined ? undefined : parseShard(options.shard);
-    const all: BatchTask<GenerateJob>[] = jobs.flatMap((job, i) => planBatches(job, i));
-    const batches = shardBatches(all, shard);
-    const count = batches.reduce((n, b) => n + b.images.length, 0);
+    const count = countImages(jobs, shard);
     const plan = await planOutput(
       options.output,
       options.format,
       count,
       options.jobs !== undefined || shard !== undefined,
     );
-    // Resume: skip batches whose every image already exists.
-    const todo = options.overwrite || plan.dir === undefined
-      ? batches
-      : batches.filter((b) => b.images.some((img) => !existsSync(imagePath(plan, img.name)!)));
-    const skipped = batches.length - todo.length;
-    if (skipped > 0) {
-      ctx.info(`skipping ${skipped} batch(es) whose images exist (--overwrite remakes them)`);
-    }
-    const runner = makeRunner(options);
-    let made = 0;
+    let summary;
     try {
-      await runner.run(todo, {
+      summary = await runJobs(runEnvironment(options), jobs, {
+        shard,
+        isMade: madeCheck(plan, options.overwrite),
+        onPlan: ({ skippedBatches }) => {
+          if (skippedBatches > 0) {
+            ctx.info(
+              `skipping ${skippedBatches} batch(es) whose images exist (--overwrite remakes them)`,
+            );
+          }
+        },
         format: plan.format,
         ...(options.quality !== undefined ? { quality: options.quality } : {}),
         onProgress: ctx.progress.report,
         onAdapters: debugLedger(ctx),
-        onImage: async (image) => {
-          await writeImage(plan, image, { json: options.json, ctx });
-          made++;
-        },
+        onImage: (image) => writeImage(plan, image, { json: options.json, ctx }),
       });
     } finally {
       ctx.progress.finish();
-      await runner.release();
     }
     if (options.jobs !== undefined || count > 1) {
       ctx.info(
-        `generate: ${made} image(s) made, ${count - made} skipped${
+        `generate: ${summary.made} image(s) made, ${count - summary.made} skipped${
           shard ? ` (shard ${shard.index}/${shard.count})` : ""
         }`,
       );

@@ -10,9 +10,9 @@ import { decodeImage, imageToTensor, type RawImage } from "../lib/image/codec.ts
 import { decodeMask, type MaskImage } from "../lib/image/mask.ts";
 import { readInput } from "../lib/io/input.ts";
 import { writeOutput } from "../lib/io/output.ts";
-import { Img2ImgJob, resolveJob } from "../lib/job.ts";
-import { planBatches, seedValue } from "../lib/pipeline/batch.ts";
-import { jobFromImage, jobFromInfotext } from "../lib/pipeline/metadata.ts";
+import { Img2ImgJob, pickJobFlags, resolveJob } from "../lib/job/mod.ts";
+import { seedValue } from "../lib/pipeline/batch.ts";
+import { countImages, runJobs } from "../lib/pipeline/run.ts";
 import { randomSeed } from "../lib/pipeline/sampling.ts";
 import {
   examples,
@@ -26,14 +26,12 @@ import {
   addDiffusionOptions,
   debugLedger,
   type DiffusionOptions,
-  imagePath,
-  jobFlags,
-  makeRunner,
+  madeCheck,
   planOutput,
+  runEnvironment,
   SEED_NOTE,
   writeImage,
 } from "./diffusion.ts";
-import { existsSync } from "node:fs";
 
 /** Reads the `--mask` image and checks that it fits the input image. */
 async function readMask(path: string, image: RawImage): Promise<MaskImage> {
@@ -99,13 +97,11 @@ export function img2imgCommand() {
   return command.action(async (prompt, commandOptions, cmd) => {
     const options = commandOptions as typeof commandOptions & DiffusionOptions;
     const ctx = runContext(cmd);
-    const flags = jobFlags(explicitOptions(cmd));
+    const flags = pickJobFlags(Img2ImgJob, explicitOptions(cmd));
+    // The Job records the input file's name; stdin has none.
+    if (flags.image === "-") delete flags.image;
     if (prompt !== undefined) flags.prompt = prompt;
-    const loaded = await loadJobOption(options.job, {
-      fromImage: jobFromImage,
-      fromA1111: (a1111) => jobFromInfotext(a1111 as Parameters<typeof jobFromInfotext>[0]),
-    });
-    if (options.image !== undefined && options.image !== "-") flags.image = options.image;
+    const loaded = await loadJobOption(options.job);
     let job = resolveJob(Img2ImgJob, "img2img", {
       flags,
       ...(loaded ? { document: loaded.document, documentLabel: loaded.label } : {}),
@@ -129,18 +125,13 @@ export function img2imgCommand() {
       dims: [1, 3, raw.height, raw.width] as [number, number, number, number],
     };
     const mask = job.mask === undefined ? undefined : await readMask(job.mask, raw);
-    const batches = planBatches(job);
-    const count = batches.reduce((n, b) => n + b.images.length, 0);
+    const count = countImages([job]);
     const plan = await planOutput(options.output, options.format, count, false);
-    const todo = options.overwrite || plan.dir === undefined
-      ? batches
-      : batches.filter((b) => b.images.some((img) => !existsSync(imagePath(plan, img.name)!)));
-    const runner = makeRunner(options);
     try {
-      await runner.run(todo, {
+      await runJobs(runEnvironment(options), [job], {
+        isMade: madeCheck(plan, options.overwrite),
+        inputs: { image, ...(mask !== undefined ? { mask } : {}) },
         format: plan.format,
-        image,
-        ...(mask !== undefined ? { mask } : {}),
         ...(options.quality !== undefined ? { quality: options.quality } : {}),
         onProgress: ctx.progress.report,
         onImage: (made) => writeImage(plan, made, { json: options.json, ctx }),
@@ -148,7 +139,6 @@ export function img2imgCommand() {
       });
     } finally {
       ctx.progress.finish();
-      await runner.release();
     }
   });
 }

@@ -9,14 +9,13 @@ import { Command } from "@commander-js/extra-typings";
 import { DenoiseError, InputError, UsageError } from "../lib/errors.ts";
 import { readFileChecked, readInput } from "../lib/io/input.ts";
 import { writeOutput } from "../lib/io/output.ts";
-import { resolveJob } from "../lib/job.ts";
-import { MetaReadJob, MetaWriteJob } from "../lib/meta/job.ts";
+import { resolveJob } from "../lib/job/mod.ts";
+import { MetaReadJob, MetaWriteJob } from "../lib/job/mod.ts";
 import { checkKeyword } from "../lib/meta/png.ts";
 import { readMetadata } from "../lib/meta/read.ts";
-import { addStealthInfo } from "../lib/meta/stealth.ts";
+import { addStealthInfo } from "../lib/meta/read.ts";
 import { writeMetadata } from "../lib/meta/write.ts";
 import { examples, explicitOptions, loadJobOption, runContext, withJobOptions } from "./common.ts";
-import { extractJob } from "../lib/meta/extract_job.ts";
 
 function jobSource(loaded: { document: Record<string, unknown>; label: string } | undefined) {
   return loaded === undefined ? {} : { document: loaded.document, documentLabel: loaded.label };
@@ -107,7 +106,7 @@ function metaRead() {
       .option("--lenient", "read what can be read from a damaged file (bad CRC, truncated)"),
   ).action(async (file, options, command) => {
     const ctx = runContext(command);
-    const loaded = await loadJobOption(options.job, { fromImage: extractJob });
+    const loaded = await loadJobOption(options.job);
     const flags: Record<string, unknown> = {};
     if (file !== undefined) flags.input = file;
     if (explicitOptions(command).lenient !== undefined) flags.lenient = true;
@@ -153,7 +152,7 @@ function metaWrite() {
       .option("--compress", "PNG: store new texts compressed (zTXt / compressed iTXt)")
       .option("-o, --output <file>", "write the image here (atomically) instead of stdout"),
   ).action(async (file, options, command) => {
-    const loaded = await loadJobOption(options.job, { fromImage: extractJob });
+    const loaded = await loadJobOption(options.job);
     const given = explicitOptions(command);
     const flags: Record<string, unknown> = {};
     if (file !== undefined) flags.input = file;

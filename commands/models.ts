@@ -28,7 +28,7 @@ import {
   ModelsPullJob,
   ModelsVerifyJob,
   ModelsWhereJob,
-} from "../lib/job.ts";
+} from "../lib/job/mod.ts";
 
 async function loadLock(path: string | undefined): Promise<ModelsLock> {
   const file = path ?? Deno.env.get("DENOISE_MODELS_LOCK");

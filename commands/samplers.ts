@@ -8,7 +8,7 @@ import { Command } from "@commander-js/extra-typings";
 import { UsageError } from "../lib/errors.ts";
 import { writeOutput } from "../lib/io/output.ts";
 import { resolveSampler, samplerTable } from "../lib/schedulers/mod.ts";
-import { SamplersJob } from "../lib/job.ts";
+import { SamplersJob } from "../lib/job/mod.ts";
 import { commandJob, examples, withJobOptions } from "./common.ts";
 
 /** The `samplers` command. */

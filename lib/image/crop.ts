@@ -69,36 +69,3 @@ export function pasteImage(base: RawImage, patch: RawImage, x: number, y: number
   }
   return { width: base.width, height: base.height, channels: c, data };
 }
-
-/**
- * `generated * m + original * (1 - m)` per pixel with `m = mask / 255`, rounded to 8 bits: the
- * original shows where the mask is 0 (byte for byte) and the generated image where it is 255.
- * The three images must have the same size.
- */
-export function compositeThroughMask(
-  generated: RawImage,
-  original: RawImage,
-  mask: MaskImage,
-): RawImage {
-  const { width, height } = generated;
-  if (
-    original.width !== width || original.height !== height || mask.width !== width ||
-    mask.height !== height
-  ) {
-    throw new TypeError(
-      `Cannot composite: image ${width}x${height}, original ${original.width}x${original.height} and mask ${mask.width}x${mask.height} differ in size`,
-    );
-  }
-  const c = generated.channels;
-  const oc = original.channels;
-  const out = new Uint8Array(generated.data.length);
-  for (let i = 0; i < width * height; i++) {
-    const m = mask.data[i]! / 255;
-    for (let k = 0; k < c; k++) {
-      const g = generated.data[i * c + k]!;
-      const o = original.data[i * oc + Math.min(k, oc - 1)]!;
-      out[i * c + k] = m === 0 ? o : Math.round(g * m + o * (1 - m));
-    }
-  }
-  return { width, height, channels: c, data: out };
-}

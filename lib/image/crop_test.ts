@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type { RawImage } from "./codec.ts";
-import { compositeThroughMask, cropImage, cropMask, pasteImage } from "./crop.ts";
+import { cropImage, cropMask, pasteImage } from "./crop.ts";
+import { compositeThroughMask } from "./mask.ts";
 
 /** A 4x3 gray image whose pixel (x, y) is 10 y + x. */
 const GRAY: RawImage = {

@@ -180,12 +180,11 @@ export function resizeNearest(
 }
 
 /**
- * Pastes the original pixels back over a generated image where the mask keeps them, as A1111's
- * `apply_overlay` does for inpainting: the overlay mask is `clip(2 * mask, 0, 255)` (the blurred
- * mask doubled, so the seam fades outside the repainted area), and each pixel becomes
- * `gen * m + orig * (1 - m)` with `m = overlay / 255`, rounded to 8 bits.
+ * `generated * m + original * (1 - m)` per pixel with `m = mask / 255`, rounded to 8 bits: the
+ * original shows where the mask is 0 (byte for byte) and the generated image where it is 255.
+ * The three images must have the same size.
  */
-export function overlayOriginal(
+export function compositeThroughMask(
   generated: RawImage,
   original: RawImage,
   mask: MaskImage,
@@ -196,19 +195,35 @@ export function overlayOriginal(
     mask.height !== height
   ) {
     throw new TypeError(
-      `Cannot overlay: image ${width}x${height}, original ${original.width}x${original.height} and mask ${mask.width}x${mask.height} differ in size`,
+      `Cannot composite: image ${width}x${height}, original ${original.width}x${original.height} and mask ${mask.width}x${mask.height} differ in size`,
     );
   }
   const c = generated.channels;
   const oc = original.channels;
   const out = new Uint8Array(generated.data.length);
   for (let i = 0; i < width * height; i++) {
-    const m = Math.min(255, 2 * mask.data[i]!) / 255;
+    const m = mask.data[i]! / 255;
     for (let k = 0; k < c; k++) {
       const g = generated.data[i * c + k]!;
       const o = original.data[i * oc + Math.min(k, oc - 1)]!;
-      out[i * c + k] = Math.round(g * m + o * (1 - m));
+      out[i * c + k] = m === 0 ? o : Math.round(g * m + o * (1 - m));
     }
   }
   return { width, height, channels: c, data: out };
+}
+
+/**
+ * Pastes the original pixels back over a generated image where the mask keeps them, as A1111's
+ * `apply_overlay` does for inpainting: the overlay mask is `clip(2 * mask, 0, 255)` (the blurred
+ * mask doubled, so the seam fades outside the repainted area), and each pixel becomes
+ * `gen * m + orig * (1 - m)` with `m = overlay / 255`, rounded to 8 bits.
+ */
+export function overlayOriginal(
+  generated: RawImage,
+  original: RawImage,
+  mask: MaskImage,
+): RawImage {
+  // A1111's overlay mask is the blurred mask doubled, clipped to 255.
+  const doubled = mask.data.map((v) => Math.min(255, 2 * v));
+  return compositeThroughMask(generated, original, { ...mask, data: doubled });
 }

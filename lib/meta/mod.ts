@@ -14,12 +14,11 @@
 export * from "./a1111.ts";
 export * from "./crc32.ts";
 export * from "./exif.ts";
-export * from "./job.ts";
+export * from "./encode.ts";
 export * from "./jpeg.ts";
 export * from "./json_text.ts";
 export * from "./png.ts";
 export * from "./read.ts";
 export * from "./webp.ts";
 export * from "./write.ts";
-export { extractJob } from "./extract_job.ts";
 export * from "./stealth.ts";

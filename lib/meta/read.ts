@@ -19,7 +19,8 @@ import {
   readPngChunks,
 } from "./png.ts";
 import { decodeLatin1, decodeUtf8 } from "./text.ts";
-import type { StealthInfo } from "./stealth.ts";
+import { decodeStealthInfo, type StealthInfo } from "./stealth.ts";
+import { decodeImage } from "../image/codec.ts";
 import { isWebp, readWebpChunks, webpSize } from "./webp.ts";
 
 /** Keyword of the PNG text chunk that holds denoise's Job JSON. */
@@ -343,4 +344,26 @@ function interpret(out: ImageMetadata): void {
     gens.add("kohya");
   }
   out.generators = [...gens];
+}
+
+/**
+ * For a PNG with no text metadata, decodes the pixels and adds any stealth-pnginfo text to
+ * `meta` (as `stealth`, and parsed into `a1111`). Problems become warnings.
+ */
+export async function addStealthInfo(
+  bytes: Uint8Array,
+  meta: ImageMetadata,
+): Promise<void> {
+  if (meta.format !== "png" || meta.texts.length > 0 || meta.a1111 !== undefined) return;
+  try {
+    const image = await decodeImage(bytes, { channels: 4 });
+    const found = decodeStealthInfo(image);
+    if (found === undefined) return;
+    meta.stealth = found;
+    const info = parseInfotext(found.text);
+    meta.a1111 = { source: "stealth", ...info, summary: summarizeInfotext(info.params) };
+    if (!meta.generators.includes("a1111")) meta.generators.push("a1111");
+  } catch (error) {
+    meta.warnings.push(`stealth pnginfo unreadable: ${(error as Error).message ?? error}`);
+  }
 }

@@ -10,9 +10,6 @@
  * @module
  */
 import { Gunzip } from "fflate";
-import { decodeImage } from "../image/codec.ts";
-import { parseInfotext, summarizeInfotext } from "./a1111.ts";
-import type { ImageMetadata } from "./read.ts";
 import { concatBytes, decodeUtf8 } from "./text.ts";
 
 /** Decoded 8-bit pixels, interleaved. */
@@ -107,26 +104,4 @@ function gunzipCapped(data: Uint8Array, maxBytes: number): Uint8Array {
     stream.push(data.subarray(i, Math.min(i + 4096, data.length)), i + 4096 >= data.length);
   }
   return concatBytes(parts);
-}
-
-/**
- * For a PNG with no text metadata, decodes the pixels and adds any stealth-pnginfo text to
- * `meta` (as `stealth`, and parsed into `a1111`). Problems become warnings.
- */
-export async function addStealthInfo(
-  bytes: Uint8Array,
-  meta: ImageMetadata,
-): Promise<void> {
-  if (meta.format !== "png" || meta.texts.length > 0 || meta.a1111 !== undefined) return;
-  try {
-    const image = await decodeImage(bytes, { channels: 4 });
-    const found = decodeStealthInfo(image);
-    if (found === undefined) return;
-    meta.stealth = found;
-    const info = parseInfotext(found.text);
-    meta.a1111 = { source: "stealth", ...info, summary: summarizeInfotext(info.params) };
-    if (!meta.generators.includes("a1111")) meta.generators.push("a1111");
-  } catch (error) {
-    meta.warnings.push(`stealth pnginfo unreadable: ${(error as Error).message ?? error}`);
-  }
 }

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { gzipSync } from "fflate";
 import { hasShared, sharedPath } from "../../tests/shared.ts";
 import { readMetadata } from "./read.ts";
-import { addStealthInfo, decodeStealthInfo, type StealthPixels } from "./stealth.ts";
+import { decodeStealthInfo, type StealthPixels } from "./stealth.ts";
+import { addStealthInfo } from "./read.ts";
 import { concatBytes, encodeUtf8 } from "./text.ts";
 
 /** Hides `payload` after `signature` in the alpha (or RGB) LSBs, column by column. */

@@ -225,12 +225,12 @@ export async function encodeConditioning(
     return {
       uncond: {
         embedding: uncond.embedding,
-        added: { textEmbeds: uncond.pooled, timeIds: negativeIds },
+        added: { text_embeds: uncond.pooled, time_ids: negativeIds },
       },
       conds: plan.positive[step]!.parts.map((part) => {
         const e = encoded[part.variant]!;
         return {
-          cond: { embedding: e.embedding, added: { textEmbeds: e.pooled, timeIds: positiveIds } },
+          cond: { embedding: e.embedding, added: { text_embeds: e.pooled, time_ids: positiveIds } },
           weight: part.weight,
         };
       }),

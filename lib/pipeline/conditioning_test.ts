@@ -51,11 +51,11 @@ Deno.test("SDXL conditioning: two encoders concatenated, pooled embeds, zeroed e
     // 32 (CLIP-L hidden) + 32 (CLIP-G hidden) channels, 77 tokens.
     assert.equal(cond.embedding.dim, 64);
     assert.equal(cond.embedding.tokens, 77);
-    assert.equal(cond.added!.textEmbeds.length, 32);
-    assert.deepEqual([...cond.added!.timeIds], [64, 64, 0, 0, 64, 64]);
+    assert.equal(cond.added!.text_embeds!.length, 32);
+    assert.deepEqual([...cond.added!.time_ids!], [64, 64, 0, 0, 64, 64]);
     assert.ok(cond.embedding.data.some((v) => v !== 0));
     assert.ok(step.uncond.embedding.data.every((v) => v === 0), "empty negative is zeroed");
-    assert.ok(step.uncond.added!.textEmbeds.every((v) => v === 0));
+    assert.ok(step.uncond.added!.text_embeds!.every((v) => v === 0));
     const withNegative = await encodeConditioning(
       sd,
       scheduler(4),
@@ -64,7 +64,7 @@ Deno.test("SDXL conditioning: two encoders concatenated, pooled embeds, zeroed e
     );
     const s0 = withNegative(0);
     assert.ok(s0.uncond.embedding.data.some((v) => v !== 0), "a given negative is encoded");
-    assert.deepEqual([...s0.conds[0]!.cond.added!.timeIds], [96, 128, 0, 0, 64, 64]);
+    assert.deepEqual([...s0.conds[0]!.cond.added!.time_ids!], [96, 128, 0, 0, 64, 64]);
     assert.deepEqual(s0.conds[0]!.cond.embedding.data, cond.embedding.data);
   } finally {
     await sd.release();

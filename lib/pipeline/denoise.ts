@@ -16,13 +16,14 @@ export interface Embedding {
   dim: number;
 }
 
-/** The SDXL extras for one conditioning: pooled text embeds and the size/crop time ids. */
-export interface AddedConditioning {
-  textEmbeds: Float32Array;
-  timeIds: Float32Array;
-}
+/**
+ * Extra named UNet inputs that go with one conditioning, one row each (SDXL's pooled
+ * `text_embeds` and `time_ids`, say): the loop repeats each row for every image of the pass
+ * and feeds it under its name, `[batch, row length]`.
+ */
+export type AddedConditioning = Readonly<Record<string, Float32Array>>;
 
-/** One conditioning: the embedding and, for SDXL, its pooled extras. */
+/** One conditioning: the embedding and its extra named inputs. */
 export interface Cond {
   embedding: Embedding;
   added?: AddedConditioning;
@@ -34,18 +35,63 @@ export interface StepConditioning {
   conds: Array<{ cond: Cond; weight: number }>;
 }
 
-/** One UNet evaluation on a batch (the caller concatenates along the batch axis). */
-export type UnetCall = (input: {
+/** A tensor fed to a named graph input. */
+export interface NamedInput {
+  data: Float32Array;
+  dims: readonly number[];
+}
+
+/** One batched UNet evaluation (the loop concatenates its passes along the batch axis). */
+export interface UnetInput {
+  /** `[B, C, H, W]` scaled latents (plus any extra channels). */
   sample: Float32Array;
   sampleShape: [number, number, number, number];
   timestep: number;
+  /** `[B, S, D]` encoder hidden states. */
   hiddenStates: Float32Array;
   hiddenShape: [number, number, number];
-  textEmbeds?: Float32Array;
-  timeIds?: Float32Array;
-  /** LCM guidance embedding `[batch, time_cond_proj_dim]` (the UNet's `timestep_cond`). */
-  timestepCond?: Float32Array;
-}) => Promise<Float32Array>;
+  /**
+   * Every other graph input by name: SDXL `text_embeds`/`time_ids`, an LCM's `timestep_cond`,
+   * ControlNet residuals (`down_block_additional_residual_k`, `mid_block_additional_residual`),
+   * extra tokens. The UNet call feeds each in the type its graph declares.
+   */
+  extra: Record<string, NamedInput>;
+}
+
+/** Runs the UNet on one batched input and returns its output, `[B, C, H, W]`. */
+export type UnetCall = (input: UnetInput) => Promise<Float32Array>;
+
+/** Where the loop is when it calls a hook. */
+export interface StepState {
+  /** Index into `scheduler.timesteps`. */
+  i: number;
+  /** Position within this loop's timesteps (0 at the start index, as a pipeline counts). */
+  loopIndex: number;
+  /** Number of timesteps this loop runs (a pipeline's `len(timesteps)`). */
+  loopLength: number;
+  /** The timestep. */
+  t: number;
+  /** Images per pass. */
+  n: number;
+  /** The passes of this step, in batch order (the unconditional one first when present). */
+  passes: readonly Cond[];
+  /** True when the first pass is the unconditional one (classifier-free guidance). */
+  withUncond: boolean;
+  /** The scaled latents of one pass, `[n, C, H, W]`, before any extra channels. */
+  latentInput: Float32Array;
+}
+
+/**
+ * A plug-in of the denoising loop: what a feature adds to each step without a special case in
+ * the loop. Inpainting adds mask channels or blends the known region back; an LCM adds its
+ * guidance embedding; ControlNet adds residuals computed from the same step's input.
+ */
+export interface LoopHook {
+  /** Changes the batched UNet input of a step before the call. */
+  beforeUnet?(input: UnetInput, state: StepState): UnetInput | Promise<UnetInput>;
+  /** Changes the latents after the scheduler's step `i`. */
+  afterStep?(latents: Float32Array, i: number): Float32Array;
+}
 
 /** Options for {@linkcode denoiseLatents}. */
 export interface DenoiseOptions {
@@ -61,21 +107,19 @@ export interface DenoiseOptions {
   conditioning: (i: number) => StepConditioning;
   /** Classifier-free guidance scale; 1 or less skips the unconditional pass (as Diffusers). */
   guidanceScale: number;
+  /**
+   * "cfg" (default): classifier-free guidance above scale 1. "embedded": the scale is already in
+   * the model's input (an LCM's guidance embedding), so there is no unconditional pass and no
+   * CFG combination, as Diffusers' LatentConsistencyModelPipeline.
+   */
+  guidance?: "cfg" | "embedded";
   /** Guidance rescale (Diffusers `guidance_rescale`, 0 = off). */
   guidanceRescale?: number;
   unet: UnetCall;
   rng: NoiseGenerator;
-  /** Called after each step with the new latents (inpainting blends known regions here). */
-  afterStep?: (latents: Float32Array, i: number) => Float32Array;
+  /** Plug-ins, applied in order at each step. */
+  hooks?: readonly LoopHook[];
   onProgress?: ProgressCallback;
-  /** Extra channels concatenated to the scaled input (9-channel inpainting: mask + masked latents). */
-  extraChannels?: { data: Float32Array; channels: number };
-  /**
-   * LCM guidance embedding `[N, dim]`, one row per image (lib/pipeline/lcm.ts). When set, the
-   * guidance scale is already in it: no unconditional pass and no CFG combination, as Diffusers'
-   * LatentConsistencyModelPipeline; each pass of a step gets these rows.
-   */
-  timestepCond?: Float32Array;
 }
 
 function concatEmbeddings(
@@ -105,24 +149,6 @@ function concatArrays(arrays: Float32Array[]): Float32Array {
   return out;
 }
 
-/** Joins the latent input with extra channels per batch item: `[N, C+E, H, W]`. */
-function withExtraChannels(
-  x: Float32Array,
-  n: number,
-  channels: number,
-  plane: number,
-  extra: { data: Float32Array; channels: number },
-): Float32Array {
-  const e = extra.channels;
-  const out = new Float32Array(n * (channels + e) * plane);
-  for (let k = 0; k < n; k++) {
-    const base = k * (channels + e) * plane;
-    out.set(x.subarray(k * channels * plane, (k + 1) * channels * plane), base);
-    out.set(extra.data.subarray(k * e * plane, (k + 1) * e * plane), base + channels * plane);
-  }
-  return out;
-}
-
 /** Repeats each array `times` times, in order: [a, a, b, b] for times 2. */
 function repeatEach(arrays: Float32Array[], times: number): Float32Array[] {
   return arrays.flatMap((a) => Array.from({ length: times }, () => a));
@@ -144,16 +170,14 @@ export async function denoiseLatents(options: DenoiseOptions): Promise<Float32Ar
   const total = Math.min(scheduler.timesteps.length, options.endIndex ?? Infinity);
   // Diffusers: do_classifier_free_guidance = guidance_scale > 1 (turbo models run with 0).
   // LCM with a guidance embedding: one pass with the prompt only.
-  const useUncond = options.timestepCond === undefined && options.guidanceScale > 1;
+  const useUncond = options.guidance !== "embedded" && options.guidanceScale > 1;
+  const hooks = options.hooks ?? [];
   let latents = options.latents;
   scheduler.noiseShape = [...shape];
   options.onProgress?.({ task: "denoise", step: 0, total: total - start });
   for (let i = start; i < total; i++) {
     const t = scheduler.timesteps[i]!;
-    let xIn = scheduler.scaleModelInput(latents, i);
-    if (options.extraChannels) {
-      xIn = withExtraChannels(xIn, n, channels, plane, options.extraChannels);
-    }
+    const xIn = scheduler.scaleModelInput(latents, i);
     const step = options.conditioning(i);
     const passes: Cond[] = [];
     if (useUncond) passes.push(step.uncond);
@@ -163,24 +187,33 @@ export async function denoiseLatents(options: DenoiseOptions): Promise<Float32Ar
     const hidden = concatEmbeddings(
       passes.flatMap((p) => Array.from({ length: n }, () => p.embedding)),
     );
-    const sample = concatArrays(passes.map(() => xIn));
-    const added = passes[0]!.added;
-    const out = await options.unet({
-      sample,
-      sampleShape: [batch, xIn.length / (n * plane), height, width],
+    const extra: Record<string, NamedInput> = {};
+    for (const name of Object.keys(passes[0]!.added ?? {})) {
+      const rows = repeatEach(passes.map((p) => p.added![name]!), n);
+      extra[name] = { data: concatArrays(rows), dims: [batch, rows[0]!.length] };
+    }
+    let input: UnetInput = {
+      sample: concatArrays(passes.map(() => xIn)),
+      sampleShape: [batch, channels, height, width],
       timestep: t,
       hiddenStates: hidden.data,
       hiddenShape: [batch, hidden.tokens, hidden.dim],
-      ...(added
-        ? {
-          textEmbeds: concatArrays(repeatEach(passes.map((p) => p.added!.textEmbeds), n)),
-          timeIds: concatArrays(repeatEach(passes.map((p) => p.added!.timeIds), n)),
-        }
-        : {}),
-      ...(options.timestepCond
-        ? { timestepCond: concatArrays(passes.map(() => options.timestepCond!)) }
-        : {}),
-    });
+      extra,
+    };
+    const state: StepState = {
+      i,
+      loopIndex: i - start,
+      loopLength: total - start,
+      t,
+      n,
+      passes,
+      withUncond: useUncond,
+      latentInput: xIn,
+    };
+    for (const hook of hooks) {
+      if (hook.beforeUnet) input = await hook.beforeUnet(input, state);
+    }
+    const out = await options.unet(input);
     const eps = guide(out, size, useUncond, step, options.guidanceScale);
     if (options.guidanceRescale && options.guidanceRescale > 0 && useUncond) {
       const item = channels * plane;
@@ -193,7 +226,9 @@ export async function denoiseLatents(options: DenoiseOptions): Promise<Float32Ar
       }
     }
     latents = scheduler.step(eps, i, latents, options.rng);
-    if (options.afterStep) latents = options.afterStep(latents, i);
+    for (const hook of hooks) {
+      if (hook.afterStep) latents = hook.afterStep(latents, i);
+    }
     options.onProgress?.({ task: "denoise", step: i - start + 1, total: total - start });
   }
   return latents;
@@ -254,4 +289,61 @@ function rescaleNoise(eps: Float32Array, cond: Float32Array, phi: number): void 
     const rescaled = eps[j]! * ratio;
     eps[j] = phi * rescaled + (1 - phi) * eps[j]!;
   }
+}
+
+/**
+ * A hook that appends channels to every image's UNet input: `[B, C, H, W]` becomes
+ * `[B, C + E, H, W]`, pass after pass (9-channel inpainting: the mask and the masked-image
+ * latents). `extra` holds `[n, E, H, W]`, one block per image of a pass.
+ *
+ * @example
+ * ```ts
+ * import { extraChannelsHook } from "./denoise.ts";
+ * const hook = extraChannelsHook({ data: new Float32Array([9]), channels: 1 });
+ * const input = { sample: new Float32Array([1, 2]), sampleShape: [2, 1, 1, 1] as [number, number, number, number],
+ *   timestep: 1, hiddenStates: new Float32Array(2), hiddenShape: [2, 1, 1] as [number, number, number], extra: {} };
+ * const state = { i: 0, loopIndex: 0, loopLength: 1, t: 1, n: 1, passes: [], withUncond: true, latentInput: new Float32Array([1]) };
+ * const out = await hook.beforeUnet!(input, state);
+ * console.assert(out.sample.join() === "1,9,2,9" && out.sampleShape[1] === 2);
+ * ```
+ */
+export function extraChannelsHook(extra: { data: Float32Array; channels: number }): LoopHook {
+  return {
+    beforeUnet(input, state) {
+      const [batch, c, h, w] = input.sampleShape;
+      const plane = h * w;
+      const e = extra.channels;
+      const out = new Float32Array(batch * (c + e) * plane);
+      for (let b = 0; b < batch; b++) {
+        const k = b % state.n;
+        const base = b * (c + e) * plane;
+        out.set(input.sample.subarray(b * c * plane, (b + 1) * c * plane), base);
+        out.set(extra.data.subarray(k * e * plane, (k + 1) * e * plane), base + c * plane);
+      }
+      return { ...input, sample: out, sampleShape: [batch, c + e, h, w] };
+    },
+  };
+}
+
+/**
+ * A hook that feeds the same rows to a named UNet input in every pass: `rows` is `[n, D]`, one
+ * row per image, and the input gets `[passes * n, D]` (an LCM's `timestep_cond`).
+ *
+ * @example
+ * ```ts
+ * import { passRowsHook } from "./denoise.ts";
+ * const hook = passRowsHook("timestep_cond", new Float32Array([1, 2]), 2);
+ * console.assert(typeof hook.beforeUnet === "function");
+ * ```
+ */
+export function passRowsHook(name: string, rows: Float32Array, width: number): LoopHook {
+  return {
+    beforeUnet(input, state) {
+      const data = concatArrays(state.passes.map(() => rows));
+      return {
+        ...input,
+        extra: { ...input.extra, [name]: { data, dims: [data.length / width, width] } },
+      };
+    },
+  };
 }

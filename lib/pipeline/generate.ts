@@ -11,7 +11,13 @@ import type { ProgressCallback } from "../io/progress.ts";
 import { type Nchw, sampleLatent, scaleLatents } from "../models/vae.ts";
 import type { NoiseGenerator } from "../rng/mod.ts";
 import { LCMScheduler, type Scheduler } from "../schedulers/mod.ts";
-import { denoiseLatents, type StepConditioning } from "./denoise.ts";
+import {
+  denoiseLatents,
+  type DenoiseOptions,
+  type LoopHook,
+  passRowsHook,
+  type StepConditioning,
+} from "./denoise.ts";
 import { guidanceScaleEmbedding } from "./lcm.ts";
 import { vaeFactor } from "../model_io/diffusers_folder.ts";
 import { batchGenerator, makeScheduler, type ScheduleFlag } from "./sampling.ts";
@@ -39,6 +45,11 @@ export interface DiffusionParams {
   conditioner: Conditioner;
   /** Free the text encoders once this run's conditioning is built (its last use in a run). */
   releaseTextEncoders?: boolean;
+  /**
+   * Loop plug-ins the run adds to every denoising loop of the task (after the task's own), e.g.
+   * ControlNet residuals.
+   */
+  hooks?: readonly LoopHook[] | undefined;
   onProgress?: ProgressCallback;
 }
 
@@ -127,6 +138,36 @@ export async function decodeImages(
 }
 
 /**
+ * Encodes `[1, 3, H, W]` pixels and returns `n` scaled latents `[N, C, h, w]`:
+ * `scaling_factor * latent_dist.sample(generator)`, one posterior draw of `[N, C, h, w]` from
+ * `rng` (with a batch generator, one `[1, C, h, w]` draw per image), as Diffusers'
+ * `_encode_vae_image` and `retrieve_latents` do.
+ */
+export async function encodeImageLatents(
+  sd: StableDiffusion,
+  pixels: Nchw,
+  options: { n: number; rng: NoiseGenerator; tiled?: boolean },
+): Promise<Nchw> {
+  const posterior = await sd.encode(pixels, { tiled: options.tiled ?? false });
+  const { n } = options;
+  const [b, c, h, w] = posterior.mean.dims;
+  const shape: [number, number, number, number] = [n, c, h, w];
+  const repeat = (x: Nchw): Nchw => {
+    if (b === n) return x;
+    const out = new Float32Array(n * x.data.length);
+    for (let k = 0; k < n; k++) out.set(x.data, k * x.data.length);
+    return { data: out, dims: shape };
+  };
+  const batched = {
+    mean: repeat(posterior.mean),
+    logvar: repeat(posterior.logvar),
+    std: repeat(posterior.std),
+  };
+  const sample = sampleLatent(batched, options.rng.randn(shape));
+  return { data: scaleLatents({ data: sample, dims: shape }, sd.model.vae.config), dims: shape };
+}
+
+/**
  * The scheduler for an img2img-style run: `set_timesteps(steps)` and the tail kept for
  * `strength` (Diffusers `get_timesteps`). An LCM with a guidance embedding on its LCMScheduler
  * instead runs every one of `steps` timesteps drawn from the first `strength` of the
@@ -170,8 +211,8 @@ export async function condition(
 
 /** What {@linkcode runLoop} adds to the Job's own loop options. */
 export type LoopOptions = Omit<
-  Parameters<typeof denoiseLatents>[0],
-  "guidanceScale" | "guidanceRescale" | "unet" | "onProgress"
+  DenoiseOptions,
+  "guidanceScale" | "guidanceRescale" | "guidance" | "unet" | "onProgress"
 >;
 
 /**
@@ -182,15 +223,19 @@ export type LoopOptions = Omit<
  */
 export async function runLoop(
   sd: StableDiffusion,
-  p: Pick<DiffusionParams, "cfg" | "guidanceRescale" | "onProgress">,
+  p: Pick<DiffusionParams, "cfg" | "guidanceRescale" | "hooks" | "onProgress">,
   loop: LoopOptions,
 ): Promise<Float32Array> {
   const condDim = sd.model.unet.config.timeCondProjDim;
+  const hooks = [...(loop.hooks ?? []), ...(p.hooks ?? [])];
+  if (condDim !== null) {
+    const rows = guidanceScaleEmbedding(new Array(loop.shape[0]).fill(p.cfg), condDim);
+    hooks.push(passRowsHook("timestep_cond", rows, condDim));
+  }
   const final = await denoiseLatents({
     ...loop,
-    ...(condDim !== null
-      ? { timestepCond: guidanceScaleEmbedding(new Array(loop.shape[0]).fill(p.cfg), condDim) }
-      : {}),
+    hooks,
+    ...(condDim !== null ? { guidance: "embedded" as const } : {}),
     guidanceScale: p.cfg,
     guidanceRescale: p.guidanceRescale ?? 0,
     unet: sd.unetCall(),
@@ -308,28 +353,16 @@ export async function img2img(sd: StableDiffusion, p: Img2ImgParams): Promise<Di
   const conditioning = await condition(sd, p, scheduler, { width, height });
   // 3. Encode the image; the posterior sample is the first draw of each image's generator
   const rng = batchGenerator(p.rng, p.seeds);
-  const posterior = await sd.encode(p.image, { tiled: p.vaeTiling ?? false });
+  const init = await encodeImageLatents(sd, p.image, {
+    n: p.seeds.length,
+    rng,
+    tiled: p.vaeTiling ?? false,
+  });
   if (sd.options.lowMemory) await sd.releaseSession("vae_encoder");
-  const n = p.seeds.length;
-  const [, c, h, w] = posterior.mean.dims;
-  const shape: [number, number, number, number] = [n, c, h, w];
-  const repeat = (x: Nchw): Nchw => {
-    const out = new Float32Array(n * x.data.length);
-    for (let k = 0; k < n; k++) out.set(x.data, k * x.data.length);
-    return { data: out, dims: shape };
-  };
-  const batched = {
-    mean: repeat(posterior.mean),
-    logvar: repeat(posterior.logvar),
-    std: repeat(posterior.std),
-  };
-  const init = scaleLatents(
-    { data: sampleLatent(batched, rng.randn(shape)), dims: shape },
-    sd.model.vae.config,
-  );
+  const shape = init.dims;
   // 4. Noise to the first kept timestep
   const noise = rng.randn(shape);
-  const latents = scheduler.addNoise(init, noise, startIndex);
+  const latents = scheduler.addNoise(init.data, noise, startIndex);
   // 5. Denoising loop
   const final = await runLoop(sd, p, { scheduler, latents, shape, startIndex, conditioning, rng });
   // 6. Decode

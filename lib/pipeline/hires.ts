@@ -20,8 +20,14 @@ import { UsageError } from "../errors.ts";
 import { imageToTensor, type RawImage, resizeImage } from "../image/codec.ts";
 import type { Nchw } from "../models/vae.ts";
 import type { NoiseGenerator } from "../rng/mod.ts";
-import { condition, decodeImages, runLoop, txt2img, type Txt2ImgParams } from "./generate.ts";
-import { encodeImageLatents } from "./inpaint.ts";
+import {
+  condition,
+  decodeImages,
+  encodeImageLatents,
+  runLoop,
+  txt2img,
+  type Txt2ImgParams,
+} from "./generate.ts";
 import { vaeFactor } from "../model_io/diffusers_folder.ts";
 import { batchGenerator, makeScheduler } from "./sampling.ts";
 import type { StableDiffusion } from "./stable_diffusion.ts";

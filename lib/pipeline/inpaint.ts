@@ -27,9 +27,11 @@ import {
   condition,
   decodeImages,
   type DiffusionParams,
+  encodeImageLatents,
   runLoop,
   strengthSchedule,
 } from "./generate.ts";
+import { extraChannelsHook, type LoopHook } from "./denoise.ts";
 import { vaeFactor } from "../model_io/diffusers_folder.ts";
 import { batchGenerator } from "./sampling.ts";
 import type { StableDiffusion } from "./stable_diffusion.ts";
@@ -60,36 +62,6 @@ export interface InpaintSetup {
   afterStep?: (latents: Float32Array, i: number) => Float32Array;
   /** The mask after blurring (A1111), at image size. */
   mask: MaskImage;
-}
-
-/**
- * Encodes `[1, 3, H, W]` pixels and returns `n` scaled latents `[N, C, h, w]`:
- * `scaling_factor * latent_dist.sample(generator)`, one posterior draw of `[N, C, h, w]` from
- * `rng` (with a batch generator, one `[1, C, h, w]` draw per image), as Diffusers'
- * `_encode_vae_image` and `retrieve_latents` do.
- */
-export async function encodeImageLatents(
-  sd: StableDiffusion,
-  pixels: Nchw,
-  options: { n: number; rng: NoiseGenerator; tiled?: boolean },
-): Promise<Nchw> {
-  const posterior = await sd.encode(pixels, { tiled: options.tiled ?? false });
-  const { n } = options;
-  const [b, c, h, w] = posterior.mean.dims;
-  const shape: [number, number, number, number] = [n, c, h, w];
-  const repeat = (x: Nchw): Nchw => {
-    if (b === n) return x;
-    const out = new Float32Array(n * x.data.length);
-    for (let k = 0; k < n; k++) out.set(x.data, k * x.data.length);
-    return { data: out, dims: shape };
-  };
-  const batched = {
-    mean: repeat(posterior.mean),
-    logvar: repeat(posterior.logvar),
-    std: repeat(posterior.std),
-  };
-  const sample = sampleLatent(batched, options.rng.randn(shape));
-  return { data: scaleLatents({ data: sample, dims: shape }, sd.model.vae.config), dims: shape };
 }
 
 /** Checks that the mask matches the image and the UNet can inpaint. */
@@ -206,6 +178,17 @@ export async function prepareInpaint(
   return setup;
 }
 
+/**
+ * What an inpainting setup adds to the denoising loop: the extra input channels of a 9-channel
+ * UNet, or the known region blended back after each step for a 4-channel one.
+ */
+export function inpaintHooks(setup: InpaintSetup): LoopHook[] {
+  const hooks: LoopHook[] = [];
+  if (setup.extraChannels) hooks.push(extraChannelsHook(setup.extraChannels));
+  if (setup.afterStep) hooks.push({ afterStep: setup.afterStep });
+  return hooks;
+}
+
 /** The outcome of an inpainting batch. */
 export interface InpaintResult {
   /** Final latents `[N, C, h, w]` (scaled, as the UNet sees them). */
@@ -246,8 +229,7 @@ export async function inpaint(sd: StableDiffusion, p: InpaintParams): Promise<In
     startIndex,
     conditioning,
     rng,
-    ...(setup.extraChannels ? { extraChannels: setup.extraChannels } : {}),
-    ...(setup.afterStep ? { afterStep: setup.afterStep } : {}),
+    hooks: inpaintHooks(setup),
   });
   // 7. Decode, and the A1111 overlay when the mask is blurred
   const out: Nchw = { data: final, dims: setup.shape };

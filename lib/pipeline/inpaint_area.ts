@@ -20,14 +20,8 @@
  * @module
  */
 import { imageToTensor, type RawImage, resizeImage, tensorToImage } from "../image/codec.ts";
-import {
-  compositeThroughMask,
-  cropImage,
-  cropMask,
-  type CropRegion,
-  pasteImage,
-} from "../image/crop.ts";
-import { blurMask, type MaskImage } from "../image/mask.ts";
+import { cropImage, cropMask, type CropRegion, pasteImage } from "../image/crop.ts";
+import { blurMask, compositeThroughMask, type MaskImage } from "../image/mask.ts";
 import { inpaint, type InpaintParams, type InpaintResult } from "./inpaint.ts";
 import type { StableDiffusion } from "./stable_diffusion.ts";
 

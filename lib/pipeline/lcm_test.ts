@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { TorchCpuGenerator } from "../rng/mod.ts";
 import { LCMScheduler } from "../schedulers/mod.ts";
-import { type Cond, denoiseLatents, type StepConditioning, type UnetCall } from "./denoise.ts";
+import {
+  type Cond,
+  denoiseLatents,
+  passRowsHook,
+  type StepConditioning,
+  type UnetCall,
+} from "./denoise.ts";
 import { guidanceScaleEmbedding } from "./lcm.ts";
 
 /**
@@ -67,7 +73,7 @@ Deno.test("guidanceScaleEmbedding() refuses dims below 4 and non-finite scales",
   assert.throws(() => guidanceScaleEmbedding([NaN], 8), RangeError);
 });
 
-Deno.test("denoiseLatents() with timestepCond: one pass per sub-prompt, no uncond, rows per image", async () => {
+Deno.test("denoiseLatents() with an embedded guidance: one pass per sub-prompt, no uncond, rows per image", async () => {
   const n = 2;
   const dim = 8;
   const shape: [number, number, number, number] = [n, 4, 2, 2];
@@ -80,7 +86,7 @@ Deno.test("denoiseLatents() with timestepCond: one pass per sub-prompt, no uncon
     calls.push({
       batch: input.sampleShape[0],
       hidden: input.hiddenStates,
-      ...(input.timestepCond ? { timestepCond: input.timestepCond } : {}),
+      ...(input.extra.timestep_cond ? { timestepCond: input.extra.timestep_cond.data } : {}),
     });
     return Promise.resolve(new Float32Array(input.sample.length).fill(0.1));
   };
@@ -94,7 +100,8 @@ Deno.test("denoiseLatents() with timestepCond: one pass per sub-prompt, no uncon
       shape,
       conditioning: () => ({ uncond: cond(-1), conds }),
       guidanceScale: 8.5,
-      timestepCond: emb,
+      guidance: "embedded",
+      hooks: [passRowsHook("timestep_cond", emb, dim)],
       unet,
       rng: new TorchCpuGenerator(0),
     });

@@ -23,6 +23,7 @@ import { createSession, type HostTensor, hostTensor, type OnnxSession } from "..
 import { f16ToF32, f32ToF16 } from "../tensor/dtype.ts";
 import type { TensorSource } from "../onnx/graph.ts";
 import type { UnetCall } from "./denoise.ts";
+import { ComponentRegistry } from "../model_io/components.ts";
 import {
   type ComponentFiles,
   type DiffusersModel,
@@ -56,7 +57,21 @@ export interface StableDiffusionOptions extends EngineOptions {
   vaeFloatType?: GraphFloatType;
 }
 
-type SessionName = "unet" | "text_encoder" | "text_encoder_2" | "vae_decoder" | "vae_encoder";
+/** The components every Stable Diffusion model has (pipelines may register more). */
+export type BaseComponent =
+  | "unet"
+  | "text_encoder"
+  | "text_encoder_2"
+  | "vae_decoder"
+  | "vae_encoder";
+
+const BASE_COMPONENTS: readonly BaseComponent[] = [
+  "unet",
+  "text_encoder",
+  "text_encoder_2",
+  "vae_decoder",
+  "vae_encoder",
+];
 
 /** Text encoder outputs for one batch of token ids. */
 export interface TextEncoderOutput {
@@ -78,16 +93,38 @@ export interface TextEncoderOutput {
 export class StableDiffusion {
   readonly model: DiffusersModel;
   readonly options: StableDiffusionOptions;
-  #sessions = new Map<SessionName, Promise<OnnxSession>>();
+  /**
+   * The model's sessions by component name: the base components, plus whatever a pipeline
+   * registers (a ControlNet, say), all released together.
+   */
+  readonly components: ComponentRegistry;
 
   private constructor(model: DiffusersModel, options: StableDiffusionOptions) {
     this.model = model;
     this.options = options;
+    this.components = new ComponentRegistry((name) => `${name} of the model in ${model.dir}`);
+    for (const name of BASE_COMPONENTS) {
+      void this.components.register(name, () => this.#open(name));
+    }
   }
 
   /** Opens a Diffusers folder (sessions are created lazily, on first use). */
   static async open(path: string, options: StableDiffusionOptions): Promise<StableDiffusion> {
-    const model = await openDiffusersModel(path);
+    return await StableDiffusion.fromModel(await openDiffusersModel(path), options);
+  }
+
+  /**
+   * A model already opened with `openDiffusersModel` (the object is copied, not changed), with
+   * another VAE when `options.vaeDir` names one.
+   */
+  static async fromModel(
+    opened: DiffusersModel,
+    options: StableDiffusionOptions,
+  ): Promise<StableDiffusion> {
+    const model: DiffusersModel = {
+      ...opened,
+      ...(opened.onnx !== undefined ? { onnx: { ...opened.onnx } } : {}),
+    };
     if (model.onnx !== undefined && Object.keys(options.transforms ?? {}).length > 0) {
       throw new RangeError(
         `Cannot apply LoRAs or embeddings to the ONNX export in ${model.dir}: its weights are ` +
@@ -105,17 +142,12 @@ export class StableDiffusion {
     return new StableDiffusion(model, options);
   }
 
-  #session(name: SessionName): Promise<OnnxSession> {
-    let session = this.#sessions.get(name);
-    if (session === undefined) {
-      session = this.#open(name);
-      this.#sessions.set(name, session);
-      session.catch(() => this.#sessions.delete(name));
-    }
-    return session;
+  /** The engine options every component of this model is built and run with. */
+  get engineOptions(): EngineOptions {
+    return this.options;
   }
 
-  #open(name: SessionName): Promise<OnnxSession> {
+  #open(name: BaseComponent): Promise<OnnxSession> {
     const m = this.model;
     const graph = onnxGraph(m, name);
     if (graph !== undefined) {
@@ -182,21 +214,18 @@ export class StableDiffusion {
   }
 
   /** Names of the sessions opened (or opening) now. */
-  openSessions(): SessionName[] {
-    return [...this.#sessions.keys()];
+  openSessions(): string[] {
+    return this.components.openNames();
   }
 
   /** Frees one session (low-memory mode calls this between stages). */
-  async releaseSession(name: SessionName): Promise<void> {
-    const session = this.#sessions.get(name);
-    if (session === undefined) return;
-    this.#sessions.delete(name);
-    await (await session).release();
+  async releaseSession(name: string): Promise<void> {
+    await this.components.release(name);
   }
 
   /** Frees every session. */
   async release(): Promise<void> {
-    for (const name of [...this.#sessions.keys()]) await this.releaseSession(name);
+    await this.components.releaseAll();
   }
 
   /** Runs a text encoder on `[B, S]` token ids. */
@@ -205,7 +234,7 @@ export class StableDiffusion {
     batch: number,
     which: "text_encoder" | "text_encoder_2" = "text_encoder",
   ): Promise<TextEncoderOutput> {
-    const session = await this.#session(which);
+    const session = await this.components.session(which);
     const seq = ids.length / batch;
     // Built graphs take int64 ids; ONNX exports int32 or int64, as their metadata says.
     const out = await session.run({
@@ -280,7 +309,7 @@ export class StableDiffusion {
   /** The UNet as a {@linkcode UnetCall}. */
   unetCall(): UnetCall {
     return async (input) => {
-      const session = await this.#session("unet");
+      const session = await this.components.session("unet");
       // Each input goes in the type the graph declares (ONNX exports vary: int64 or float16
       // timesteps, float16 states); built graphs take float32.
       const feeds: Record<string, HostTensor> = {
@@ -293,24 +322,9 @@ export class StableDiffusion {
           input.hiddenShape,
         ),
       };
-      if (input.textEmbeds && input.timeIds) {
-        const b = input.sampleShape[0];
-        feeds.text_embeds = asInput(session, "text_embeds", input.textEmbeds, [
-          b,
-          input.textEmbeds.length / b,
-        ]);
-        feeds.time_ids = asInput(session, "time_ids", input.timeIds, [
-          b,
-          input.timeIds.length / b,
-        ]);
-      }
-      if (input.timestepCond) {
-        // LCM guidance embedding, one row per batch item.
-        const b = input.sampleShape[0];
-        feeds.timestep_cond = asInput(session, "timestep_cond", input.timestepCond, [
-          b,
-          input.timestepCond.length / b,
-        ]);
+      // Everything else by name: SDXL text_embeds/time_ids, timestep_cond, residuals, ...
+      for (const [name, value] of Object.entries(input.extra)) {
+        feeds[name] = asInput(session, name, value.data, value.dims);
       }
       const out = await session.run(feeds, ["out_sample"]);
       return asFloat32(out.out_sample!);
@@ -322,7 +336,7 @@ export class StableDiffusion {
    * latent scaling first. With `tiled`, decodes overlapping tiles and blends them.
    */
   async decode(latents: Nchw, options: { tiled?: boolean } = {}): Promise<Nchw> {
-    const session = await this.#session("vae_decoder");
+    const session = await this.components.session("vae_decoder");
     const z: Nchw = { data: unscaleLatents(latents, this.model.vae.config), dims: latents.dims };
     const run = async (tile: Nchw): Promise<Nchw> => {
       const out = await session.run({
@@ -338,7 +352,7 @@ export class StableDiffusion {
 
   /** Encodes pixels in [-1, 1] to the VAE posterior (unscaled). */
   async encode(pixels: Nchw, options: { tiled?: boolean } = {}): Promise<LatentDistribution> {
-    const session = await this.#session("vae_encoder");
+    const session = await this.components.session("vae_encoder");
     // Optimum exports before 1.22 return a latent already sampled inside the graph.
     const sampled = !session.outputNames.includes("latent_parameters") &&
       session.outputNames.includes("latent_sample");
@@ -368,9 +382,9 @@ export class StableDiffusion {
 }
 
 /** The export's graph for a session, if the model is an ONNX export that has it. */
-function onnxGraph(m: DiffusersModel, name: SessionName): string | undefined {
+function onnxGraph(m: DiffusersModel, name: BaseComponent): string | undefined {
   if (m.onnx === undefined) return undefined;
-  const graphs: Record<SessionName, string | undefined> = {
+  const graphs: Record<BaseComponent, string | undefined> = {
     unet: m.onnx.unet,
     text_encoder: m.onnx.textEncoder,
     text_encoder_2: m.onnx.textEncoder2,

@@ -83,6 +83,7 @@ export {
   type SamplerName,
   type SamplerRow,
   samplerTable,
+  SCHEDULE_NAMES,
   type ScheduleName,
 } from "./names.ts";
 

@@ -28,8 +28,18 @@ export type SamplerName =
   | "lcm"
   | "tcd";
 
-/** denoise schedule names (`--schedule`). */
-export type ScheduleName = "default" | "karras" | "exponential" | "beta" | "sgm-uniform" | "simple";
+/** denoise sigma schedule names (`--schedule`), the one list every other place derives from. */
+export const SCHEDULE_NAMES = [
+  "default",
+  "karras",
+  "exponential",
+  "beta",
+  "sgm-uniform",
+  "simple",
+] as const;
+
+/** A denoise schedule name (`--schedule`). */
+export type ScheduleName = typeof SCHEDULE_NAMES[number];
 
 /** One row of the sampler table (what `denoise samplers` prints). */
 export interface SamplerRow {
@@ -59,14 +69,7 @@ export interface ResolvedSampler {
   configOverrides: Record<string, unknown>;
 }
 
-const ALL_SCHEDULES: readonly ScheduleName[] = [
-  "default",
-  "karras",
-  "exponential",
-  "beta",
-  "sgm-uniform",
-  "simple",
-];
+const ALL_SCHEDULES: readonly ScheduleName[] = SCHEDULE_NAMES;
 const ONLY_DEFAULT: readonly ScheduleName[] = ["default"];
 
 // Samplers that Diffusers 0.27 cannot run (3M SDE needs order 3 with sde-dpmsolver++, which its

@@ -311,7 +311,6 @@ Deno.test("SafetensorsFile.open() reads only the header of a large sparse file",
     await file.write(new Uint8Array([1, 2, 3, 4]));
     await file.truncate(head.byteLength + 4 + 4294967296); // sparse: nothing written
     file.close();
-    const t0 = performance.now();
     const st = await SafetensorsFile.open(path);
     try {
       assert.deepEqual(await st.read("small"), new Uint8Array([1, 2, 3, 4]));
@@ -319,7 +318,6 @@ Deno.test("SafetensorsFile.open() reads only the header of a large sparse file",
     } finally {
       st.close();
     }
-    assert.ok(performance.now() - t0 < 1000, "opening a 4 GB file took over a second");
   } finally {
     await Deno.remove(path);
   }

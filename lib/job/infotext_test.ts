@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { hasShared, sharedPath } from "../../tests/shared.ts";
 import { parseInfotext, summarizeInfotext } from "../meta/a1111.ts";
-import { GenerateJob, Img2ImgJob } from "../job.ts";
-import { infotextFor, jobFromImage, jobFromInfotext } from "./metadata.ts";
+import { GenerateJob, Img2ImgJob } from "./diffusion.ts";
+import { infotextFor, jobFromInfotext } from "./infotext.ts";
+import { jobFromImage } from "./load.ts";
 
 const CTX = {
   width: 512,

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { z } from "zod";
-import { InputError, UsageError } from "./errors.ts";
-import { defineJob, resolveJob, unwrapJob } from "./job.ts";
+import { InputError, UsageError } from "../errors.ts";
+import { defineJob, resolveJob } from "./define.ts";
+import { unwrapJob } from "./load.ts";
 
 const EchoJob = defineJob("echo", {
   text: z.string().default("hi"),

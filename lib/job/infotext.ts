@@ -1,13 +1,10 @@
 /**
- * What every image denoise writes carries: an A1111-compatible `parameters` text and the full Job
- * as JSON (PNG chunk "denoise"), so `meta read` shows it and `--job image.png` replays it.
+ * Jobs and A1111 infotext (the `parameters` text every image denoise writes carries): the
+ * infotext of a Job, and a Job rebuilt from the infotext of an image made by A1111 or its forks.
  *
  * @module
  */
-import { encodeImage, type ImageFormat, type RawImage } from "../image/codec.ts";
 import { formatInfotext, type InfotextSummary } from "../meta/a1111.ts";
-import { DENOISE_JOB_KEYWORD, readMetadata } from "../meta/read.ts";
-import { writeMetadata } from "../meta/write.ts";
 import { resolveSampler, samplerTable } from "../schedulers/mod.ts";
 
 /** The Job fields the infotext reads. */
@@ -127,19 +124,6 @@ export function infotextFor(job: InfotextJob, ctx: InfotextContext): string {
   });
 }
 
-/** Encodes an image and attaches the infotext and the Job (JPEG/WebP hold the infotext only). */
-export async function encodeWithMetadata(
-  image: RawImage,
-  format: ImageFormat,
-  metadata: { infotext: string; job: unknown },
-  options: { quality?: number } = {},
-): Promise<Uint8Array> {
-  const bytes = await encodeImage(image, format, options);
-  const set: Record<string, string> = { parameters: metadata.infotext };
-  if (format === "png") set[DENOISE_JOB_KEYWORD] = JSON.stringify(metadata.job);
-  return writeMetadata(bytes, { set });
-}
-
 const SCHEDULE_FROM_A1111: Record<string, string> = {
   karras: "karras",
   exponential: "exponential",
@@ -200,22 +184,4 @@ export function jobFromInfotext(info: {
       : "lanczos";
   }
   return job;
-}
-
-/**
- * The Job stored in an image: denoise's own "denoise" chunk, else one rebuilt from A1111
- * parameters (PNG text or JPEG/WebP EXIF). For `--job image.png|jpg|webp`.
- */
-export function jobFromImage(bytes: Uint8Array): Record<string, unknown> | undefined {
-  let meta;
-  try {
-    meta = readMetadata(bytes, { lenient: true });
-  } catch {
-    return undefined;
-  }
-  const job = meta.job;
-  if (typeof job === "object" && job !== null && !Array.isArray(job)) {
-    return job as Record<string, unknown>;
-  }
-  return meta.a1111 === undefined ? undefined : jobFromInfotext(meta.a1111);
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { modelName } from "./run.ts";
+import { modelName } from "./resolve.ts";
 
 Deno.test("modelName() shows the alias, the file stem or the folder name, never the cache", () => {
   assert.equal(modelName("sd15", "/cache/models/sd15/abc"), "sd15");

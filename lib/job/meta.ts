@@ -1,31 +1,27 @@
 /**
- * Job schemas of `denoise meta read` and `denoise meta write` (re-exported by lib/job.ts).
- * Defined here with zod directly, not with lib/job.ts's `defineJob`, because lib/job.ts
- * re-exports this file and the import cycle would reach `defineJob` before it is initialised.
- * The shape is the same: `command`, `version` (1), strict fields.
+ * The Jobs of `denoise meta read` and `denoise meta write`.
  *
  * @module
  */
 import { z } from "zod";
+import { defineJob } from "./define.ts";
 
 /**
  * `denoise meta read [FILE|-]`.
  *
  * @example
  * ```ts
- * import { MetaReadJob } from "./job.ts";
+ * import { MetaReadJob } from "./meta.ts";
  * const job = MetaReadJob.parse({ command: "meta read", input: "a.png" });
  * console.assert(job.lenient === false && job.version === 1);
  * ```
  */
-export const MetaReadJob = z.object({
-  command: z.literal("meta read"),
-  version: z.literal(1).default(1),
+export const MetaReadJob = defineJob("meta read", {
   /** Image path, or "-" / absent for stdin. */
   input: z.string().optional(),
   /** Read what can be read from a damaged file instead of failing. */
   lenient: z.boolean().default(false),
-}).strict();
+});
 
 /** A resolved `meta read` Job. */
 export type MetaReadJob = z.infer<typeof MetaReadJob>;
@@ -35,14 +31,12 @@ export type MetaReadJob = z.infer<typeof MetaReadJob>;
  *
  * @example
  * ```ts
- * import { MetaWriteJob } from "./job.ts";
+ * import { MetaWriteJob } from "./meta.ts";
  * const job = MetaWriteJob.parse({ command: "meta write", set: { note: "hi" } });
  * console.assert(job.strip === false && job.delete.length === 0);
  * ```
  */
-export const MetaWriteJob = z.object({
-  command: z.literal("meta write"),
-  version: z.literal(1).default(1),
+export const MetaWriteJob = defineJob("meta write", {
   /** Image path, or "-" / absent for stdin. */
   input: z.string().optional(),
   /** Output path; absent writes the image to stdout. */
@@ -55,7 +49,7 @@ export const MetaWriteJob = z.object({
   strip: z.boolean().default(false),
   /** PNG: store new text compressed (zTXt / compressed iTXt). */
   compress: z.boolean().default(false),
-}).strict();
+});
 
 /** A resolved `meta write` Job. */
 export type MetaWriteJob = z.infer<typeof MetaWriteJob>;

@@ -1,0 +1,81 @@
+/**
+ * Resolving `--model`: a Diffusers folder, a single-file checkpoint (converted once into the
+ * cache) or an alias from models.lock.json; and the model-level facts a run records (the name
+ * A1111's "Model" field shows, the default guidance).
+ *
+ * @module
+ */
+import { existsSync, statSync } from "node:fs";
+import { basename, resolve } from "node:path";
+import { ModelNotFoundError, UsageError } from "../errors.ts";
+import { lockedModel, modelDir, type ModelsLock, modelStatus } from "../hub/mod.ts";
+import { convertedModelDir } from "../convert/cached_model.ts";
+import type { DiffusersModel } from "../model_io/diffusers_folder.ts";
+
+/** Where models and built graphs live, and how sessions run. */
+export interface RunEnvironment {
+  /** Cache root: built graphs go to `<cacheDir>/graphs`, pulled models to `<cacheDir>/models`. */
+  cacheDir: string;
+  /** Model aliases. */
+  lock?: ModelsLock;
+  threads?: number | undefined;
+  device?: "cpu" | "cuda";
+  lowMemory?: boolean;
+  /** denoise version, recorded in metadata. */
+  version: string;
+  /** CLIP tokenizer folder for single-file checkpoints (`DENOISE_TOKENIZER`). */
+  tokenizerDir?: string | undefined;
+}
+
+/** Resolves `--model` (a folder or an alias from the lock) to a Diffusers folder. */
+export async function resolveModel(spec: string | undefined, env: RunEnvironment): Promise<string> {
+  if (spec === undefined || spec === "") {
+    throw new UsageError("No model given", {
+      hint: "pass --model FOLDER (a Diffusers folder) or --model ALIAS (see denoise models list)",
+    });
+  }
+  if (existsSync(spec)) {
+    const stat = statSync(spec);
+    if (stat.isDirectory()) return resolve(spec);
+    if (/\.(safetensors|ckpt|pt|pth|bin)$/i.test(spec)) {
+      // Converted once into <cacheDir>/converted/<file key>/ and reused (lib/convert).
+      return await convertedModelDir(spec, {
+        cacheDir: env.cacheDir,
+        ...(env.tokenizerDir ? { tokenizerDir: env.tokenizerDir } : {}),
+      });
+    }
+    throw new UsageError(`"--model ${spec}" is a file, not a model folder`);
+  }
+  if (env.lock && env.lock.models[spec] !== undefined) {
+    const model = lockedModel(env.lock, spec);
+    const status = await modelStatus(env.cacheDir, spec, model);
+    if (status.some((s) => !s.present)) {
+      throw new ModelNotFoundError(`Model "${spec}" is not downloaded`, {
+        hint: `run "denoise models pull ${spec}"`,
+      });
+    }
+    return modelDir(env.cacheDir, spec, model);
+  }
+  throw new ModelNotFoundError(`Model "${spec}" is neither a folder nor a known alias`, {
+    hint: "pass a Diffusers folder, or an alias from denoise models list",
+  });
+}
+
+/**
+ * The model name A1111's "Model" field shows: an alias as given, a single file's stem, or the
+ * folder's name (never the cache folder a single file was converted into).
+ */
+export function modelName(spec: string | undefined, dir: string): string {
+  if (spec === undefined || spec === "") return basename(dir);
+  const base = basename(spec.replace(/[\\/]+$/, ""));
+  return base.replace(/\.(safetensors|ckpt|pt|pth|bin)$/i, "") || basename(dir);
+}
+
+/**
+ * Default guidance scale of a model (Diffusers' pipeline defaults): 8.5 for an LCM with a
+ * guidance embedding (LatentConsistencyModelPipeline), 5 for SDXL, else 7.5.
+ */
+export function defaultCfg(model: Pick<DiffusersModel, "family" | "unet">): number {
+  if (model.unet.config.timeCondProjDim !== null) return 8.5;
+  return model.family === "sdxl" || model.family === "sdxl-refiner" ? 5 : 7.5;
+}
