@@ -21,7 +21,7 @@ import {
 } from "../image/mask.ts";
 import type { NoiseGenerator } from "../rng/mod.ts";
 import type { Scheduler } from "../schedulers/mod.ts";
-import { type Nchw, sampleLatent, scaleLatents } from "../models/vae.ts";
+import type { Nchw } from "../models/vae.ts";
 import {
   checkSize,
   condition,
