@@ -7,25 +7,14 @@
  *
  * @module
  */
-import {
-  addNoiseAlphas,
-  alphasCumprodFromBetas,
-  checkIndex,
-  checkSameLength,
-  img2imgSlice,
-  type Img2ImgTimesteps,
-  makeBetas,
-  type NoiseGenerator,
-  numpyLinspace,
-  type PredictionType,
-  roundHalfEven,
-  type Scheduler,
-  type SchedulerConfig,
-  spacedTimesteps,
-  sqrt32,
-  thresholdSample,
-  type TimestepSpacing,
-} from "./common.ts";
+import { alphasCumprodFromBetas, makeBetas } from "./betas.ts";
+import { checkIndex, checkSameLength } from "./checks.ts";
+import type { PredictionType, SchedulerConfig, TimestepSpacing } from "./config.ts";
+import { addNoiseAlphas } from "./noise.ts";
+import { numpyLinspace, roundHalfEven, sqrt32 } from "./numpy.ts";
+import type { Img2ImgTimesteps, NoiseGenerator, Scheduler } from "./scheduler.ts";
+import { thresholdSample } from "./thresholding.ts";
+import { img2imgSlice, spacedTimesteps } from "./timesteps.ts";
 
 const f32 = Math.fround;
 

@@ -13,15 +13,10 @@
  *
  * @module
  */
-import {
-  checkIndex,
-  checkSameLength,
-  checkSteps,
-  type NoiseGenerator,
-  parseSchedulerConfig,
-  type SchedulerConfig,
-  thresholdSample,
-} from "./common.ts";
+import { checkIndex, checkSameLength, checkSteps } from "./checks.ts";
+import { parseSchedulerConfig, type SchedulerConfig } from "./config.ts";
+import type { NoiseGenerator } from "./scheduler.ts";
+import { thresholdSample } from "./thresholding.ts";
 import { VpScheduler } from "./vp_scheduler.ts";
 import {
   combine,

@@ -15,28 +15,25 @@
  *
  * @module
  */
+import { alphasCumprodFromBetas, makeBetas } from "./betas.ts";
+import { checkIndex, checkSameLength, checkSteps } from "./checks.ts";
 import {
-  alphasCumprodFromBetas,
-  betaSigmas,
-  checkIndex,
-  checkSameLength,
-  checkSteps,
-  drawNoise,
-  exponentialSigmas,
-  karrasSigmas,
-  makeBetas,
-  type NoiseGenerator,
-  numpyArange,
-  numpyLinspace,
   parseSchedulerConfig,
   type PredictionType,
-  roundHalfEven,
   type SchedulerConfig,
+  type TimestepSpacing,
+} from "./config.ts";
+import { drawNoise } from "./noise.ts";
+import { numpyArange, numpyLinspace, roundHalfEven } from "./numpy.ts";
+import type { NoiseGenerator } from "./scheduler.ts";
+import {
+  betaSigmas,
+  exponentialSigmas,
+  karrasSigmas,
   sgmUniformSigmas,
   simpleSigmas,
-  thresholdSample,
-  type TimestepSpacing,
-} from "./common.ts";
+} from "./sigma_schedules.ts";
+import { thresholdSample } from "./thresholding.ts";
 import { sigmaToAlphaSigmaT, vpAddNoise, VpScheduler } from "./vp_scheduler.ts";
 
 export { sigmaToAlphaSigmaT, vpAddNoise };

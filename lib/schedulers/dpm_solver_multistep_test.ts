@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { NoiseGenerator, Scheduler } from "./common.ts";
+import type { NoiseGenerator, Scheduler } from "./scheduler.ts";
 import {
   combine,
   DPMSolverMultistepScheduler,
@@ -9,7 +9,7 @@ import {
   solverTimesteps,
   vpTables,
 } from "./dpm_solver_multistep.ts";
-import { parseSchedulerConfig } from "./common.ts";
+import { parseSchedulerConfig } from "./config.ts";
 
 const SD15 = {
   beta_schedule: "scaled_linear",

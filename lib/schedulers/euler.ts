@@ -4,22 +4,13 @@
  *
  * @module
  */
-import {
-  checkIndex,
-  checkSameLength,
-  checkSteps,
-  convertSigmas,
-  drawNoise,
-  kDenoised,
-  kInitNoiseSigma,
-  kSigmaSchedule,
-  type NoiseGenerator,
-  parseSchedulerConfig,
-  type SchedulerConfig,
-  sigmaToT,
-  sqrt32,
-  torchLinspaceF32,
-} from "./common.ts";
+import { checkIndex, checkSameLength, checkSteps } from "./checks.ts";
+import { parseSchedulerConfig, type SchedulerConfig } from "./config.ts";
+import { convertSigmas, kDenoised, kInitNoiseSigma, kSigmaSchedule } from "./k_sigmas.ts";
+import { drawNoise } from "./noise.ts";
+import { sqrt32, torchLinspaceF32 } from "./numpy.ts";
+import type { NoiseGenerator } from "./scheduler.ts";
+import { sigmaToT } from "./training_sigmas.ts";
 import { SigmaScheduler } from "./sigma_scheduler.ts";
 
 const f32 = Math.fround;

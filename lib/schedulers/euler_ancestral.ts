@@ -4,20 +4,12 @@
  *
  * @module
  */
-import {
-  addNoiseSigma,
-  checkIndex,
-  checkSteps,
-  drawNoise,
-  kDenoised,
-  kInitNoiseSigma,
-  kSigmaSchedule,
-  NO_SIGMA_RANGE,
-  type NoiseGenerator,
-  parseSchedulerConfig,
-  type SchedulerConfig,
-  sqrt32,
-} from "./common.ts";
+import { checkIndex, checkSteps } from "./checks.ts";
+import { NO_SIGMA_RANGE, parseSchedulerConfig, type SchedulerConfig } from "./config.ts";
+import { kDenoised, kInitNoiseSigma, kSigmaSchedule } from "./k_sigmas.ts";
+import { addNoiseSigma, drawNoise } from "./noise.ts";
+import { sqrt32 } from "./numpy.ts";
+import type { NoiseGenerator } from "./scheduler.ts";
 import { eulerStep } from "./euler.ts";
 import { rejectSamplePrediction, SigmaScheduler } from "./sigma_scheduler.ts";
 

@@ -44,24 +44,13 @@
  *
  * @module
  */
-import {
-  addNoiseSigma,
-  alphasCumprodFromBetas,
-  checkIndex,
-  checkSameLength,
-  checkSteps,
-  drawNoise,
-  kDenoised,
-  kInitNoiseSigma,
-  kSigmaSchedule,
-  makeBetas,
-  type NoiseGenerator,
-  parseSchedulerConfig,
-  scaleBySigma,
-  type Scheduler,
-  type SchedulerConfig,
-  sigmaToT,
-} from "./common.ts";
+import { alphasCumprodFromBetas, makeBetas } from "./betas.ts";
+import { checkIndex, checkSameLength, checkSteps } from "./checks.ts";
+import { parseSchedulerConfig, type SchedulerConfig } from "./config.ts";
+import { kDenoised, kInitNoiseSigma, kSigmaSchedule, scaleBySigma } from "./k_sigmas.ts";
+import { addNoiseSigma, drawNoise } from "./noise.ts";
+import type { NoiseGenerator, Scheduler } from "./scheduler.ts";
+import { sigmaToT } from "./training_sigmas.ts";
 import { exp32, expm132, log32 } from "./dpm_solver_multistep.ts";
 
 const f = Math.fround;

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { TorchCpuGenerator } from "../rng/mod.ts";
-import type { Scheduler } from "./common.ts";
+import type { Scheduler } from "./scheduler.ts";
 import { DPMSolverMultistepScheduler } from "./dpm_solver_multistep.ts";
 import {
   ancestralStep,

@@ -15,7 +15,7 @@
  *
  * @module
  */
-import type { Scheduler } from "./common.ts";
+import type { Scheduler } from "./scheduler.ts";
 import { EulerDiscreteScheduler } from "./euler.ts";
 import { DPMSolverMultistepScheduler } from "./dpm_solver_multistep.ts";
 import { EulerAncestralDiscreteScheduler } from "./euler_ancestral.ts";
@@ -40,7 +40,18 @@ import {
 } from "./k_diffusion.ts";
 import { resolveSampler } from "./names.ts";
 
-export * from "./common.ts";
+export * from "./scheduler.ts";
+export * from "./config.ts";
+export * from "./numpy.ts";
+export * from "./betas.ts";
+export * from "./training_sigmas.ts";
+export * from "./beta_distribution.ts";
+export * from "./sigma_schedules.ts";
+export * from "./timesteps.ts";
+export * from "./checks.ts";
+export * from "./noise.ts";
+export * from "./thresholding.ts";
+export * from "./k_sigmas.ts";
 export { EulerDiscreteScheduler, eulerStep } from "./euler.ts";
 export { DPMSolverMultistepScheduler } from "./dpm_solver_multistep.ts";
 export {
@@ -83,7 +94,6 @@ export {
   type SamplerName,
   type SamplerRow,
   samplerTable,
-  type ScheduleName,
 } from "./names.ts";
 
 type SchedulerFactory = (config: Record<string, unknown>) => Scheduler;

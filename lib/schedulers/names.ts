@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { configSigmaSchedule, type ScheduleName, SIGMA_SCHEDULES } from "./sigma_schedules.ts";
 
 /** denoise sampler names. */
 export type SamplerName =
@@ -27,9 +28,6 @@ export type SamplerName =
   | "deis"
   | "lcm"
   | "tcd";
-
-/** denoise schedule names (`--schedule`). */
-export type ScheduleName = "default" | "karras" | "exponential" | "beta" | "sgm-uniform" | "simple";
 
 /** One row of the sampler table (what `denoise samplers` prints). */
 export interface SamplerRow {
@@ -59,14 +57,7 @@ export interface ResolvedSampler {
   configOverrides: Record<string, unknown>;
 }
 
-const ALL_SCHEDULES: readonly ScheduleName[] = [
-  "default",
-  "karras",
-  "exponential",
-  "beta",
-  "sgm-uniform",
-  "simple",
-];
+const ALL_SCHEDULES: readonly ScheduleName[] = SIGMA_SCHEDULES;
 const ONLY_DEFAULT: readonly ScheduleName[] = ["default"];
 
 // Samplers that Diffusers 0.27 cannot run (3M SDE needs order 3 with sde-dpmsolver++, which its
@@ -151,7 +142,7 @@ function normalise(s: string): string {
 
 function parseSchedule(label: string): ScheduleName {
   const n = normalise(label).replace(/ /g, "-");
-  for (const s of ALL_SCHEDULES) if (s === n || s.replace("-", "_") === n) return s;
+  for (const s of ALL_SCHEDULES) if (s === n || configSigmaSchedule(s) === n) return s;
   for (const [a, s] of A1111_SCHEDULES) if (normalise(a).replace(/ /g, "-") === n) return s;
   throw new RangeError(
     `Unknown schedule "${label}"; use one of ${ALL_SCHEDULES.join(", ")} ` +
@@ -161,7 +152,7 @@ function parseSchedule(label: string): ScheduleName {
 
 function scheduleKeys(schedule: ScheduleName): Record<string, unknown> {
   if (schedule === "default") return {};
-  const keys: Record<string, unknown> = { sigma_schedule: schedule.replace("-", "_") };
+  const keys: Record<string, unknown> = { sigma_schedule: configSigmaSchedule(schedule) };
   // Diffusers' own key, so the config also means Karras to Diffusers itself.
   if (schedule === "karras") keys["use_karras_sigmas"] = true;
   return keys;

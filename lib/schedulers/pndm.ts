@@ -5,14 +5,9 @@
  *
  * @module
  */
-import {
-  checkIndex,
-  checkSameLength,
-  checkSteps,
-  parseSchedulerConfig,
-  type SchedulerConfig,
-  sqrt32,
-} from "./common.ts";
+import { checkIndex, checkSameLength, checkSteps } from "./checks.ts";
+import { parseSchedulerConfig, type SchedulerConfig } from "./config.ts";
+import { sqrt32 } from "./numpy.ts";
 import { AlphaScheduler, integerTimesteps } from "./alpha_scheduler.ts";
 
 const f32 = Math.fround;

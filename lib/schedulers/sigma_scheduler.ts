@@ -6,20 +6,13 @@
  *
  * @module
  */
-import {
-  addNoiseSigma,
-  alphasCumprodFromBetas,
-  checkIndex,
-  checkSameLength,
-  img2imgSlice,
-  type Img2ImgTimesteps,
-  makeBetas,
-  type NoiseGenerator,
-  type PredictionType,
-  scaleBySigma,
-  type Scheduler,
-  type SchedulerConfig,
-} from "./common.ts";
+import { alphasCumprodFromBetas, makeBetas } from "./betas.ts";
+import { checkIndex, checkSameLength } from "./checks.ts";
+import type { PredictionType, SchedulerConfig } from "./config.ts";
+import { scaleBySigma } from "./k_sigmas.ts";
+import { addNoiseSigma } from "./noise.ts";
+import type { Img2ImgTimesteps, NoiseGenerator, Scheduler } from "./scheduler.ts";
+import { img2imgSlice } from "./timesteps.ts";
 
 const f32 = Math.fround;
 

@@ -7,14 +7,9 @@
  *
  * @module
  */
-import {
-  checkIndex,
-  checkSameLength,
-  img2imgSlice,
-  type Img2ImgTimesteps,
-  type NoiseGenerator,
-  type Scheduler,
-} from "./common.ts";
+import { checkIndex, checkSameLength } from "./checks.ts";
+import type { Img2ImgTimesteps, NoiseGenerator, Scheduler } from "./scheduler.ts";
+import { img2imgSlice } from "./timesteps.ts";
 
 const f = Math.fround;
 

@@ -1,0 +1,88 @@
+/**
+ * The training noise schedule: betas exactly as the Diffusers constructors build them (float32,
+ * with the zero-terminal-SNR rescale) and their cumulative product `alphas_cumprod`.
+ *
+ * @module
+ */
+import type { SchedulerConfig } from "./config.ts";
+import { torchLinspaceF32 } from "./numpy.ts";
+
+const f32 = Math.fround;
+
+/**
+ * Diffusers `betas_for_alpha_bar` (squaredcos_cap_v2): betas from the cosine alpha-bar of
+ * Nichol & Dhariwal 2021, Eq. (17), computed in float64 and stored as float32.
+ */
+export function betasForAlphaBar(numDiffusionTimesteps: number, maxBeta = 0.999): Float32Array {
+  const alphaBar = (t: number) => Math.cos((t + 0.008) / 1.008 * Math.PI / 2) ** 2;
+  const out = new Float32Array(numDiffusionTimesteps);
+  for (let i = 0; i < numDiffusionTimesteps; i++) {
+    const t1 = i / numDiffusionTimesteps;
+    const t2 = (i + 1) / numDiffusionTimesteps;
+    out[i] = Math.min(1 - alphaBar(t2) / alphaBar(t1), maxBeta);
+  }
+  return out;
+}
+
+/**
+ * Diffusers `rescale_zero_terminal_snr` (Lin et al. 2023, Algorithm 1) in float32:
+ * shift and scale sqrt(alpha_bar) so the last step has zero SNR.
+ */
+export function rescaleZeroTerminalSnr(betas: Float32Array): Float32Array {
+  const n = betas.length;
+  const sqrtBar = new Float32Array(n);
+  const bar0 = alphasCumprodFromBetas(betas);
+  for (let i = 0; i < n; i++) sqrtBar[i] = Math.sqrt(bar0[i]!);
+  const s0 = sqrtBar[0]!;
+  const sT = sqrtBar[n - 1]!;
+  const scale = f32(s0 / f32(s0 - sT));
+  const bar = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const v = f32(f32(sqrtBar[i]! - sT) * scale);
+    bar[i] = f32(v * v);
+  }
+  const out = new Float32Array(n);
+  out[0] = f32(1 - bar[0]!);
+  for (let i = 1; i < n; i++) out[i] = f32(1 - f32(bar[i]! / bar[i - 1]!));
+  return out;
+}
+
+/** Betas exactly as the Diffusers constructors build them (float32), including the zero-SNR rescale. */
+export function makeBetas(config: SchedulerConfig): Float32Array {
+  let betas: Float32Array;
+  if (config.trainedBetas !== null) {
+    betas = Float32Array.from(config.trainedBetas);
+  } else if (config.betaSchedule === "linear") {
+    betas = torchLinspaceF32(config.betaStart, config.betaEnd, config.numTrainTimesteps);
+  } else if (config.betaSchedule === "scaled_linear") {
+    // torch.linspace(beta_start**0.5, beta_end**0.5, n) ** 2; the roots are Python float64.
+    const r = torchLinspaceF32(
+      Math.sqrt(config.betaStart),
+      Math.sqrt(config.betaEnd),
+      config.numTrainTimesteps,
+    );
+    betas = r.map((x) => f32(x * x));
+  } else {
+    betas = betasForAlphaBar(config.numTrainTimesteps);
+  }
+  return config.rescaleBetasZeroSnr ? rescaleZeroTerminalSnr(betas) : betas;
+}
+
+/**
+ * `torch.cumprod(1 - betas)` for a float32 tensor on CPU: the running product is kept in float64
+ * (ATen's `acc_type<float>` on CPU) and each output is rounded to float32.
+ */
+export function alphasCumprodFromBetas(betas: Float32Array): Float32Array {
+  const out = new Float32Array(betas.length);
+  let acc = 1;
+  for (let i = 0; i < betas.length; i++) {
+    acc *= f32(1 - betas[i]!);
+    out[i] = acc;
+  }
+  return out;
+}
+
+/** `alphas_cumprod` of a config: `makeBetas` then the float32 cumulative product. */
+export function computeAlphasCumprod(config: SchedulerConfig): Float32Array {
+  return alphasCumprodFromBetas(makeBetas(config));
+}

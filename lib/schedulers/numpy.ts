@@ -1,0 +1,110 @@
+/**
+ * numpy- and torch-compatible numerics: float32 scalar operations rounded like torch's 0-d float32
+ * tensors, `torch.linspace` / `numpy.linspace` / `numpy.arange` with their own fill rules,
+ * `numpy.round`, `numpy.interp`, `torch.lerp` and `max`.
+ *
+ * Numbers follow Diffusers 0.27 (`src/diffusers/schedulers/scheduling_*.py`): tables that Diffusers
+ * builds as float32 torch tensors are float32 here (every operation rounded with `Math.fround`),
+ * tables that it builds with numpy in float64 are float64 here.
+ *
+ * @module
+ */
+
+const f32 = Math.fround;
+/** Float32 square root (correctly rounded, like torch's float32 sqrt / `** 0.5`). */
+export function sqrt32(x: number): number {
+  return f32(Math.sqrt(x));
+}
+
+/**
+ * `torch.linspace(start, end, steps, dtype=float32)` on CPU: the step is a float32, the first half
+ * counts up from `start` and the second half down from `end` (ATen RangeFactoriesKernel.cpp).
+ */
+export function torchLinspaceF32(start: number, end: number, steps: number): Float32Array {
+  const out = new Float32Array(steps);
+  if (steps === 1) {
+    out[0] = start;
+    return out;
+  }
+  const s = f32(start);
+  const e = f32(end);
+  const step = f32(f32(e - s) / (steps - 1));
+  const halfway = Math.floor(steps / 2);
+  for (let i = 0; i < steps; i++) {
+    out[i] = i < halfway ? f32(s + f32(step * i)) : f32(e - f32(step * (steps - i - 1)));
+  }
+  return out;
+}
+
+/** `numpy.linspace(start, stop, num)` in float64 (`i * step + start`, last value = stop). */
+export function numpyLinspace(start: number, stop: number, num: number): Float64Array {
+  const out = new Float64Array(num);
+  if (num === 1) {
+    out[0] = start;
+    return out;
+  }
+  const step = (stop - start) / (num - 1);
+  for (let i = 0; i < num; i++) out[i] = i * step + start;
+  out[num - 1] = stop;
+  return out;
+}
+
+/** `numpy.arange(start, stop, step)` in float64 (`start + i * delta`, numpy's fill rule). */
+export function numpyArange(start: number, stop: number, step: number): Float64Array {
+  const n = Math.max(0, Math.ceil((stop - start) / step));
+  const out = new Float64Array(n);
+  const delta = (start + step) - start;
+  for (let i = 0; i < n; i++) out[i] = start + i * delta;
+  return out;
+}
+
+/** `numpy.round` (round half to even). */
+export function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  // Math.round rounds .5 up; numpy rounds ties to the even neighbour.
+  if (Math.abs(x % 1) === 0.5 && r % 2 !== 0) return r - 1;
+  return r;
+}
+
+/** `numpy.interp(x, xp, fp)` (xp ascending; clamps outside). */
+export function interp(
+  x: ArrayLike<number>,
+  xp: ArrayLike<number>,
+  fp: ArrayLike<number>,
+): Float64Array {
+  const out = new Float64Array(x.length);
+  const n = xp.length;
+  for (let k = 0; k < x.length; k++) {
+    const v = x[k]!;
+    if (v <= xp[0]!) {
+      out[k] = fp[0]!;
+      continue;
+    }
+    if (v >= xp[n - 1]!) {
+      out[k] = fp[n - 1]!;
+      continue;
+    }
+    let lo = 0;
+    let hi = n - 1;
+    while (hi - lo > 1) {
+      const mid = (lo + hi) >> 1;
+      if (xp[mid]! <= v) lo = mid;
+      else hi = mid;
+    }
+    const slope = (fp[hi]! - fp[lo]!) / (xp[hi]! - xp[lo]!);
+    out[k] = slope * (v - xp[lo]!) + fp[lo]!;
+  }
+  return out;
+}
+
+/** torch.lerp(a, b, 0.5) on float32: `b - (b - a) * 0.5` (ATen's branch for weight >= 0.5). */
+export function lerpHalf32(a: number, b: number): number {
+  return f32(b - f32(f32(b - a) * 0.5));
+}
+
+/** Largest value of an array (Diffusers `sigmas.max()`). */
+export function arrayMax(a: ArrayLike<number>): number {
+  let m = -Infinity;
+  for (let k = 0; k < a.length; k++) if (a[k]! > m) m = a[k]!;
+  return m;
+}
