@@ -15,20 +15,12 @@
  */
 import { checkIndex, checkSameLength, checkSteps } from "./checks.ts";
 import { parseSchedulerConfig, type SchedulerConfig } from "./config.ts";
+import { combine, lambdaOf, modelOutputToX0, parseSolverOrder } from "./dpm_solver_math.ts";
+import { lastSigmaKeptSchedule, type VpTables, vpTables } from "./dpm_solver_schedule.ts";
+import { exp32, log32 } from "./numpy.ts";
 import type { NoiseGenerator } from "./scheduler.ts";
 import { thresholdSample } from "./thresholding.ts";
-import { VpScheduler } from "./vp_scheduler.ts";
-import {
-  combine,
-  exp32,
-  lambdaOf,
-  lastSigmaKeptSchedule,
-  log32,
-  modelOutputToX0,
-  sigmaToAlphaSigmaT,
-  type VpTables,
-  vpTables,
-} from "./dpm_solver_multistep.ts";
+import { sigmaToAlphaSigmaT, VpScheduler } from "./vp_scheduler.ts";
 
 const f = Math.fround;
 
@@ -76,11 +68,7 @@ export class DEISMultistepScheduler extends VpScheduler {
     if (!["logrho", "midpoint", "heun", "bh1", "bh2"].includes(c.solverType)) {
       throw new RangeError(`${name}: solver_type "${c.solverType}" is not supported; use "logrho"`);
     }
-    const order = c.solverOrder;
-    if (order !== 1 && order !== 2 && order !== 3) {
-      throw new RangeError(`${name}: solver_order ${order} is not supported; use 1, 2 or 3`);
-    }
-    this.#solverOrder = order;
+    this.#solverOrder = parseSolverOrder(name, c.solverOrder);
     this.#tables = vpTables(c, false);
   }
 

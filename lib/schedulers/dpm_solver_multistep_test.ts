@@ -1,14 +1,9 @@
 import assert from "node:assert/strict";
 import type { NoiseGenerator, Scheduler } from "./scheduler.ts";
-import {
-  combine,
-  DPMSolverMultistepScheduler,
-  modelOutputToX0,
-  sigmaToAlphaSigmaT,
-  sigmaToTimestep,
-  solverTimesteps,
-  vpTables,
-} from "./dpm_solver_multistep.ts";
+import { combine, modelOutputToX0 } from "./dpm_solver_math.ts";
+import { DPMSolverMultistepScheduler } from "./dpm_solver_multistep.ts";
+import { sigmaToTimestep, solverTimesteps, vpTables } from "./dpm_solver_schedule.ts";
+import { sigmaToAlphaSigmaT } from "./vp_scheduler.ts";
 import { parseSchedulerConfig } from "./config.ts";
 
 const SD15 = {

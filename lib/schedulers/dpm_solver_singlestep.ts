@@ -13,27 +13,23 @@
  */
 import { checkIndex, checkSameLength, checkSteps } from "./checks.ts";
 import { parseSchedulerConfig, type SchedulerConfig } from "./config.ts";
-import type { NoiseGenerator } from "./scheduler.ts";
-import { thresholdSample } from "./thresholding.ts";
-import { VpScheduler } from "./vp_scheduler.ts";
 import {
   combine,
   dpmSolverFirstOrderUpdate,
   dropVarianceChannels,
-  exp32,
   lambdaOf,
   modelOutputToEpsilon,
   modelOutputToX0,
   parseDpmSolverType,
+  parseSolverOrder,
   scaledDifference,
   secondOrderCombination,
-  sigmaMinOf,
-  sigmaToAlphaSigmaT,
-  solverSigmaSchedule,
-  solverTimesteps,
-  type VpTables,
-  vpTables,
-} from "./dpm_solver_multistep.ts";
+} from "./dpm_solver_math.ts";
+import { clippedSolverSchedule, type VpTables, vpTables } from "./dpm_solver_schedule.ts";
+import { exp32 } from "./numpy.ts";
+import type { NoiseGenerator } from "./scheduler.ts";
+import { thresholdSample } from "./thresholding.ts";
+import { sigmaToAlphaSigmaT, VpScheduler } from "./vp_scheduler.ts";
 
 const f = Math.fround;
 
@@ -136,11 +132,7 @@ export class DPMSolverSinglestepScheduler extends VpScheduler {
           'set final_sigmas_type to "sigma_min"',
       );
     }
-    const order = c.solverOrder;
-    if (order !== 1 && order !== 2 && order !== 3) {
-      throw new RangeError(`${name}: solver_order ${order} is not supported; use 1, 2 or 3`);
-    }
-    this.#solverOrder = order;
+    this.#solverOrder = parseSolverOrder(name, c.solverOrder);
     this.#algorithmType = algorithmType;
     this.#solverType = parseDpmSolverType(name, c.solverType);
     this.#lowerOrderFinal = c.lowerOrderFinal;
@@ -156,30 +148,14 @@ export class DPMSolverSinglestepScheduler extends VpScheduler {
   setTimesteps(numInferenceSteps: number): void {
     const c = this.config;
     checkSteps("DPMSolverSinglestepScheduler", numInferenceSteps, c.numTrainTimesteps);
-    let clipped = 0;
-    for (const l of this.#tables.lambdas) if (l < c.lambdaMinClipped) clipped++;
-    let timesteps = solverTimesteps(numInferenceSteps, {
-      numTrainTimesteps: c.numTrainTimesteps,
-      lastTimestep: c.numTrainTimesteps - clipped,
-      spacing: "linspace",
-      stepsOffset: 0,
-    });
-    let sigmas: Float64Array;
-    if (c.sigmaSchedule === "default") {
-      sigmas = Float64Array.from(timesteps, (t) => this.#tables.sigmas[t]!);
-    } else {
-      ({ sigmas, timesteps } = solverSigmaSchedule(
-        c.sigmaSchedule,
-        numInferenceSteps,
-        this.#tables,
-        { alpha: c.betaSigmaAlpha, beta: c.betaSigmaBeta },
-      ));
-    }
-    const last = c.finalSigmasType === "sigma_min" ? sigmaMinOf(this.#tables) : 0;
-    const all = new Float64Array(sigmas.length + 1);
-    for (let k = 0; k < sigmas.length; k++) all[k] = f(sigmas[k]!);
-    all[sigmas.length] = last;
-    this.setSchedule(timesteps, all);
+    // spacing is linspace and steps_offset 0 here (the constructor fixes both); no Lu lambdas
+    const { timesteps, sigmas } = clippedSolverSchedule(
+      c,
+      numInferenceSteps,
+      this.#tables,
+      c.sigmaSchedule,
+    );
+    this.setSchedule(timesteps, sigmas);
     // Diffusers re-registers lower_order_final=True in these two cases, permanently
     if (!this.#lowerOrderFinal && numInferenceSteps % this.#solverOrder !== 0) {
       this.#lowerOrderFinal = true;

@@ -51,7 +51,7 @@ import { kDenoised, kInitNoiseSigma, kSigmaSchedule, scaleBySigma } from "./k_si
 import { addNoiseSigma, drawNoise } from "./noise.ts";
 import type { NoiseGenerator, Scheduler } from "./scheduler.ts";
 import { sigmaToT } from "./training_sigmas.ts";
-import { exp32, expm132, log32 } from "./dpm_solver_multistep.ts";
+import { exp32, expm132, log32 } from "./numpy.ts";
 
 const f = Math.fround;
 

@@ -16,6 +16,21 @@ export function sqrt32(x: number): number {
   return f32(Math.sqrt(x));
 }
 
+/** float32 natural logarithm (torch.log on a 0-d float32 tensor). */
+export function log32(x: number): number {
+  return f32(Math.log(x));
+}
+
+/** float32 exponential. */
+export function exp32(x: number): number {
+  return f32(Math.exp(x));
+}
+
+/** float32 expm1. */
+export function expm132(x: number): number {
+  return f32(Math.expm1(x));
+}
+
 /**
  * `torch.linspace(start, end, steps, dtype=float32)` on CPU: the step is a float32, the first half
  * counts up from `start` and the second half down from `end` (ATen RangeFactoriesKernel.cpp).

@@ -1,0 +1,251 @@
+/**
+ * The DPM-Solver math that the VP solvers (DPM-Solver multistep and singlestep, DEIS, UniPC) and
+ * the k-diffusion DPM-Solver++ samplers share: log-SNR, float32 linear combinations of tensors in
+ * torch's operation order, model output conversion to x0 / eps, the first-order update and the
+ * second-order combination (Lu et al. 2022, https://arxiv.org/abs/2206.00927, and 2022b,
+ * https://arxiv.org/abs/2211.01095), and the parsing of the solver options.
+ *
+ * Torch evaluates every scalar and every tensor operation in float32; the helpers here round after
+ * each operation (`Math.fround`) in the same order.
+ *
+ * @module
+ */
+import type { PredictionType } from "./config.ts";
+import { exp32, log32 } from "./numpy.ts";
+import { sigmaToAlphaSigmaT } from "./vp_scheduler.ts";
+
+const f = Math.fround;
+
+/** Log-SNR lambda = log(alpha_t) - log(sigma_t), in float32 (+Infinity for sigma 0). */
+export function lambdaOf(alpha: number, sigma: number): number {
+  return f(log32(alpha) - log32(sigma));
+}
+
+/**
+ * Evaluates `c[0]*a[0] + c[1]*a[1] + ...` element-wise, left to right, rounding each product and
+ * each partial sum to float32 like a chain of torch tensor operations. A subtraction `- c*a` is
+ * written as the term `(-c, a)`; IEEE negation makes both identical.
+ */
+export function combine(coefs: readonly number[], arrays: readonly Float32Array[]): Float32Array {
+  const n = arrays[0]!.length;
+  const out = new Float32Array(n);
+  const c0 = f(coefs[0]!);
+  const a0 = arrays[0]!;
+  for (let j = 0; j < n; j++) out[j] = c0 * a0[j]!;
+  for (let k = 1; k < arrays.length; k++) {
+    const c = f(coefs[k]!);
+    const a = arrays[k]!;
+    // out[j] is float32; f(c * a[j]) is the rounded product; the Float32Array store rounds the sum
+    for (let j = 0; j < n; j++) out[j] = out[j]! + f(c * a[j]!);
+  }
+  return out;
+}
+
+/** Element-wise `(c * (a - b))` in float32: a DPM-Solver divided difference such as D1. */
+export function scaledDifference(c: number, a: Float32Array, b: Float32Array): Float32Array {
+  const out = new Float32Array(a.length);
+  const c32 = f(c);
+  for (let j = 0; j < a.length; j++) out[j] = c32 * f(a[j]! - b[j]!);
+  return out;
+}
+
+/**
+ * Converts a raw model output to the data prediction x0 (DPM-Solver++ form), element-wise in
+ * float32. epsilon: x0 = (x - sigma_t eps) / alpha_t; v: x0 = alpha_t x - sigma_t v; sample: as is.
+ */
+export function modelOutputToX0(
+  modelOutput: Float32Array,
+  sample: Float32Array,
+  sigma: number,
+  predictionType: PredictionType,
+): Float32Array {
+  const [alpha, sigmaT] = sigmaToAlphaSigmaT(sigma);
+  const n = sample.length;
+  const out = new Float32Array(n);
+  if (predictionType === "epsilon") {
+    for (let j = 0; j < n; j++) out[j] = f(sample[j]! - f(sigmaT * modelOutput[j]!)) / alpha;
+  } else if (predictionType === "v_prediction") {
+    for (let j = 0; j < n; j++) out[j] = f(alpha * sample[j]!) - f(sigmaT * modelOutput[j]!);
+  } else {
+    out.set(modelOutput);
+  }
+  return out;
+}
+
+/**
+ * Converts a raw model output to the noise prediction eps (DPM-Solver form), element-wise in
+ * float32. sample: eps = (x - alpha_t x0) / sigma_t; v: eps = alpha_t v + sigma_t x.
+ */
+export function modelOutputToEpsilon(
+  modelOutput: Float32Array,
+  sample: Float32Array,
+  sigma: number,
+  predictionType: PredictionType,
+): Float32Array {
+  const [alpha, sigmaT] = sigmaToAlphaSigmaT(sigma);
+  const n = sample.length;
+  const out = new Float32Array(n);
+  if (predictionType === "epsilon") {
+    out.set(modelOutput);
+  } else if (predictionType === "v_prediction") {
+    for (let j = 0; j < n; j++) out[j] = f(alpha * modelOutput[j]!) + f(sigmaT * sample[j]!);
+  } else {
+    for (let j = 0; j < n; j++) out[j] = f(sample[j]! - f(alpha * modelOutput[j]!)) / sigmaT;
+  }
+  return out;
+}
+
+/** Algorithm types of the DPM-Solver schedulers. */
+export type DpmAlgorithmType = "dpmsolver" | "dpmsolver++" | "sde-dpmsolver" | "sde-dpmsolver++";
+/** Second-order solver flavours. */
+export type DpmSolverType = "midpoint" | "heun";
+
+/** Reads `solver_order`, which the DPM-Solver family (and DEIS) accept as 1, 2 or 3. */
+export function parseSolverOrder(name: string, order: number): 1 | 2 | 3 {
+  if (order !== 1 && order !== 2 && order !== 3) {
+    throw new RangeError(`${name}: solver_order ${order} is not supported; use 1, 2 or 3`);
+  }
+  return order;
+}
+
+/**
+ * Reads `solver_type` with Diffusers' aliases (logrho / bh1 / bh2 mean midpoint for DPM-Solver).
+ */
+export function parseDpmSolverType(name: string, solverType: string): DpmSolverType {
+  if (solverType === "midpoint" || solverType === "heun") return solverType;
+  if (solverType === "logrho" || solverType === "bh1" || solverType === "bh2") return "midpoint";
+  throw new RangeError(
+    `${name}: solver_type "${solverType}" is not supported; use "midpoint" or "heun"`,
+  );
+}
+
+/**
+ * Diffusers' `model_output[:, :3]` for models that also predict a variance (`variance_type`
+ * "learned" / "learned_range"): keeps, per batch item, the leading channels that match the sample
+ * (NCHW, so they are the first values of each item's block). Returns `modelOutput` itself when it
+ * already has the sample's size.
+ */
+export function dropVarianceChannels(
+  modelOutput: Float32Array,
+  sampleLength: number,
+  batch = 1,
+): Float32Array {
+  if (modelOutput.length === sampleLength) return modelOutput;
+  const per = sampleLength / batch;
+  const perOut = modelOutput.length / batch;
+  if (!Number.isInteger(per) || !Number.isInteger(perOut) || perOut < per) {
+    throw new TypeError(
+      `model output of ${modelOutput.length} values cannot hold a ${sampleLength}-value sample ` +
+        `plus its variance in ${batch} batch items; set noiseShape to the latent shape`,
+    );
+  }
+  const out = new Float32Array(sampleLength);
+  for (let b = 0; b < batch; b++) {
+    out.set(modelOutput.subarray(b * perOut, b * perOut + per), b * per);
+  }
+  return out;
+}
+
+/**
+ * First-order DPM-Solver(++) step from sigma `sigmaS` to `sigmaT` (equivalent to DDIM), with the
+ * SDE variants when `noise` is given. `m` is x0 for the "++" types and eps otherwise.
+ */
+export function dpmSolverFirstOrderUpdate(
+  x: Float32Array,
+  m: Float32Array,
+  sigmaS: number,
+  sigmaT: number,
+  algorithmType: DpmAlgorithmType,
+  noise?: Float32Array,
+): Float32Array {
+  const [alphaT, sT] = sigmaToAlphaSigmaT(sigmaT);
+  const [alphaS, sS] = sigmaToAlphaSigmaT(sigmaS);
+  const h = f(lambdaOf(alphaT, sT) - lambdaOf(alphaS, sS));
+  switch (algorithmType) {
+    case "dpmsolver++":
+      // x_t = (sigma_t / sigma_s) x - alpha_t (e^{-h} - 1) x0          Lu et al. 2022b Eq. (5)
+      return combine([f(sT / sS), -f(alphaT * f(exp32(-h) - 1))], [x, m]);
+    case "dpmsolver":
+      // x_t = (alpha_t / alpha_s) x - sigma_t (e^{h} - 1) eps          Lu et al. 2022a Eq. (3.7)
+      return combine([f(alphaT / alphaS), -f(sT * f(exp32(h) - 1))], [x, m]);
+    case "sde-dpmsolver++": {
+      // x_t = (sigma_t/sigma_s) e^{-h} x + alpha_t (1 - e^{-2h}) x0 + sigma_t sqrt(1 - e^{-2h}) z
+      const e2 = f(1 - exp32(f(-2 * h)));
+      return combine(
+        [f(f(sT / sS) * exp32(-h)), f(alphaT * e2), f(sT * f(Math.sqrt(e2)))],
+        [x, m, requireNoise(noise)],
+      );
+    }
+    case "sde-dpmsolver": {
+      // x_t = (alpha_t/alpha_s) x - 2 sigma_t (e^{h} - 1) eps + sigma_t sqrt(e^{2h} - 1) z
+      const e1 = f(exp32(h) - 1);
+      return combine(
+        [f(alphaT / alphaS), -f(2 * f(sT * e1)), f(sT * f(Math.sqrt(f(exp32(f(2 * h)) - 1))))],
+        [x, m, requireNoise(noise)],
+      );
+    }
+  }
+}
+
+function requireNoise(noise: Float32Array | undefined): Float32Array {
+  if (noise === undefined) throw new TypeError("SDE DPM-Solver updates need a noise tensor");
+  return noise;
+}
+
+/**
+ * The second-order combination shared by the multistep and singlestep solvers:
+ * x_t from x (at sigma_s), D0 and D1 (Lu et al. 2022b Algorithm 2 / Eq. (8)).
+ */
+export function secondOrderCombination(
+  x: Float32Array,
+  d0: Float32Array,
+  d1: Float32Array,
+  k: { alphaT: number; sigmaT: number; alphaS: number; sigmaS: number; h: number },
+  algorithmType: DpmAlgorithmType,
+  solverType: DpmSolverType,
+  noise?: Float32Array,
+): Float32Array {
+  const { alphaT, sigmaT, alphaS, sigmaS, h } = k;
+  const em = f(exp32(-h) - 1); // e^{-h} - 1
+  const ep = f(exp32(h) - 1); // e^{h} - 1
+  switch (algorithmType) {
+    case "dpmsolver++": {
+      const c1 = f(sigmaT / sigmaS);
+      const c2 = f(alphaT * em);
+      if (solverType === "midpoint") {
+        // - alpha_t (e^-h - 1) D0 - 0.5 alpha_t (e^-h - 1) D1
+        return combine([c1, -c2, -f(0.5 * c2)], [x, d0, d1]);
+      }
+      // - alpha_t (e^-h - 1) D0 + alpha_t ((e^-h - 1)/h + 1) D1
+      return combine([c1, -c2, f(alphaT * f(f(em / h) + 1))], [x, d0, d1]);
+    }
+    case "dpmsolver": {
+      const c1 = f(alphaT / alphaS);
+      const c2 = f(sigmaT * ep);
+      if (solverType === "midpoint") return combine([c1, -c2, -f(0.5 * c2)], [x, d0, d1]);
+      return combine([c1, -c2, -f(sigmaT * f(f(ep / h) - 1))], [x, d0, d1]);
+    }
+    case "sde-dpmsolver++": {
+      const z = requireNoise(noise);
+      const e2 = f(1 - exp32(f(-2 * h))); // 1 - e^{-2h}
+      const c1 = f(f(sigmaT / sigmaS) * exp32(-h));
+      const c2 = f(alphaT * e2);
+      const cz = f(sigmaT * f(Math.sqrt(e2)));
+      if (solverType === "midpoint") {
+        return combine([c1, c2, f(0.5 * c2), cz], [x, d0, d1, z]);
+      }
+      // + alpha_t ((1 - e^{-2h}) / (-2h) + 1) D1
+      return combine([c1, c2, f(alphaT * f(f(e2 / f(-2 * h)) + 1)), cz], [x, d0, d1, z]);
+    }
+    case "sde-dpmsolver": {
+      const z = requireNoise(noise);
+      const c1 = f(alphaT / alphaS);
+      const c2 = f(2 * f(sigmaT * ep));
+      const cz = f(sigmaT * f(Math.sqrt(f(exp32(f(2 * h)) - 1))));
+      if (solverType === "midpoint") {
+        return combine([c1, -c2, -f(sigmaT * ep), cz], [x, d0, d1, z]);
+      }
+      return combine([c1, -c2, -f(2 * f(sigmaT * f(f(ep / h) - 1))), cz], [x, d0, d1, z]);
+    }
+  }
+}
