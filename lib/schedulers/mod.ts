@@ -31,13 +31,11 @@ import { TCDScheduler } from "./tcd.ts";
 import { DPMSolverSinglestepScheduler } from "./dpm_solver_singlestep.ts";
 import { DEISMultistepScheduler } from "./deis.ts";
 import { UniPCMultistepScheduler } from "./unipc.ts";
-import {
-  KDpmpp2mSampler,
-  KDpmpp2mSdeSampler,
-  KDpmpp2sAncestralSampler,
-  KDpmpp3mSdeSampler,
-  KDpmppSdeSampler,
-} from "./k_diffusion.ts";
+import { KDpmpp2mSampler } from "./k_dpmpp_2m.ts";
+import { KDpmpp2mSdeSampler } from "./k_dpmpp_2m_sde.ts";
+import { KDpmpp3mSdeSampler } from "./k_dpmpp_3m_sde.ts";
+import { KDpmpp2sAncestralSampler } from "./k_dpmpp_2s_ancestral.ts";
+import { KDpmppSdeSampler } from "./k_dpmpp_sde.ts";
 import { resolveSampler } from "./names.ts";
 
 export * from "./scheduler.ts";
@@ -78,14 +76,12 @@ export { TCDScheduler, tcdStep } from "./tcd.ts";
 export { DPMSolverSinglestepScheduler } from "./dpm_solver_singlestep.ts";
 export { DEISMultistepScheduler } from "./deis.ts";
 export { UniPCMultistepScheduler } from "./unipc.ts";
-export {
-  KDiffusionSampler,
-  KDpmpp2mSampler,
-  KDpmpp2mSdeSampler,
-  KDpmpp2sAncestralSampler,
-  KDpmpp3mSdeSampler,
-  KDpmppSdeSampler,
-} from "./k_diffusion.ts";
+export { KDiffusionSampler } from "./k_diffusion_sampler.ts";
+export { KDpmpp2mSampler } from "./k_dpmpp_2m.ts";
+export { KDpmpp2mSdeSampler } from "./k_dpmpp_2m_sde.ts";
+export { KDpmpp3mSdeSampler } from "./k_dpmpp_3m_sde.ts";
+export { KDpmpp2sAncestralSampler } from "./k_dpmpp_2s_ancestral.ts";
+export { KDpmppSdeSampler } from "./k_dpmpp_sde.ts";
 export {
   a1111Label,
   a1111ScheduleType,
@@ -114,7 +110,7 @@ const REGISTRY: ReadonlyMap<string, SchedulerFactory> = new Map<string, Schedule
   ["DPMSolverSinglestepScheduler", (c) => new DPMSolverSinglestepScheduler(c)],
   ["DEISMultistepScheduler", (c) => new DEISMultistepScheduler(c)],
   ["UniPCMultistepScheduler", (c) => new UniPCMultistepScheduler(c)],
-  // k-diffusion forms (lib/schedulers/k_diffusion.ts); not Diffusers classes.
+  // k-diffusion forms (lib/schedulers/k_dpmpp_*.ts); not Diffusers classes.
   ["KDpmpp2mSampler", (c) => new KDpmpp2mSampler(c)],
   ["KDpmpp2mSdeSampler", (c) => new KDpmpp2mSdeSampler(c)],
   ["KDpmpp3mSdeSampler", (c) => new KDpmpp3mSdeSampler(c)],
