@@ -15,9 +15,14 @@
  */
 import { checkIndex, checkSameLength, checkSteps } from "./checks.ts";
 import { parseSchedulerConfig, type SchedulerConfig } from "./config.ts";
-import { combine, lambdaOf, modelOutputToX0, parseSolverOrder } from "./dpm_solver_math.ts";
+import {
+  dpmSolverFirstOrderUpdate,
+  modelOutputToEpsilon,
+  modelOutputToX0,
+  parseSolverOrder,
+} from "./dpm_solver_math.ts";
 import { lastSigmaKeptSchedule, type VpTables, vpTables } from "./dpm_solver_schedule.ts";
-import { exp32, log32 } from "./numpy.ts";
+import { log32 } from "./numpy.ts";
 import type { NoiseGenerator } from "./scheduler.ts";
 import { thresholdSample } from "./thresholding.ts";
 import { sigmaToAlphaSigmaT, VpScheduler } from "./vp_scheduler.ts";
@@ -91,10 +96,7 @@ export class DEISMultistepScheduler extends VpScheduler {
       const batch = this.noiseShape?.[0] ?? 1;
       x0 = thresholdSample(x0, c.dynamicThresholdingRatio, c.sampleMaxValue, batch);
     }
-    const [alpha, sigmaT] = sigmaToAlphaSigmaT(sigma);
-    const eps = new Float32Array(sample.length);
-    for (let j = 0; j < eps.length; j++) eps[j] = f(sample[j]! - f(alpha * x0[j]!)) / sigmaT;
-    return eps;
+    return modelOutputToEpsilon(x0, sample, sigma, "sample");
   }
 
   /** One DEIS multistep update from `timesteps[i]`. */
@@ -147,10 +149,7 @@ export function deisFirstOrderUpdate(
   sigmaS: number,
   sigmaT: number,
 ): Float32Array {
-  const [alphaT, sT] = sigmaToAlphaSigmaT(sigmaT);
-  const [alphaS, sS] = sigmaToAlphaSigmaT(sigmaS);
-  const h = f(lambdaOf(alphaT, sT) - lambdaOf(alphaS, sS));
-  return combine([f(alphaT / alphaS), -f(sT * f(exp32(h) - 1))], [x, eps]);
+  return dpmSolverFirstOrderUpdate(x, eps, sigmaS, sigmaT, "dpmsolver");
 }
 
 /** rho = sigma_t / alpha_t of a k-diffusion sigma, float32 (equal to sigma up to rounding). */

@@ -193,6 +193,18 @@ function requireNoise(noise: Float32Array | undefined): Float32Array {
 }
 
 /**
+ * The float32 scalars of one DPM-Solver step from x at sigma_s to sigma_t: the VP coefficients
+ * of both ends and the log-SNR step h = lambda_t - lambda_s.
+ */
+export interface DpmStepScalars {
+  alphaT: number;
+  sigmaT: number;
+  alphaS: number;
+  sigmaS: number;
+  h: number;
+}
+
+/**
  * The second-order combination shared by the multistep and singlestep solvers:
  * x_t from x (at sigma_s), D0 and D1 (Lu et al. 2022b Algorithm 2 / Eq. (8)).
  */
@@ -200,7 +212,7 @@ export function secondOrderCombination(
   x: Float32Array,
   d0: Float32Array,
   d1: Float32Array,
-  k: { alphaT: number; sigmaT: number; alphaS: number; sigmaS: number; h: number },
+  k: DpmStepScalars,
   algorithmType: DpmAlgorithmType,
   solverType: DpmSolverType,
   noise?: Float32Array,
@@ -248,4 +260,40 @@ export function secondOrderCombination(
       return combine([c1, -c2, -f(2 * f(sigmaT * f(f(ep / h) - 1))), cz], [x, d0, d1, z]);
     }
   }
+}
+
+/**
+ * The third-order combination shared by the multistep and singlestep solvers (ODE types only):
+ * x_t from x (at sigma_s), D0, D1 and D2 (Lu et al. 2022b Algorithm 3 / Lu et al. 2022 Eq. (3.9)).
+ */
+export function thirdOrderCombination(
+  x: Float32Array,
+  d0: Float32Array,
+  d1: Float32Array,
+  d2: Float32Array,
+  k: DpmStepScalars,
+  algorithmType: DpmAlgorithmType,
+): Float32Array {
+  const { alphaT, sigmaT, alphaS, sigmaS, h } = k;
+  const hh = f(h * h);
+  if (algorithmType === "dpmsolver++") {
+    const em = f(exp32(-h) - 1); // e^{-h} - 1
+    // - alpha_t (e^-h - 1) D0 + alpha_t ((e^-h - 1)/h + 1) D1 - alpha_t ((e^-h - 1 + h)/h^2 - 1/2) D2
+    return combine([
+      f(sigmaT / sigmaS),
+      -f(alphaT * em),
+      f(alphaT * f(f(em / h) + 1)),
+      -f(alphaT * f(f(f(em + h) / hh) - 0.5)),
+    ], [x, d0, d1, d2]);
+  }
+  if (algorithmType === "dpmsolver") {
+    const ep = f(exp32(h) - 1); // e^{h} - 1
+    return combine([
+      f(alphaT / alphaS),
+      -f(sigmaT * ep),
+      -f(sigmaT * f(f(ep / h) - 1)),
+      -f(sigmaT * f(f(f(ep - h) / hh) - 0.5)),
+    ], [x, d0, d1, d2]);
+  }
+  throw new RangeError(`third-order DPM-Solver has no "${algorithmType}" form`);
 }

@@ -18,7 +18,6 @@
 import { checkIndex, checkSameLength, checkSteps } from "./checks.ts";
 import { parseSchedulerConfig, type SchedulerConfig } from "./config.ts";
 import {
-  combine,
   type DpmAlgorithmType,
   dpmSolverFirstOrderUpdate,
   type DpmSolverType,
@@ -30,10 +29,10 @@ import {
   parseSolverOrder,
   scaledDifference,
   secondOrderCombination,
+  thirdOrderCombination,
 } from "./dpm_solver_math.ts";
 import { clippedSolverSchedule, type VpTables, vpTables } from "./dpm_solver_schedule.ts";
 import { drawNoise } from "./noise.ts";
-import { exp32 } from "./numpy.ts";
 import type { NoiseGenerator } from "./scheduler.ts";
 import { thresholdSample } from "./thresholding.ts";
 import { sigmaToAlphaSigmaT, VpScheduler } from "./vp_scheduler.ts";
@@ -160,12 +159,10 @@ export class DPMSolverMultistepScheduler extends VpScheduler {
     }
     let eps = modelOutputToEpsilon(modelOutput, sample, sigma, c.predictionType);
     if (c.thresholding) {
-      const [alpha, sigmaT] = sigmaToAlphaSigmaT(sigma);
-      let x0: Float32Array = new Float32Array(sample.length);
-      for (let j = 0; j < x0.length; j++) x0[j] = f(sample[j]! - f(sigmaT * eps[j]!)) / alpha;
+      // threshold the x0 that eps implies, then go back to eps
+      let x0 = modelOutputToX0(eps, sample, sigma, "epsilon");
       x0 = thresholdSample(x0, c.dynamicThresholdingRatio, c.sampleMaxValue, batch);
-      eps = new Float32Array(sample.length);
-      for (let j = 0; j < x0.length; j++) eps[j] = f(sample[j]! - f(alpha * x0[j]!)) / sigmaT;
+      eps = modelOutputToEpsilon(x0, sample, sigma, "sample");
     }
     return eps;
   }
@@ -314,24 +311,6 @@ export function multistepThirdOrderUpdate(
     d1[j] = d10[j]! + f(k1 * diff); // D1 = D1_0 + r0/(r0+r1) (D1_0 - D1_1)
     d2[j] = k2 * diff; // D2 = (D1_0 - D1_1) / (r0 + r1)
   }
-  const hh = f(h * h);
-  if (algorithmType === "dpmsolver++") {
-    const em = f(exp32(-h) - 1);
-    return combine([
-      f(sT / sS0),
-      -f(alphaT * em),
-      f(alphaT * f(f(em / h) + 1)),
-      -f(alphaT * f(f(f(em + h) / hh) - 0.5)),
-    ], [x, m0, d1, d2]);
-  }
-  if (algorithmType === "dpmsolver") {
-    const ep = f(exp32(h) - 1);
-    return combine([
-      f(alphaT / alphaS0),
-      -f(sT * ep),
-      -f(sT * f(f(ep / h) - 1)),
-      -f(sT * f(f(f(ep - h) / hh) - 0.5)),
-    ], [x, m0, d1, d2]);
-  }
-  throw new RangeError(`third-order DPM-Solver has no "${algorithmType}" form`);
+  const k = { alphaT, sigmaT: sT, alphaS: alphaS0, sigmaS: sS0, h };
+  return thirdOrderCombination(x, m0, d1, d2, k, algorithmType);
 }

@@ -14,7 +14,6 @@
 import { checkIndex, checkSameLength, checkSteps } from "./checks.ts";
 import { parseSchedulerConfig, type SchedulerConfig } from "./config.ts";
 import {
-  combine,
   dpmSolverFirstOrderUpdate,
   dropVarianceChannels,
   lambdaOf,
@@ -24,9 +23,9 @@ import {
   parseSolverOrder,
   scaledDifference,
   secondOrderCombination,
+  thirdOrderCombination,
 } from "./dpm_solver_math.ts";
 import { clippedSolverSchedule, type VpTables, vpTables } from "./dpm_solver_schedule.ts";
-import { exp32 } from "./numpy.ts";
 import type { NoiseGenerator } from "./scheduler.ts";
 import { thresholdSample } from "./thresholding.ts";
 import { sigmaToAlphaSigmaT, VpScheduler } from "./vp_scheduler.ts";
@@ -296,21 +295,11 @@ export function singlestepThirdOrderUpdate(
   const d10 = scaledDifference(f(1 / r1), m1, m2); // D1_0 = (m1 - m2) / r1
   const d11 = scaledDifference(f(1 / r0), m0, m2); // D1_1 = (m0 - m2) / r0
   const dr = f(r0 - r1);
-  const em = f(exp32(-h) - 1);
-  const ep = f(exp32(h) - 1);
-  const hh = f(h * h);
+  const k = { alphaT, sigmaT: sT, alphaS: alphaS2, sigmaS: sS2, h };
   if (solverType === "midpoint") {
-    if (algorithmType === "dpmsolver++") {
-      // x_t = (sigma_t/sigma_s2) x - alpha_t (e^-h - 1) D0 + alpha_t ((e^-h - 1)/h + 1) D1_1
-      return combine(
-        [f(sT / sS2), -f(alphaT * em), f(alphaT * f(f(em / h) + 1))],
-        [x, m2, d11],
-      );
-    }
-    return combine(
-      [f(alphaT / alphaS2), -f(sT * ep), -f(sT * f(f(ep / h) - 1))],
-      [x, m2, d11],
-    );
+    // x_t = (sigma_t/sigma_s2) x - alpha_t (e^-h - 1) D0 + alpha_t ((e^-h - 1)/h + 1) D1_1: the
+    // Heun-weighted second-order combination with D1 = D1_1
+    return secondOrderCombination(x, m2, d11, k, algorithmType, "heun");
   }
   const n = x.length;
   const d1 = new Float32Array(n);
@@ -319,18 +308,5 @@ export function singlestepThirdOrderUpdate(
     d1[j] = f(f(r0 * d10[j]!) - f(r1 * d11[j]!)) / dr; // (r0 D1_0 - r1 D1_1) / (r0 - r1)
     d2[j] = f(2 * f(d11[j]! - d10[j]!)) / dr; // 2 (D1_1 - D1_0) / (r0 - r1)
   }
-  if (algorithmType === "dpmsolver++") {
-    return combine([
-      f(sT / sS2),
-      -f(alphaT * em),
-      f(alphaT * f(f(em / h) + 1)),
-      -f(alphaT * f(f(f(em + h) / hh) - 0.5)),
-    ], [x, m2, d1, d2]);
-  }
-  return combine([
-    f(alphaT / alphaS2),
-    -f(sT * ep),
-    -f(sT * f(f(ep / h) - 1)),
-    -f(sT * f(f(f(ep - h) / hh) - 0.5)),
-  ], [x, m2, d1, d2]);
+  return thirdOrderCombination(x, m2, d1, d2, k, algorithmType);
 }
