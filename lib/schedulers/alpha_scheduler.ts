@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { alphasCumprodFromBetas, makeBetas } from "./betas.ts";
+import { computeAlphasCumprod } from "./betas.ts";
 import { checkIndex, checkSameLength } from "./checks.ts";
 import type { PredictionType, SchedulerConfig, TimestepSpacing } from "./config.ts";
 import { addNoiseAlphas } from "./noise.ts";
@@ -109,7 +109,7 @@ export abstract class AlphaScheduler implements Scheduler {
   constructor(name: string, config: SchedulerConfig) {
     this.schedulerName = name;
     this.config = config;
-    this.alphasCumprod = alphasCumprodFromBetas(makeBetas(config));
+    this.alphasCumprod = computeAlphasCumprod(config);
     this.finalAlphaCumprod = config.setAlphaToOne ? 1 : this.alphasCumprod[0]!;
   }
 

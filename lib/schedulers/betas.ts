@@ -86,3 +86,23 @@ export function alphasCumprodFromBetas(betas: Float32Array): Float32Array {
 export function computeAlphasCumprod(config: SchedulerConfig): Float32Array {
   return alphasCumprodFromBetas(makeBetas(config));
 }
+
+/**
+ * `alphas_cumprod` with Diffusers' zero-SNR fix, as the sigma-based and DPM-Solver multistep
+ * constructors keep it: with betas rescaled to zero terminal SNR the last alpha_bar becomes 2^-24
+ * so that its sigma stays finite.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { finiteAlphasCumprod } from "./betas.ts";
+ * import { parseSchedulerConfig } from "./config.ts";
+ * const ac = finiteAlphasCumprod(parseSchedulerConfig({ rescale_betas_zero_snr: true }));
+ * assert.equal(ac[999], 2 ** -24);
+ * ```
+ */
+export function finiteAlphasCumprod(config: SchedulerConfig): Float32Array {
+  const ac = computeAlphasCumprod(config);
+  if (config.rescaleBetasZeroSnr) ac[ac.length - 1] = 2 ** -24;
+  return ac;
+}

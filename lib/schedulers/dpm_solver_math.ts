@@ -11,7 +11,7 @@
  * @module
  */
 import type { PredictionType } from "./config.ts";
-import { exp32, log32 } from "./numpy.ts";
+import { combine, exp32, log32 } from "./numpy.ts";
 import { sigmaToAlphaSigmaT } from "./vp_scheduler.ts";
 
 const f = Math.fround;
@@ -19,26 +19,6 @@ const f = Math.fround;
 /** Log-SNR lambda = log(alpha_t) - log(sigma_t), in float32 (+Infinity for sigma 0). */
 export function lambdaOf(alpha: number, sigma: number): number {
   return f(log32(alpha) - log32(sigma));
-}
-
-/**
- * Evaluates `c[0]*a[0] + c[1]*a[1] + ...` element-wise, left to right, rounding each product and
- * each partial sum to float32 like a chain of torch tensor operations. A subtraction `- c*a` is
- * written as the term `(-c, a)`; IEEE negation makes both identical.
- */
-export function combine(coefs: readonly number[], arrays: readonly Float32Array[]): Float32Array {
-  const n = arrays[0]!.length;
-  const out = new Float32Array(n);
-  const c0 = f(coefs[0]!);
-  const a0 = arrays[0]!;
-  for (let j = 0; j < n; j++) out[j] = c0 * a0[j]!;
-  for (let k = 1; k < arrays.length; k++) {
-    const c = f(coefs[k]!);
-    const a = arrays[k]!;
-    // out[j] is float32; f(c * a[j]) is the rounded product; the Float32Array store rounds the sum
-    for (let j = 0; j < n; j++) out[j] = out[j]! + f(c * a[j]!);
-  }
-  return out;
 }
 
 /** Element-wise `(c * (a - b))` in float32: a DPM-Solver divided difference such as D1. */

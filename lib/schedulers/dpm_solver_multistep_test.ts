@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type { NoiseGenerator, Scheduler } from "./scheduler.ts";
-import { combine, modelOutputToX0 } from "./dpm_solver_math.ts";
+import { modelOutputToX0 } from "./dpm_solver_math.ts";
+import { combine } from "./numpy.ts";
 import { DPMSolverMultistepScheduler } from "./dpm_solver_multistep.ts";
 import { sigmaToTimestep, solverTimesteps, vpTables } from "./dpm_solver_schedule.ts";
 import { sigmaToAlphaSigmaT } from "./vp_scheduler.ts";

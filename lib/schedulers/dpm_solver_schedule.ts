@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { alphasCumprodFromBetas, makeBetas } from "./betas.ts";
+import { computeAlphasCumprod, finiteAlphasCumprod } from "./betas.ts";
+import { logSigmasF32, sigmasFromAlphasCumprod } from "./training_sigmas.ts";
 import type { SchedulerConfig, TimestepSpacing } from "./config.ts";
 import { log32, numpyArange, numpyLinspace, roundHalfEven } from "./numpy.ts";
 import {
@@ -90,18 +91,12 @@ export interface VpTables {
  * alpha_bar to 2^-24 when betas are rescaled to zero terminal SNR (DPMSolverMultistep only).
  */
 export function vpTables(config: SchedulerConfig, zeroSnrFix: boolean): VpTables {
-  const alphasCumprod = alphasCumprodFromBetas(makeBetas(config));
-  if (zeroSnrFix && config.rescaleBetasZeroSnr) alphasCumprod[alphasCumprod.length - 1] = 2 ** -24;
-  const n = alphasCumprod.length;
-  const sigmas = new Float32Array(n);
-  const logSigmas = new Float32Array(n);
-  const lambdas = new Float32Array(n);
-  for (let k = 0; k < n; k++) {
-    const a = alphasCumprod[k]!;
-    sigmas[k] = Math.sqrt(f(f(1 - a) / a));
-    logSigmas[k] = Math.log(sigmas[k]!);
-    lambdas[k] = f(log32(f(Math.sqrt(a))) - log32(f(Math.sqrt(f(1 - a)))));
-  }
+  const alphasCumprod = zeroSnrFix ? finiteAlphasCumprod(config) : computeAlphasCumprod(config);
+  const sigmas = sigmasFromAlphasCumprod(alphasCumprod);
+  const logSigmas = logSigmasF32(sigmas);
+  const lambdas = alphasCumprod.map((a) =>
+    f(log32(f(Math.sqrt(a))) - log32(f(Math.sqrt(f(1 - a)))))
+  );
   return { alphasCumprod, sigmas, logSigmas, lambdas };
 }
 

@@ -26,7 +26,7 @@
  *
  * @module
  */
-import { alphasCumprodFromBetas, makeBetas } from "./betas.ts";
+import { finiteAlphasCumprod } from "./betas.ts";
 import { checkIndex, checkSameLength, checkSteps } from "./checks.ts";
 import { parseSchedulerConfig, type SchedulerConfig } from "./config.ts";
 import { kDenoised, kInitNoiseSigma, kSigmaSchedule, scaleBySigma } from "./k_sigmas.ts";
@@ -225,10 +225,7 @@ export abstract class KDiffusionSampler implements Scheduler {
       throw new RangeError(`${kind}: solver_type must be "midpoint" or "heun"`);
     }
     this.options = { eta, sNoise: this.config.sNoise, solverType };
-    this.#alphasCumprod = alphasCumprodFromBetas(makeBetas(this.config));
-    if (this.config.rescaleBetasZeroSnr) {
-      this.#alphasCumprod[this.#alphasCumprod.length - 1] = 2 ** -24;
-    }
+    this.#alphasCumprod = finiteAlphasCumprod(this.config);
   }
 
   /** Model timestep of each evaluation (fractional for the midpoints of 2-stage samplers). */

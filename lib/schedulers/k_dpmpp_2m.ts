@@ -8,9 +8,8 @@
  *
  * @module
  */
-import { combine } from "./dpm_solver_math.ts";
 import { KDiffusionSampler, type KStep, sigmaFn, tFn } from "./k_diffusion_sampler.ts";
-import { expm132 } from "./numpy.ts";
+import { combine, expm132 } from "./numpy.ts";
 
 const f = Math.fround;
 

@@ -10,9 +10,8 @@
  *
  * @module
  */
-import { combine } from "./dpm_solver_math.ts";
 import { addSdeNoise, KDiffusionSampler, type KStep, tFn } from "./k_diffusion_sampler.ts";
-import { exp32, expm132 } from "./numpy.ts";
+import { combine, exp32, expm132 } from "./numpy.ts";
 
 const f = Math.fround;
 

@@ -8,7 +8,6 @@
  *
  * @module
  */
-import { combine } from "./dpm_solver_math.ts";
 import {
   addAncestralNoise,
   ancestralStep,
@@ -17,7 +16,7 @@ import {
   sigmaFn,
   tFn,
 } from "./k_diffusion_sampler.ts";
-import { expm132 } from "./numpy.ts";
+import { combine, expm132 } from "./numpy.ts";
 import { derivativeOf, eulerMove } from "./sigma_scheduler.ts";
 
 const f = Math.fround;

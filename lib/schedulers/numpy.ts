@@ -123,3 +123,31 @@ export function arrayMax(a: ArrayLike<number>): number {
   for (let k = 0; k < a.length; k++) if (a[k]! > m) m = a[k]!;
   return m;
 }
+
+/**
+ * Evaluates `c[0]*a[0] + c[1]*a[1] + ...` element-wise, left to right, rounding each product and
+ * each partial sum to float32 like a chain of torch tensor operations. A subtraction `- c*a` is
+ * written as the term `(-c, a)`; IEEE negation makes both identical.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { combine } from "./numpy.ts";
+ * const out = combine([2, -1], [new Float32Array([1, 2]), new Float32Array([0.5, 1])]);
+ * assert.deepEqual(Array.from(out), [1.5, 3]);
+ * ```
+ */
+export function combine(coefs: readonly number[], arrays: readonly Float32Array[]): Float32Array {
+  const n = arrays[0]!.length;
+  const out = new Float32Array(n);
+  const c0 = f32(coefs[0]!);
+  const a0 = arrays[0]!;
+  for (let j = 0; j < n; j++) out[j] = c0 * a0[j]!;
+  for (let k = 1; k < arrays.length; k++) {
+    const c = f32(coefs[k]!);
+    const a = arrays[k]!;
+    // out[j] is float32; f32(c * a[j]) is the rounded product; the Float32Array store rounds the sum
+    for (let j = 0; j < n; j++) out[j] = out[j]! + f32(c * a[j]!);
+  }
+  return out;
+}

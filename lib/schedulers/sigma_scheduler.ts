@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { alphasCumprodFromBetas, makeBetas } from "./betas.ts";
+import { finiteAlphasCumprod } from "./betas.ts";
 import { checkIndex, checkSameLength } from "./checks.ts";
 import type { PredictionType, SchedulerConfig } from "./config.ts";
 import { scaleBySigma } from "./k_sigmas.ts";
@@ -87,10 +87,7 @@ export abstract class SigmaScheduler implements Scheduler {
   constructor(name: string, config: SchedulerConfig) {
     this.schedulerName = name;
     this.config = config;
-    const ac = alphasCumprodFromBetas(makeBetas(config));
-    // Diffusers: with zero terminal SNR the last alpha_bar becomes 2**-24 so sigma stays finite.
-    if (config.rescaleBetasZeroSnr) ac[ac.length - 1] = 2 ** -24;
-    this.alphasCumprod = ac;
+    this.alphasCumprod = finiteAlphasCumprod(config);
   }
 
   /** Computes `timesteps`, `sigmas` and `initNoiseSigma` and resets history. */

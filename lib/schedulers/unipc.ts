@@ -16,9 +16,9 @@
  */
 import { checkIndex, checkSameLength, checkSteps } from "./checks.ts";
 import { parseSchedulerConfig, type SchedulerConfig } from "./config.ts";
-import { combine, lambdaOf, modelOutputToEpsilon, modelOutputToX0 } from "./dpm_solver_math.ts";
+import { lambdaOf, modelOutputToEpsilon, modelOutputToX0 } from "./dpm_solver_math.ts";
 import { lastSigmaKeptSchedule, type VpTables, vpTables } from "./dpm_solver_schedule.ts";
-import { expm132 } from "./numpy.ts";
+import { combine, expm132 } from "./numpy.ts";
 import type { NoiseGenerator } from "./scheduler.ts";
 import { thresholdSample } from "./thresholding.ts";
 import { sigmaToAlphaSigmaT, VpScheduler } from "./vp_scheduler.ts";
