@@ -99,7 +99,11 @@ export class DEISMultistepScheduler extends VpScheduler {
     return modelOutputToEpsilon(x0, sample, sigma, "sample");
   }
 
-  /** One DEIS multistep update from `timesteps[i]`. */
+  /**
+   * One DEIS multistep update from `timesteps[i]`. Same warm-up and lower-order bookkeeping as
+   * `DPMSolverMultistepScheduler.step`; kept separate because DEIS's lower_order_final has no
+   * euler_at_final / final_sigmas_type terms and its updates take eps.
+   */
   step(
     modelOutput: Float32Array,
     i: number,

@@ -32,6 +32,8 @@ export function scaledDifference(c: number, a: Float32Array, b: Float32Array): F
 /**
  * Converts a raw model output to the data prediction x0 (DPM-Solver++ form), element-wise in
  * float32. epsilon: x0 = (x - sigma_t eps) / alpha_t; v: x0 = alpha_t x - sigma_t v; sample: as is.
+ * Same conversion as `predictOriginalAndNoise` in alpha_scheduler.ts and `kDenoised` in
+ * k_sigmas.ts; kept separate because each Diffusers family rounds it in its own parametrisation.
  */
 export function modelOutputToX0(
   modelOutput: Float32Array,
@@ -129,6 +131,8 @@ export function dropVarianceChannels(
 /**
  * First-order DPM-Solver(++) step from sigma `sigmaS` to `sigmaT` (equivalent to DDIM), with the
  * SDE variants when `noise` is given. `m` is x0 for the "++" types and eps otherwise.
+ * Same ODE update as `ddimStep` (eta 0) in ddim.ts; kept separate because DPM-Solver computes it
+ * from float32 log-SNRs, as Diffusers does, which rounds differently from DDIM's alpha_bar form.
  */
 export function dpmSolverFirstOrderUpdate(
   x: Float32Array,

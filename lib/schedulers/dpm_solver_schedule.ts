@@ -24,6 +24,8 @@ const f = Math.fround;
 /**
  * Integer timesteps of the DPM-Solver family's `set_timesteps` (multistep, UniPC, DEIS): spacing
  * over [0, lastTimestep) where lastTimestep is `num_train_timesteps` minus the lambda clip.
+ * Same spacings as `spacedTimesteps` in timesteps.ts; kept separate because these Diffusers
+ * classes take n + 1 linspace points (rounded) and divide "leading" by n + 1.
  */
 export function solverTimesteps(
   numInferenceSteps: number,
@@ -59,6 +61,8 @@ export function solverTimesteps(
  * Diffusers `_sigma_to_t` as numpy 1.x evaluates it when the log-sigma table is float32: the
  * scalar log(sigma) is cast to float32 against the table (value-based casting), so distances and
  * the interpolation weight are float32; only the final blend of the two indices is float64.
+ * Same as `sigmaToT` in training_sigmas.ts; kept separate because this float32 casting (and the
+ * float32 `1 - w`) changes the last bits that the DPM solvers' golden timesteps depend on.
  */
 export function sigmaToTimestep(sigma: number, logSigmas: Float32Array): number {
   const logSigma = f(Math.log(Math.max(sigma, 1e-10)));
@@ -158,6 +162,8 @@ export function solverSigmaSchedule(
  * The `set_timesteps` schedule of Diffusers 0.27's DEIS and UniPC (no lambda clip, no
  * `final_sigmas_type`): `timesteps` and `sigmas` with one more sigma than timesteps, the last being
  * the first training sigma for the default schedule and the repeated last sigma otherwise.
+ * Same steps as `clippedSolverSchedule` below without the clip; kept separate because DEIS and
+ * UniPC end on a kept sigma where multistep and singlestep append 0 or sigma_min.
  */
 export function lastSigmaKeptSchedule(
   config: SchedulerConfig,

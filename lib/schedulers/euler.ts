@@ -11,7 +11,7 @@ import { drawNoise } from "./noise.ts";
 import { sqrt32, torchLinspaceF32 } from "./numpy.ts";
 import type { NoiseGenerator } from "./scheduler.ts";
 import { sigmaToT } from "./training_sigmas.ts";
-import { SigmaScheduler } from "./sigma_scheduler.ts";
+import { derivativeOf, eulerMove, SigmaScheduler } from "./sigma_scheduler.ts";
 
 const f32 = Math.fround;
 
@@ -32,14 +32,7 @@ export function eulerStep(
   sigmaNext: number,
 ): Float32Array {
   checkSameLength("eulerStep", x, denoised);
-  const sh = f32(sigmaHat);
-  const dt = f32(f32(sigmaNext) - sh);
-  const out = new Float32Array(x.length);
-  for (let k = 0; k < out.length; k++) {
-    const d = f32(f32(x[k]! - denoised[k]!) / sh);
-    out[k] = x[k]! + f32(d * dt);
-  }
-  return out;
+  return eulerMove(x, derivativeOf(x, denoised, sigmaHat), f32(sigmaNext) - f32(sigmaHat));
 }
 
 /** Diffusers EulerDiscreteScheduler `__init__` defaults. */

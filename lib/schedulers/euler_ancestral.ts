@@ -19,6 +19,8 @@ const f32 = Math.fround;
  * Splits a step from `sigmaFrom` to `sigmaTo` into a deterministic part down to `sigmaDown` and
  * fresh noise of size `sigmaUp` (k-diffusion `get_ancestral_step` with eta = 1), in float32:
  * sigma_up = sqrt(to^2 (from^2 - to^2) / from^2), sigma_down = sqrt(to^2 - sigma_up^2).
+ * Same split as `ancestralStep` in k_diffusion_sampler.ts; kept separate because Diffusers has no
+ * eta and no min(sigma_up, sigmaTo), and a float32 min could change the last bit.
  */
 export function ancestralSigmas(
   sigmaFrom: number,

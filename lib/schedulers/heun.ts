@@ -10,8 +10,6 @@ import { NO_SIGMA_RANGE, parseSchedulerConfig, type SchedulerConfig } from "./co
 import { kDenoised, kInitNoiseSigma, kSigmaSchedule } from "./k_sigmas.ts";
 import { derivativeOf, eulerMove, SigmaScheduler } from "./sigma_scheduler.ts";
 
-export { derivativeOf };
-
 const f32 = Math.fround;
 
 /**

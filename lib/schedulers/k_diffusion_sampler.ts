@@ -348,7 +348,9 @@ export abstract class KDiffusionSampler implements Scheduler {
 
   /**
    * `setTimesteps(n)`, then the last int(n * strength) steps as Diffusers' get_timesteps keeps
-   * them; `startIndex` is the first evaluation of the first kept step.
+   * them; `startIndex` is the first evaluation of the first kept step. Same count as
+   * `img2imgSlice` in timesteps.ts; kept separate because a step here has one or two evaluations,
+   * so the start is looked up in the plan rather than computed as t_start * order.
    */
   img2imgTimesteps(
     numInferenceSteps: number,

@@ -14,7 +14,9 @@ import { combine, expm132 } from "./numpy.ts";
 const f = Math.fround;
 
 /**
- * k-diffusion `sample_dpmpp_2m` (A1111 "DPM++ 2M"; deterministic).
+ * k-diffusion `sample_dpmpp_2m` (A1111 "DPM++ 2M"; deterministic). Same solver as
+ * DPMSolverMultistepScheduler (dpmsolver++, order 2); kept separate because k-diffusion rounds in
+ * its sigma / t form, not Diffusers' lambda form (k_diffusion_sampler_test.ts compares the two).
  *
  * @example
  * ```ts

@@ -17,6 +17,8 @@ const f = Math.fround;
 
 /**
  * k-diffusion `sample_dpmpp_2m_sde` (A1111 "DPM++ 2M SDE"); `eta`, `s_noise`, `solver_type`.
+ * Same solver as DPMSolverMultistepScheduler with sde-dpmsolver++ (eta 1); kept separate because
+ * k-diffusion has eta and rounds in its sigma / t form (k_diffusion_sampler_test.ts compares them).
  *
  * @example
  * ```ts

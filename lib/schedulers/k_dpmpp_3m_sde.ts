@@ -16,7 +16,9 @@ import { combine, exp32, expm132 } from "./numpy.ts";
 const f = Math.fround;
 
 /**
- * k-diffusion `sample_dpmpp_3m_sde` (A1111 "DPM++ 3M SDE"); `eta`, `s_noise`.
+ * k-diffusion `sample_dpmpp_3m_sde` (A1111 "DPM++ 3M SDE"); `eta`, `s_noise`. With eta 0 the
+ * same solver as DPMSolverMultistepScheduler (dpmsolver++, order 3, Heun); kept separate because
+ * k-diffusion rounds in its sigma / t form (k_diffusion_sampler_test.ts compares the two).
  *
  * @example
  * ```ts

@@ -16,8 +16,6 @@ import {
   SigmaScheduler,
 } from "./sigma_scheduler.ts";
 
-export { eulerMove };
-
 const f32 = Math.fround;
 
 /** Geometric midpoint exp(lerp(log a, log b, 0.5)) in float32, as torch computes it. */

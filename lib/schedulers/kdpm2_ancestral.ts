@@ -47,6 +47,8 @@ export class KDPM2AncestralDiscreteScheduler extends SigmaScheduler {
     });
   }
 
+  // Same layout as KDPM2DiscreteScheduler.setTimesteps in kdpm2.ts; kept separate because the
+  // ancestral midpoints lie toward sigma_down and Diffusers interleaves other timestep slices.
   setTimesteps(numInferenceSteps: number): void {
     const c = this.config;
     checkSteps("KDPM2AncestralDiscreteScheduler", numInferenceSteps, c.numTrainTimesteps);

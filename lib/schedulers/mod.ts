@@ -58,8 +58,9 @@ export {
   eulerAncestralStep,
 } from "./euler_ancestral.ts";
 export { lmsCoefficient, LMSDiscreteScheduler, lmsStep } from "./lms.ts";
-export { derivativeOf, heunCorrect, HeunDiscreteScheduler } from "./heun.ts";
-export { eulerMove, KDPM2DiscreteScheduler } from "./kdpm2.ts";
+export { heunCorrect, HeunDiscreteScheduler } from "./heun.ts";
+export { KDPM2DiscreteScheduler } from "./kdpm2.ts";
+export { derivativeOf, eulerMove } from "./sigma_scheduler.ts";
 export { KDPM2AncestralDiscreteScheduler } from "./kdpm2_ancestral.ts";
 export {
   clipOriginal,

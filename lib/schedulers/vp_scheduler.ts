@@ -21,7 +21,11 @@ export function sigmaToAlphaSigmaT(sigma: number): [number, number] {
   return [alpha, f(s * alpha)];
 }
 
-/** VP noising x_t = alpha_t x0 + sigma_t noise for the k-diffusion sigma `sigma`, in float32. */
+/**
+ * VP noising x_t = alpha_t x0 + sigma_t noise for the k-diffusion sigma `sigma`, in float32.
+ * Same noising as `addNoiseAlphas` in noise.ts; kept separate because the VP solvers take alpha_t
+ * and sigma_t from the sigma, not from sqrt(alpha_bar), which rounds differently in float32.
+ */
 export function vpAddNoise(
   original: Float32Array,
   noise: Float32Array,
