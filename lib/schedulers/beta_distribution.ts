@@ -56,7 +56,16 @@ function betaContinuedFraction(x: number, a: number, b: number): number {
   return h;
 }
 
-/** Regularized incomplete beta function I_x(a, b). */
+/**
+ * Regularized incomplete beta function I_x(a, b).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { betaCdf } from "./beta_distribution.ts";
+ * assert.ok(Math.abs(betaCdf(0.5, 2, 2) - 0.5) < 1e-12);
+ * ```
+ */
 export function betaCdf(x: number, a: number, b: number): number {
   if (x <= 0) return 0;
   if (x >= 1) return 1;
@@ -65,7 +74,16 @@ export function betaCdf(x: number, a: number, b: number): number {
   return 1 - Math.exp(lbt) * betaContinuedFraction(1 - x, b, a) / b;
 }
 
-/** Inverse of `betaCdf` in x (scipy.stats.beta.ppf), by bisection to double precision. */
+/**
+ * Inverse of `betaCdf` in x (scipy.stats.beta.ppf), by bisection to double precision.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { betaPpf } from "./beta_distribution.ts";
+ * assert.ok(Math.abs(betaPpf(0.5, 0.6, 0.6) - 0.5) < 1e-12);
+ * ```
+ */
 export function betaPpf(p: number, a: number, b: number): number {
   if (p <= 0) return 0;
   if (p >= 1) return 1;

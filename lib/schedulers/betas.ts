@@ -12,6 +12,14 @@ const f32 = Math.fround;
 /**
  * Diffusers `betas_for_alpha_bar` (squaredcos_cap_v2): betas from the cosine alpha-bar of
  * Nichol & Dhariwal 2021, Eq. (17), computed in float64 and stored as float32.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { betasForAlphaBar } from "./betas.ts";
+ * const betas = betasForAlphaBar(1000);
+ * assert.equal(betas[999], Math.fround(0.999)); // clipped at max_beta
+ * ```
  */
 export function betasForAlphaBar(numDiffusionTimesteps: number, maxBeta = 0.999): Float32Array {
   const alphaBar = (t: number) => Math.cos((t + 0.008) / 1.008 * Math.PI / 2) ** 2;
@@ -27,6 +35,15 @@ export function betasForAlphaBar(numDiffusionTimesteps: number, maxBeta = 0.999)
 /**
  * Diffusers `rescale_zero_terminal_snr` (Lin et al. 2023, Algorithm 1) in float32:
  * shift and scale sqrt(alpha_bar) so the last step has zero SNR.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { makeBetas, rescaleZeroTerminalSnr } from "./betas.ts";
+ * import { parseSchedulerConfig } from "./config.ts";
+ * const betas = makeBetas(parseSchedulerConfig({ beta_schedule: "scaled_linear" }));
+ * assert.equal(rescaleZeroTerminalSnr(betas)[999], 1); // alpha_bar of the last step is 0
+ * ```
  */
 export function rescaleZeroTerminalSnr(betas: Float32Array): Float32Array {
   const n = betas.length;
@@ -47,7 +64,19 @@ export function rescaleZeroTerminalSnr(betas: Float32Array): Float32Array {
   return out;
 }
 
-/** Betas exactly as the Diffusers constructors build them (float32), including the zero-SNR rescale. */
+/**
+ * Betas exactly as the Diffusers constructors build them (float32), including the zero-SNR rescale.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { makeBetas } from "./betas.ts";
+ * import { parseSchedulerConfig } from "./config.ts";
+ * const betas = makeBetas(parseSchedulerConfig({ beta_start: 0.00085, beta_end: 0.012 }));
+ * assert.equal(betas.length, 1000);
+ * assert.equal(betas[999], Math.fround(0.012));
+ * ```
+ */
 export function makeBetas(config: SchedulerConfig): Float32Array {
   let betas: Float32Array;
   if (config.trainedBetas !== null) {
@@ -71,6 +100,13 @@ export function makeBetas(config: SchedulerConfig): Float32Array {
 /**
  * `torch.cumprod(1 - betas)` for a float32 tensor on CPU: the running product is kept in float64
  * (ATen's `acc_type<float>` on CPU) and each output is rounded to float32.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { alphasCumprodFromBetas } from "./betas.ts";
+ * assert.deepEqual(Array.from(alphasCumprodFromBetas(new Float32Array([0.5, 0.5]))), [0.5, 0.25]);
+ * ```
  */
 export function alphasCumprodFromBetas(betas: Float32Array): Float32Array {
   const out = new Float32Array(betas.length);
@@ -82,7 +118,18 @@ export function alphasCumprodFromBetas(betas: Float32Array): Float32Array {
   return out;
 }
 
-/** `alphas_cumprod` of a config: `makeBetas` then the float32 cumulative product. */
+/**
+ * `alphas_cumprod` of a config: `makeBetas` then the float32 cumulative product.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { computeAlphasCumprod } from "./betas.ts";
+ * import { parseSchedulerConfig } from "./config.ts";
+ * const ac = computeAlphasCumprod(parseSchedulerConfig({}));
+ * assert.ok(ac[0]! > ac[999]!);
+ * ```
+ */
 export function computeAlphasCumprod(config: SchedulerConfig): Float32Array {
   return alphasCumprodFromBetas(makeBetas(config));
 }

@@ -16,12 +16,32 @@ import { sigmaToAlphaSigmaT } from "./vp_scheduler.ts";
 
 const f = Math.fround;
 
-/** Log-SNR lambda = log(alpha_t) - log(sigma_t), in float32 (+Infinity for sigma 0). */
+/**
+ * Log-SNR lambda = log(alpha_t) - log(sigma_t), in float32 (+Infinity for sigma 0).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { lambdaOf } from "./dpm_solver_math.ts";
+ * const a = Math.fround(Math.SQRT1_2);
+ * assert.equal(lambdaOf(a, a), 0); // sigma 1: signal and noise are equal
+ * ```
+ */
 export function lambdaOf(alpha: number, sigma: number): number {
   return f(log32(alpha) - log32(sigma));
 }
 
-/** Element-wise `(c * (a - b))` in float32: a DPM-Solver divided difference such as D1. */
+/**
+ * Element-wise `(c * (a - b))` in float32: a DPM-Solver divided difference such as D1.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { scaledDifference } from "./dpm_solver_math.ts";
+ * const d = scaledDifference(2, new Float32Array([3]), new Float32Array([1]));
+ * assert.deepEqual(Array.from(d), [4]);
+ * ```
+ */
 export function scaledDifference(c: number, a: Float32Array, b: Float32Array): Float32Array {
   const out = new Float32Array(a.length);
   const c32 = f(c);
@@ -34,6 +54,15 @@ export function scaledDifference(c: number, a: Float32Array, b: Float32Array): F
  * float32. epsilon: x0 = (x - sigma_t eps) / alpha_t; v: x0 = alpha_t x - sigma_t v; sample: as is.
  * Same conversion as `predictOriginalAndNoise` in alpha_scheduler.ts and `kDenoised` in
  * k_sigmas.ts; kept separate because each Diffusers family rounds it in its own parametrisation.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { modelOutputToX0 } from "./dpm_solver_math.ts";
+ * // at sigma 0 the sample is clean whatever eps says
+ * const x0 = modelOutputToX0(new Float32Array([1]), new Float32Array([0.5]), 0, "epsilon");
+ * assert.deepEqual(Array.from(x0), [0.5]);
+ * ```
  */
 export function modelOutputToX0(
   modelOutput: Float32Array,
@@ -57,6 +86,14 @@ export function modelOutputToX0(
 /**
  * Converts a raw model output to the noise prediction eps (DPM-Solver form), element-wise in
  * float32. sample: eps = (x - alpha_t x0) / sigma_t; v: eps = alpha_t v + sigma_t x.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { modelOutputToEpsilon } from "./dpm_solver_math.ts";
+ * const eps = modelOutputToEpsilon(new Float32Array([0.3]), new Float32Array([1]), 2, "epsilon");
+ * assert.deepEqual(Array.from(eps), [Math.fround(0.3)]);
+ * ```
  */
 export function modelOutputToEpsilon(
   modelOutput: Float32Array,
@@ -82,7 +119,17 @@ export type DpmAlgorithmType = "dpmsolver" | "dpmsolver++" | "sde-dpmsolver" | "
 /** Second-order solver flavours. */
 export type DpmSolverType = "midpoint" | "heun";
 
-/** Reads `solver_order`, which the DPM-Solver family (and DEIS) accept as 1, 2 or 3. */
+/**
+ * Reads `solver_order`, which the DPM-Solver family (and DEIS) accept as 1, 2 or 3.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseSolverOrder } from "./dpm_solver_math.ts";
+ * assert.equal(parseSolverOrder("DEISMultistepScheduler", 3), 3);
+ * assert.throws(() => parseSolverOrder("DEISMultistepScheduler", 4), RangeError);
+ * ```
+ */
 export function parseSolverOrder(name: string, order: number): 1 | 2 | 3 {
   if (order !== 1 && order !== 2 && order !== 3) {
     throw new RangeError(`${name}: solver_order ${order} is not supported; use 1, 2 or 3`);
@@ -92,6 +139,13 @@ export function parseSolverOrder(name: string, order: number): 1 | 2 | 3 {
 
 /**
  * Reads `solver_type` with Diffusers' aliases (logrho / bh1 / bh2 mean midpoint for DPM-Solver).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseDpmSolverType } from "./dpm_solver_math.ts";
+ * assert.equal(parseDpmSolverType("DPMSolverMultistepScheduler", "bh2"), "midpoint");
+ * ```
  */
 export function parseDpmSolverType(name: string, solverType: string): DpmSolverType {
   if (solverType === "midpoint" || solverType === "heun") return solverType;
@@ -106,6 +160,15 @@ export function parseDpmSolverType(name: string, solverType: string): DpmSolverT
  * "learned" / "learned_range"): keeps, per batch item, the leading channels that match the sample
  * (NCHW, so they are the first values of each item's block). Returns `modelOutput` itself when it
  * already has the sample's size.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { dropVarianceChannels } from "./dpm_solver_math.ts";
+ * // 2 batch items of 4 values each, of which the sample keeps the first 2
+ * const out = dropVarianceChannels(new Float32Array([1, 2, 3, 4, 5, 6, 7, 8]), 4, 2);
+ * assert.deepEqual(Array.from(out), [1, 2, 5, 6]);
+ * ```
  */
 export function dropVarianceChannels(
   modelOutput: Float32Array,
@@ -133,6 +196,15 @@ export function dropVarianceChannels(
  * SDE variants when `noise` is given. `m` is x0 for the "++" types and eps otherwise.
  * Same ODE update as `ddimStep` (eta 0) in ddim.ts; kept separate because DPM-Solver computes it
  * from float32 log-SNRs, as Diffusers does, which rounds differently from DDIM's alpha_bar form.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { dpmSolverFirstOrderUpdate } from "./dpm_solver_math.ts";
+ * // DPM-Solver++ to sigma 0 lands on the data prediction
+ * const x = dpmSolverFirstOrderUpdate(new Float32Array([1]), new Float32Array([0.5]), 1, 0, "dpmsolver++");
+ * assert.deepEqual(Array.from(x), [0.5]);
+ * ```
  */
 export function dpmSolverFirstOrderUpdate(
   x: Float32Array,
@@ -191,6 +263,23 @@ export interface DpmStepScalars {
 /**
  * The second-order combination shared by the multistep and singlestep solvers:
  * x_t from x (at sigma_s), D0 and D1 (Lu et al. 2022b Algorithm 2 / Eq. (8)).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { dpmSolverFirstOrderUpdate, lambdaOf, secondOrderCombination } from "./dpm_solver_math.ts";
+ * import { sigmaToAlphaSigmaT } from "./vp_scheduler.ts";
+ * const [alphaT, sigmaT] = sigmaToAlphaSigmaT(0.5);
+ * const [alphaS, sigmaS] = sigmaToAlphaSigmaT(1);
+ * const h = Math.fround(lambdaOf(alphaT, sigmaT) - lambdaOf(alphaS, sigmaS));
+ * const k = { alphaT, sigmaT, alphaS, sigmaS, h };
+ * const x = new Float32Array([1]);
+ * const d0 = new Float32Array([0.5]);
+ * const d1 = new Float32Array([0]);
+ * // with D1 = 0 the second-order step is the first-order one
+ * const first = dpmSolverFirstOrderUpdate(x, d0, 1, 0.5, "dpmsolver++");
+ * assert.deepEqual(secondOrderCombination(x, d0, d1, k, "dpmsolver++", "midpoint"), first);
+ * ```
  */
 export function secondOrderCombination(
   x: Float32Array,
@@ -249,6 +338,23 @@ export function secondOrderCombination(
 /**
  * The third-order combination shared by the multistep and singlestep solvers (ODE types only):
  * x_t from x (at sigma_s), D0, D1 and D2 (Lu et al. 2022b Algorithm 3 / Lu et al. 2022 Eq. (3.9)).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { dpmSolverFirstOrderUpdate, lambdaOf, thirdOrderCombination } from "./dpm_solver_math.ts";
+ * import { sigmaToAlphaSigmaT } from "./vp_scheduler.ts";
+ * const [alphaT, sigmaT] = sigmaToAlphaSigmaT(0.5);
+ * const [alphaS, sigmaS] = sigmaToAlphaSigmaT(1);
+ * const h = Math.fround(lambdaOf(alphaT, sigmaT) - lambdaOf(alphaS, sigmaS));
+ * const k = { alphaT, sigmaT, alphaS, sigmaS, h };
+ * const x = new Float32Array([1]);
+ * const d0 = new Float32Array([0.5]);
+ * const zero = new Float32Array([0]);
+ * // with D1 = D2 = 0 the third-order step is the first-order one
+ * const first = dpmSolverFirstOrderUpdate(x, d0, 1, 0.5, "dpmsolver++");
+ * assert.deepEqual(thirdOrderCombination(x, d0, zero, zero, k, "dpmsolver++"), first);
+ * ```
  */
 export function thirdOrderCombination(
   x: Float32Array,

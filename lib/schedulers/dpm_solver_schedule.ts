@@ -26,6 +26,19 @@ const f = Math.fround;
  * over [0, lastTimestep) where lastTimestep is `num_train_timesteps` minus the lambda clip.
  * Same spacings as `spacedTimesteps` in timesteps.ts; kept separate because these Diffusers
  * classes take n + 1 linspace points (rounded) and divide "leading" by n + 1.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { solverTimesteps } from "./dpm_solver_schedule.ts";
+ * const t = solverTimesteps(4, {
+ *   numTrainTimesteps: 1000,
+ *   lastTimestep: 1000,
+ *   spacing: "linspace",
+ *   stepsOffset: 0,
+ * });
+ * assert.deepEqual(Array.from(t), [999, 749, 500, 250]);
+ * ```
  */
 export function solverTimesteps(
   numInferenceSteps: number,
@@ -63,6 +76,15 @@ export function solverTimesteps(
  * the interpolation weight are float32; only the final blend of the two indices is float64.
  * Same as `sigmaToT` in training_sigmas.ts; kept separate because this float32 casting (and the
  * float32 `1 - w`) changes the last bits that the DPM solvers' golden timesteps depend on.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sigmaToTimestep, vpTables } from "./dpm_solver_schedule.ts";
+ * import { parseSchedulerConfig } from "./config.ts";
+ * const tables = vpTables(parseSchedulerConfig({}), false);
+ * assert.equal(sigmaToTimestep(tables.sigmas[500]!, tables.logSigmas), 500);
+ * ```
  */
 export function sigmaToTimestep(sigma: number, logSigmas: Float32Array): number {
   const logSigma = f(Math.log(Math.max(sigma, 1e-10)));
@@ -93,6 +115,16 @@ export interface VpTables {
 /**
  * Builds the float32 tables of the DPM-Solver family's constructors. `zeroSnrFix` sets the last
  * alpha_bar to 2^-24 when betas are rescaled to zero terminal SNR (DPMSolverMultistep only).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { vpTables } from "./dpm_solver_schedule.ts";
+ * import { parseSchedulerConfig } from "./config.ts";
+ * const tables = vpTables(parseSchedulerConfig({}), false);
+ * assert.equal(tables.sigmas.length, 1000);
+ * assert.ok(tables.lambdas[0]! > tables.lambdas[999]!);
+ * ```
  */
 export function vpTables(config: SchedulerConfig, zeroSnrFix: boolean): VpTables {
   const alphasCumprod = zeroSnrFix ? finiteAlphasCumprod(config) : computeAlphasCumprod(config);
@@ -104,7 +136,18 @@ export function vpTables(config: SchedulerConfig, zeroSnrFix: boolean): VpTables
   return { alphasCumprod, sigmas, logSigmas, lambdas };
 }
 
-/** sigma of the first training step, sqrt((1 - a_0) / a_0), as a float32 tensor op. */
+/**
+ * sigma of the first training step, sqrt((1 - a_0) / a_0), as a float32 tensor op.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sigmaMinOf, vpTables } from "./dpm_solver_schedule.ts";
+ * import { parseSchedulerConfig } from "./config.ts";
+ * const tables = vpTables(parseSchedulerConfig({}), false);
+ * assert.equal(sigmaMinOf(tables), tables.sigmas[0]);
+ * ```
+ */
 export function sigmaMinOf(tables: VpTables): number {
   return tables.sigmas[0]!;
 }
@@ -115,6 +158,17 @@ export function sigmaMinOf(tables: VpTables): number {
  * for karras and Lu lambdas as Diffusers 0.27 does; truncated for exponential and beta, as
  * Diffusers 0.32 does: those two are not in 0.27's DPM solvers and are offered as newer Diffusers
  * has them; rounded for A1111's sgm_uniform and simple).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { solverSigmaSchedule, vpTables } from "./dpm_solver_schedule.ts";
+ * import { parseSchedulerConfig } from "./config.ts";
+ * const config = parseSchedulerConfig({ beta_schedule: "scaled_linear", beta_start: 0.00085, beta_end: 0.012 });
+ * const tables = vpTables(config, false);
+ * const s = solverSigmaSchedule("karras", 4, tables, { alpha: 0.6, beta: 0.6 });
+ * assert.deepEqual(Array.from(s.timesteps), [999, 687, 146, 0]);
+ * ```
  */
 export function solverSigmaSchedule(
   schedule: SigmaSchedule | "lu",
@@ -164,6 +218,18 @@ export function solverSigmaSchedule(
  * the first training sigma for the default schedule and the repeated last sigma otherwise.
  * Same steps as `clippedSolverSchedule` below without the clip; kept separate because DEIS and
  * UniPC end on a kept sigma where multistep and singlestep append 0 or sigma_min.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { lastSigmaKeptSchedule, vpTables } from "./dpm_solver_schedule.ts";
+ * import { parseSchedulerConfig } from "./config.ts";
+ * const config = parseSchedulerConfig({ beta_schedule: "scaled_linear", beta_start: 0.00085, beta_end: 0.012 });
+ * const tables = vpTables(config, false);
+ * const s = lastSigmaKeptSchedule(config, 4, tables);
+ * assert.deepEqual(Array.from(s.timesteps), [999, 749, 500, 250]);
+ * assert.equal(s.sigmas[4], tables.sigmas[0]); // ends on the first training sigma
+ * ```
  */
 export function lastSigmaKeptSchedule(
   config: SchedulerConfig,
@@ -201,6 +267,17 @@ export function lastSigmaKeptSchedule(
  * over the timesteps that `lambda_min_clipped` leaves, the sigma schedule ("lu" for
  * `use_lu_lambdas`), then a final sigma of 0 or sigma_min (`final_sigmas_type`). `timesteps` and
  * `sigmas` as the scheduler stores them (one more sigma than timesteps, float32 values).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { clippedSolverSchedule, vpTables } from "./dpm_solver_schedule.ts";
+ * import { parseSchedulerConfig } from "./config.ts";
+ * const config = parseSchedulerConfig({ beta_schedule: "scaled_linear", beta_start: 0.00085, beta_end: 0.012 });
+ * const s = clippedSolverSchedule(config, 4, vpTables(config, true), "default");
+ * assert.deepEqual(Array.from(s.timesteps), [999, 749, 500, 250]);
+ * assert.equal(s.sigmas[4], 0); // final_sigmas_type "zero"
+ * ```
  */
 export function clippedSolverSchedule(
   config: SchedulerConfig,

@@ -25,6 +25,18 @@ const f32 = Math.fround;
  * Diffusers `_convert_to_karras` / `_convert_to_exponential` / `_convert_to_beta` calls do, with
  * `sigma_min` / `sigma_max` from the config when set, else the ends of `inSigmas`.
  * Returns `inSigmas` itself for "default".
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { convertSigmas, kSigmaSchedule } from "./k_sigmas.ts";
+ * import { computeAlphasCumprod } from "./betas.ts";
+ * import { parseSchedulerConfig } from "./config.ts";
+ * const config = parseSchedulerConfig({ use_karras_sigmas: true });
+ * const s = kSigmaSchedule({ ...config, sigmaSchedule: "default" }, computeAlphasCumprod(config), 4);
+ * const karras = convertSigmas(s.sigmas, 4, config, s.trainingSigmas, s.logSigmas);
+ * assert.ok(Math.abs(karras[0]! - s.sigmas[0]!) < 1e-9); // same ends, Karras spacing between
+ * ```
  */
 export function convertSigmas(
   inSigmas: Float64Array,
@@ -56,7 +68,16 @@ export function convertSigmas(
   }
 }
 
-/** Float32 `1 / (sigma ** 2 + 1) ** 0.5` input scaling of the k-diffusion schedulers. */
+/**
+ * Float32 `1 / (sigma ** 2 + 1) ** 0.5` input scaling of the k-diffusion schedulers.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { scaleBySigma } from "./k_sigmas.ts";
+ * assert.deepEqual(Array.from(scaleBySigma(new Float32Array([2]), Math.sqrt(3))), [1]);
+ * ```
+ */
 export function scaleBySigma(sample: Float32Array, sigma: number): Float32Array {
   const s = f32(sigma);
   const denom = sqrt32(f32(f32(s * s) + 1));
@@ -69,6 +90,14 @@ export function scaleBySigma(sample: Float32Array, sigma: number): Float32Array 
  * The k-diffusion denoised estimate from a model output at noise level `sigma`, in float32:
  * epsilon: x - sigma * eps; v_prediction: v * (-sigma / sqrt(sigma^2 + 1)) + x / (sigma^2 + 1)
  * (Salimans & Ho 2022, Eq. 2 in the sigma parametrisation); sample: the output itself.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { kDenoised } from "./k_sigmas.ts";
+ * const d = kDenoised("epsilon", new Float32Array([1]), new Float32Array([3]), 2);
+ * assert.deepEqual(Array.from(d), [1]); // x - sigma * eps
+ * ```
  */
 export function kDenoised(
   predictionType: PredictionType,
@@ -108,6 +137,17 @@ export interface KSigmaSchedule {
  * The shared `set_timesteps` body of EulerDiscrete, EulerAncestral, LMS, Heun and KDPM2(-a):
  * spaced float32 timesteps, sigmas by `np.interp` on the training sigmas, then the configured
  * sigma schedule with timesteps from `_sigma_to_t` (rounded when `roundTimesteps`, as KDPM2 does).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { kSigmaSchedule } from "./k_sigmas.ts";
+ * import { computeAlphasCumprod } from "./betas.ts";
+ * import { parseSchedulerConfig } from "./config.ts";
+ * const config = parseSchedulerConfig({ beta_schedule: "scaled_linear", beta_start: 0.00085, beta_end: 0.012 });
+ * const s = kSigmaSchedule(config, computeAlphasCumprod(config), 4);
+ * assert.deepEqual(Array.from(s.timesteps), [999, 666, 333, 0]);
+ * ```
  */
 export function kSigmaSchedule(
   config: SchedulerConfig,
@@ -137,6 +177,13 @@ export function kSigmaSchedule(
 /**
  * `init_noise_sigma` of the k-diffusion schedulers: max sigma for linspace / trailing spacing,
  * else sqrt(max^2 + 1), in float32.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { kInitNoiseSigma } from "./k_sigmas.ts";
+ * assert.equal(kInitNoiseSigma("leading", [3, 0]), Math.fround(Math.sqrt(10)));
+ * ```
  */
 export function kInitNoiseSigma(spacing: TimestepSpacing, sigmas: ArrayLike<number>): number {
   const m = f32(arrayMax(sigmas));

@@ -12,6 +12,15 @@ const f32 = Math.fround;
 
 /**
  * Draws the step noise; `what` names the caller for the error raised when no generator is given.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { drawNoise } from "./noise.ts";
+ * import { TorchCpuGenerator } from "../rng/mod.ts";
+ * assert.equal(drawNoise(new TorchCpuGenerator(0), 8, [1, 2, 2, 2], "euler-a").length, 8);
+ * assert.throws(() => drawNoise(undefined, 8, undefined, "euler-a"), TypeError);
+ * ```
  */
 export function drawNoise(
   rng: NoiseGenerator | undefined,
@@ -39,6 +48,15 @@ export function drawNoise(
 /**
  * Noising of the DDPM family at training timestep `t` (`add_noise` of DDPM / DDIM / PNDM / LCM):
  * sqrt(a_t) * x0 + sqrt(1 - a_t) * noise, Ho et al. 2020 Eq. (4), in float32.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { addNoiseAlphas } from "./noise.ts";
+ * const alphasCumprod = new Float32Array([0.25, 1]);
+ * const x = addNoiseAlphas(alphasCumprod, new Float32Array([2]), new Float32Array([4]), 0);
+ * assert.deepEqual(Array.from(x), [Math.fround(1 + Math.fround(Math.sqrt(0.75)) * 4)]);
+ * ```
  */
 export function addNoiseAlphas(
   alphasCumprod: Float32Array,
@@ -58,7 +76,16 @@ export function addNoiseAlphas(
   return out;
 }
 
-/** Noising of the sigma (k-diffusion) family: x0 + sigma * noise, in float32. */
+/**
+ * Noising of the sigma (k-diffusion) family: x0 + sigma * noise, in float32.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { addNoiseSigma } from "./noise.ts";
+ * assert.deepEqual(Array.from(addNoiseSigma(new Float32Array([1]), new Float32Array([2]), 0.5)), [2]);
+ * ```
+ */
 export function addNoiseSigma(
   original: Float32Array,
   noise: Float32Array,

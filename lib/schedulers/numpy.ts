@@ -11,22 +11,58 @@
  */
 
 const f32 = Math.fround;
-/** Float32 square root (correctly rounded, like torch's float32 sqrt / `** 0.5`). */
+/**
+ * Float32 square root (correctly rounded, like torch's float32 sqrt / `** 0.5`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sqrt32 } from "./numpy.ts";
+ * assert.equal(sqrt32(2), Math.fround(Math.SQRT2));
+ * ```
+ */
 export function sqrt32(x: number): number {
   return f32(Math.sqrt(x));
 }
 
-/** float32 natural logarithm (torch.log on a 0-d float32 tensor). */
+/**
+ * float32 natural logarithm (torch.log on a 0-d float32 tensor).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { log32 } from "./numpy.ts";
+ * assert.equal(log32(Math.E), 1);
+ * ```
+ */
 export function log32(x: number): number {
   return f32(Math.log(x));
 }
 
-/** float32 exponential. */
+/**
+ * float32 exponential.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { exp32 } from "./numpy.ts";
+ * assert.equal(exp32(1), Math.fround(Math.E));
+ * ```
+ */
 export function exp32(x: number): number {
   return f32(Math.exp(x));
 }
 
-/** float32 expm1. */
+/**
+ * float32 expm1.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { expm132 } from "./numpy.ts";
+ * assert.equal(expm132(1e-10), Math.fround(1e-10));
+ * ```
+ */
 export function expm132(x: number): number {
   return f32(Math.expm1(x));
 }
@@ -34,6 +70,13 @@ export function expm132(x: number): number {
 /**
  * `torch.linspace(start, end, steps, dtype=float32)` on CPU: the step is a float32, the first half
  * counts up from `start` and the second half down from `end` (ATen RangeFactoriesKernel.cpp).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { torchLinspaceF32 } from "./numpy.ts";
+ * assert.deepEqual(Array.from(torchLinspaceF32(0, 1, 5)), [0, 0.25, 0.5, 0.75, 1]);
+ * ```
  */
 export function torchLinspaceF32(start: number, end: number, steps: number): Float32Array {
   const out = new Float32Array(steps);
@@ -51,7 +94,16 @@ export function torchLinspaceF32(start: number, end: number, steps: number): Flo
   return out;
 }
 
-/** `numpy.linspace(start, stop, num)` in float64 (`i * step + start`, last value = stop). */
+/**
+ * `numpy.linspace(start, stop, num)` in float64 (`i * step + start`, last value = stop).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { numpyLinspace } from "./numpy.ts";
+ * assert.deepEqual(Array.from(numpyLinspace(0, 999, 4)), [0, 333, 666, 999]);
+ * ```
+ */
 export function numpyLinspace(start: number, stop: number, num: number): Float64Array {
   const out = new Float64Array(num);
   if (num === 1) {
@@ -64,7 +116,16 @@ export function numpyLinspace(start: number, stop: number, num: number): Float64
   return out;
 }
 
-/** `numpy.arange(start, stop, step)` in float64 (`start + i * delta`, numpy's fill rule). */
+/**
+ * `numpy.arange(start, stop, step)` in float64 (`start + i * delta`, numpy's fill rule).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { numpyArange } from "./numpy.ts";
+ * assert.deepEqual(Array.from(numpyArange(10, 0, -2.5)), [10, 7.5, 5, 2.5]);
+ * ```
+ */
 export function numpyArange(start: number, stop: number, step: number): Float64Array {
   const n = Math.max(0, Math.ceil((stop - start) / step));
   const out = new Float64Array(n);
@@ -73,7 +134,16 @@ export function numpyArange(start: number, stop: number, step: number): Float64A
   return out;
 }
 
-/** `numpy.round` (round half to even). */
+/**
+ * `numpy.round` (round half to even).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { roundHalfEven } from "./numpy.ts";
+ * assert.deepEqual([0.5, 1.5, 2.5].map(roundHalfEven), [0, 2, 2]);
+ * ```
+ */
 export function roundHalfEven(x: number): number {
   const r = Math.round(x);
   // Math.round rounds .5 up; numpy rounds ties to the even neighbour.
@@ -81,7 +151,16 @@ export function roundHalfEven(x: number): number {
   return r;
 }
 
-/** `numpy.interp(x, xp, fp)` (xp ascending; clamps outside). */
+/**
+ * `numpy.interp(x, xp, fp)` (xp ascending; clamps outside).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { interp } from "./numpy.ts";
+ * assert.deepEqual(Array.from(interp([0.5, 3], [0, 1, 2], [10, 20, 30])), [15, 30]);
+ * ```
+ */
 export function interp(
   x: ArrayLike<number>,
   xp: ArrayLike<number>,
@@ -112,12 +191,30 @@ export function interp(
   return out;
 }
 
-/** torch.lerp(a, b, 0.5) on float32: `b - (b - a) * 0.5` (ATen's branch for weight >= 0.5). */
+/**
+ * torch.lerp(a, b, 0.5) on float32: `b - (b - a) * 0.5` (ATen's branch for weight >= 0.5).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { lerpHalf32 } from "./numpy.ts";
+ * assert.equal(lerpHalf32(1, 3), 2);
+ * ```
+ */
 export function lerpHalf32(a: number, b: number): number {
   return f32(b - f32(f32(b - a) * 0.5));
 }
 
-/** Largest value of an array (Diffusers `sigmas.max()`). */
+/**
+ * Largest value of an array (Diffusers `sigmas.max()`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { arrayMax } from "./numpy.ts";
+ * assert.equal(arrayMax([1, 5, 3]), 5);
+ * ```
+ */
 export function arrayMax(a: ArrayLike<number>): number {
   let m = -Infinity;
   for (let k = 0; k < a.length; k++) if (a[k]! > m) m = a[k]!;

@@ -57,7 +57,17 @@ export const CONFIG_SIGMA_SCHEDULES: readonly SigmaSchedule[] = SIGMA_SCHEDULES.
   configSigmaSchedule,
 );
 
-/** Karras et al. 2022 Eq. (5) with rho = 7, from sigmaMax down to sigmaMin (float64). */
+/**
+ * Karras et al. 2022 Eq. (5) with rho = 7, from sigmaMax down to sigmaMin (float64).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { karrasSigmas } from "./sigma_schedules.ts";
+ * const s = karrasSigmas(0.1, 10, 3);
+ * assert.ok(Math.abs(s[0]! - 10) < 1e-12 && Math.abs(s[2]! - 0.1) < 1e-12);
+ * ```
+ */
 export function karrasSigmas(sigmaMin: number, sigmaMax: number, n: number, rho = 7): Float64Array {
   const ramp = numpyLinspace(0, 1, n);
   const minInv = sigmaMin ** (1 / rho);
@@ -65,7 +75,17 @@ export function karrasSigmas(sigmaMin: number, sigmaMax: number, n: number, rho 
   return ramp.map((r) => (maxInv + r * (minInv - maxInv)) ** rho);
 }
 
-/** Diffusers `_convert_to_exponential`: log-uniform sigmas from sigmaMax to sigmaMin. */
+/**
+ * Diffusers `_convert_to_exponential`: log-uniform sigmas from sigmaMax to sigmaMin.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { exponentialSigmas } from "./sigma_schedules.ts";
+ * const s = exponentialSigmas(0.1, 10, 3);
+ * assert.ok(Math.abs(s[1]! - 1) < 1e-12); // log-uniform: the middle is the geometric mean
+ * ```
+ */
 export function exponentialSigmas(sigmaMin: number, sigmaMax: number, n: number): Float64Array {
   return numpyLinspace(Math.log(sigmaMax), Math.log(sigmaMin), n).map(Math.exp);
 }
@@ -73,6 +93,15 @@ export function exponentialSigmas(sigmaMin: number, sigmaMax: number, n: number)
 /**
  * Diffusers `_convert_to_beta` (Lee et al. 2024, "Beta Sampling is All You Need"): sigmas at the
  * beta(alpha, beta) quantiles of 1 - linspace(0, 1, n).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { betaSigmas } from "./sigma_schedules.ts";
+ * const s = betaSigmas(0.1, 10, 3);
+ * assert.deepEqual([s[0], s[2]], [10, 0.1]);
+ * assert.ok(Math.abs(s[1]! - 5.05) < 1e-12); // beta(0.6, 0.6) is symmetric
+ * ```
  */
 export function betaSigmas(
   sigmaMin: number,
@@ -88,6 +117,16 @@ export function betaSigmas(
 /**
  * A1111 `sgm_uniform` (modules/sd_schedulers.py): t uniform from the t of sigmaMax to the t of
  * sigmaMin, n + 1 points less the last, mapped back with `t_to_sigma`. Float32 like torch.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sgmUniformSigmas } from "./sigma_schedules.ts";
+ * const logSigmas = [Math.log(0.1), Math.log(1), Math.log(10)];
+ * const s = sgmUniformSigmas(0.1, 10, 2, logSigmas);
+ * assert.equal(s.length, 2);
+ * assert.equal(s[0], Math.fround(10));
+ * ```
  */
 export function sgmUniformSigmas(
   sigmaMin: number,
@@ -106,6 +145,13 @@ export function sgmUniformSigmas(
 /**
  * A1111 / ComfyUI `simple` schedule: every (len / n)-th training sigma counted from the top.
  * `trainingSigmas` ascend with t.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { simpleSigmas } from "./sigma_schedules.ts";
+ * assert.deepEqual(Array.from(simpleSigmas(4, [1, 2, 3, 4, 5, 6, 7, 8])), [8, 6, 4, 2]);
+ * ```
  */
 export function simpleSigmas(n: number, trainingSigmas: ArrayLike<number>): Float64Array {
   const len = trainingSigmas.length;

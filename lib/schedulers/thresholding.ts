@@ -9,6 +9,15 @@ const f32 = Math.fround;
 /**
  * Diffusers `_threshold_sample` (dynamic thresholding, Saharia et al. 2022): per batch item, clamp
  * to the `ratio` quantile of |x| (at least 1, at most maxValue) and divide by it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { thresholdSample } from "./thresholding.ts";
+ * // the 0.5 quantile of |x| is 2.5, capped at sample_max_value 2
+ * const x = thresholdSample(new Float32Array([4, -4, 0.5, 1]), 0.5, 2);
+ * assert.deepEqual(Array.from(x), [1, -1, 0.25, 0.5]);
+ * ```
  */
 export function thresholdSample(
   sample: Float32Array,

@@ -10,6 +10,13 @@ import type { Img2ImgTimesteps } from "./scheduler.ts";
 /**
  * Timesteps as Diffusers' sigma-based schedulers (Euler, LMS, Heun, ...) space them, in float64
  * before their cast to float32: linspace (not rounded), leading (+ steps_offset) or trailing.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { spacedTimesteps } from "./timesteps.ts";
+ * assert.deepEqual(Array.from(spacedTimesteps("leading", 1000, 4, 1)), [751, 501, 251, 1]);
+ * ```
  */
 export function spacedTimesteps(
   spacing: TimestepSpacing,
@@ -33,6 +40,14 @@ export function spacedTimesteps(
 /**
  * StableDiffusionImg2ImgPipeline.get_timesteps: keeps the last int(N * strength) steps.
  * `startIndex` is t_start * order (what Diffusers passes to set_begin_index).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { img2imgSlice } from "./timesteps.ts";
+ * const r = img2imgSlice(new Float64Array([999, 666, 333, 0]), 4, 0.5, 1);
+ * assert.deepEqual(r, { timesteps: new Float64Array([333, 0]), startIndex: 2 });
+ * ```
  */
 export function img2imgSlice(
   timesteps: Float64Array,

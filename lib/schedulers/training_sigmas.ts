@@ -8,12 +8,30 @@
 
 const f32 = Math.fround;
 
-/** Training sigmas `((1 - a) / a) ** 0.5` in float32, ascending in t (index = timestep). */
+/**
+ * Training sigmas `((1 - a) / a) ** 0.5` in float32, ascending in t (index = timestep).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sigmasFromAlphasCumprod } from "./training_sigmas.ts";
+ * assert.deepEqual(Array.from(sigmasFromAlphasCumprod(new Float32Array([0.5, 0.2]))), [1, 2]);
+ * ```
+ */
 export function sigmasFromAlphasCumprod(alphasCumprod: Float32Array): Float32Array {
   return alphasCumprod.map((a) => Math.sqrt(f32(f32(1 - a) / a)));
 }
 
-/** `np.log` of float32 sigmas, kept as float32 like numpy does. */
+/**
+ * `np.log` of float32 sigmas, kept as float32 like numpy does.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { logSigmasF32 } from "./training_sigmas.ts";
+ * assert.deepEqual(Array.from(logSigmasF32(new Float32Array([1]))), [0]);
+ * ```
+ */
 export function logSigmasF32(sigmas: Float32Array): Float32Array {
   return sigmas.map((s) => Math.log(s));
 }
@@ -22,6 +40,13 @@ export function logSigmasF32(sigmas: Float32Array): Float32Array {
  * Diffusers `_sigma_to_t`: the (fractional) training timestep whose sigma is `sigma`, by linear
  * interpolation of log-sigma between the two neighbouring training steps.
  * With `float32`, the log and the weight are rounded to float32 as numpy does for float32 input.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sigmaToT } from "./training_sigmas.ts";
+ * assert.equal(sigmaToT(Math.sqrt(10), [0, Math.log(10), Math.log(100)]), 0.5);
+ * ```
  */
 export function sigmaToT(sigma: number, logSigmas: ArrayLike<number>, float32 = false): number {
   // float32: the sigma is a float32 tensor (KDPM2's interpolated sigmas), so numpy computes the
@@ -49,7 +74,16 @@ export function sigmaToT(sigma: number, logSigmas: ArrayLike<number>, float32 = 
   return (1 - w) * lowIdx + w * highIdx;
 }
 
-/** k-diffusion `DiscreteSchedule.t_to_sigma` in float32: log-linear interpolation of sigmas. */
+/**
+ * k-diffusion `DiscreteSchedule.t_to_sigma` in float32: log-linear interpolation of sigmas.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { tToSigma } from "./training_sigmas.ts";
+ * assert.equal(tToSigma(0.5, [0, Math.log(100)]), 10);
+ * ```
+ */
 export function tToSigma(t: number, logSigmas: ArrayLike<number>): number {
   const tt = f32(t);
   const lo = Math.floor(tt);
