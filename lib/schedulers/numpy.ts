@@ -1,7 +1,8 @@
 /**
  * numpy- and torch-compatible numerics: float32 scalar operations rounded like torch's 0-d float32
  * tensors, `torch.linspace` / `numpy.linspace` / `numpy.arange` with their own fill rules,
- * `numpy.round`, `numpy.interp`, `torch.lerp` and `max`.
+ * `numpy.round`, `numpy.interp`, `torch.lerp`, `max`, and `combine` (a float32 linear combination
+ * of tensors in torch's operation order).
  *
  * Numbers follow Diffusers 0.27 (`src/diffusers/schedulers/scheduling_*.py`): tables that Diffusers
  * builds as float32 torch tensors are float32 here (every operation rounded with `Math.fround`),
