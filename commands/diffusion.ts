@@ -12,7 +12,7 @@ import builtinLock from "../models.lock.json" with { type: "json" };
 import { describeLedgers, type LoraLedger } from "../lib/adapters/mod.ts";
 import { UsageError } from "../lib/errors.ts";
 import { cacheRoot, parseLock } from "../lib/hub/mod.ts";
-import { SCHEDULE_NAMES, type ScheduleName } from "../lib/schedulers/mod.ts";
+import { type ScheduleName, SIGMA_SCHEDULES } from "../lib/schedulers/mod.ts";
 import type { ImageFormat } from "../lib/image/codec.ts";
 import { writeFileAtomic, writeOutput } from "../lib/io/output.ts";
 import type { MadeImage, RunEnvironment } from "../lib/pipeline/run.ts";
@@ -75,7 +75,7 @@ export function addDiffusionOptions<C extends AnyCommand>(command: C): C {
       "sampler: euler, euler-a, dpm++2m, ... or an A1111 label (denoise samplers)",
     )
     .addOption(
-      new Option("--schedule <name>", "sigma schedule").choices(SCHEDULE_NAMES),
+      new Option("--schedule <name>", "sigma schedule").choices(SIGMA_SCHEDULES),
     )
     .option(
       "--seed <n>",

@@ -5,7 +5,7 @@
  * @module
  */
 import { z } from "zod";
-import { SCHEDULE_NAMES } from "../schedulers/names.ts";
+import { SIGMA_SCHEDULES } from "../schedulers/sigma_schedules.ts";
 import { defineJob, Seed } from "./define.ts";
 
 /** The fields every diffusion Job shares (generate, img2img and the commands built on them). */
@@ -23,7 +23,7 @@ export const diffusionFields = {
   /** A denoise sampler name, A1111 label or Diffusers class; default the model's scheduler. */
   sampler: z.string().optional(),
   /** Sigma schedule (default the sampler's own). */
-  schedule: z.enum(SCHEDULE_NAMES).optional(),
+  schedule: z.enum(SIGMA_SCHEDULES).optional(),
   /** Seed of the first image; image k of a run uses seed + k. */
   seed: Seed.optional(),
   /** Noise source: torch CPU generator, or A1111's NV (philox) source. */

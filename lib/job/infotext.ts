@@ -5,7 +5,13 @@
  * @module
  */
 import { formatInfotext, type InfotextSummary } from "../meta/a1111.ts";
-import { resolveSampler, samplerTable } from "../schedulers/mod.ts";
+import {
+  a1111ScheduleType,
+  resolveSampler,
+  samplerTable,
+  scheduleFromA1111,
+  type ScheduleName,
+} from "../schedulers/mod.ts";
 
 /** The Job fields the infotext reads. */
 export interface InfotextJob {
@@ -15,7 +21,7 @@ export interface InfotextJob {
   steps: number;
   cfg?: number | undefined;
   sampler?: string | undefined;
-  schedule?: string | undefined;
+  schedule?: ScheduleName | undefined;
   seed?: number | string | undefined;
   clipSkip: number;
   strength?: number | undefined;
@@ -58,24 +64,11 @@ function samplerLabels(
     const schedule = job.schedule ?? resolved.schedule;
     const label = labelOf(resolved.sampler);
     const out: { sampler: string; schedule?: string } = { sampler: label };
-    if (schedule !== "default") out.schedule = scheduleLabel(schedule);
+    if (schedule !== "default") out.schedule = a1111ScheduleType(schedule);
     return out;
   } catch {
     return { sampler: job.sampler ?? ctx.schedulerClass };
   }
-}
-
-const A1111_SCHEDULE_LABELS: Record<string, string> = {
-  karras: "Karras",
-  exponential: "Exponential",
-  beta: "Beta",
-  "sgm-uniform": "SGM Uniform",
-  sgm_uniform: "SGM Uniform",
-  simple: "Simple",
-};
-
-function scheduleLabel(schedule: string): string {
-  return A1111_SCHEDULE_LABELS[schedule] ?? schedule;
 }
 
 /** The A1111 label of a denoise sampler name, without a schedule suffix. */
@@ -124,14 +117,6 @@ export function infotextFor(job: InfotextJob, ctx: InfotextContext): string {
   });
 }
 
-const SCHEDULE_FROM_A1111: Record<string, string> = {
-  karras: "karras",
-  exponential: "exponential",
-  beta: "beta",
-  "sgm uniform": "sgm-uniform",
-  simple: "simple",
-};
-
 /**
  * A generate/img2img Job document from an A1111 infotext (the inverse of {@linkcode infotextFor}),
  * so `--job image.png` replays images made by A1111 and its forks: prompt, negative, steps,
@@ -156,7 +141,7 @@ export function jobFromInfotext(info: {
   if (s.seed !== undefined) job.seed = s.seed;
   if (s.clipSkip !== undefined) job.clipSkip = s.clipSkip;
   if (s.sampler !== undefined) job.sampler = s.sampler;
-  const schedule = SCHEDULE_FROM_A1111[(s.scheduleType ?? "").toLowerCase()];
+  const schedule = scheduleFromA1111(s.scheduleType ?? "");
   if (schedule !== undefined) job.schedule = schedule;
   if (!img2img && s.width !== undefined && s.height !== undefined) {
     job.width = s.width;

@@ -20,7 +20,8 @@ import {
 } from "./denoise.ts";
 import { guidanceScaleEmbedding } from "./lcm.ts";
 import { vaeFactor } from "../model_io/diffusers_folder.ts";
-import { batchGenerator, makeScheduler, type ScheduleFlag } from "./sampling.ts";
+import { batchGenerator, makeScheduler } from "./sampling.ts";
+import type { ScheduleName } from "../schedulers/mod.ts";
 import type { StableDiffusion } from "./stable_diffusion.ts";
 
 /** Builds the per-step conditioning of a run (see conditioning.ts). */
@@ -35,7 +36,7 @@ export interface DiffusionParams {
   steps: number;
   cfg: number;
   sampler?: string | undefined;
-  schedule?: ScheduleFlag | undefined;
+  schedule?: ScheduleName | undefined;
   /** One seed per image of the batch (image k of a run uses seed + k). */
   seeds: bigint[];
   rng: "cpu" | "nv";

@@ -29,7 +29,6 @@ import { conditionerFor } from "./conditioning.ts";
 import type { LoopHook } from "./denoise.ts";
 import type { DiffusionParams } from "./generate.ts";
 import { defaultCfg, modelName, resolveModel, type RunEnvironment } from "./resolve.ts";
-import type { ScheduleFlag } from "./sampling.ts";
 import { StableDiffusion } from "./stable_diffusion.ts";
 import {
   DIFFUSION_TASKS,
@@ -230,7 +229,7 @@ export class DiffusionRunner {
         steps: job.steps,
         cfg,
         sampler: job.sampler,
-        schedule: job.schedule as ScheduleFlag | undefined,
+        schedule: job.schedule,
         seeds: batch.images.map((i) => i.seed),
         rng: job.rng,
         guidanceRescale: job.guidanceRescale,

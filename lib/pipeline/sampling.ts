@@ -5,10 +5,12 @@
  */
 import { UsageError } from "../errors.ts";
 import { type NoiseGenerator, PhiloxGenerator, TorchCpuGenerator } from "../rng/mod.ts";
-import { createScheduler, resolveSampler, type Scheduler } from "../schedulers/mod.ts";
-
-/** Sigma schedule names as the CLI spells them. */
-export type ScheduleFlag = "default" | "karras" | "exponential" | "beta" | "sgm-uniform" | "simple";
+import {
+  createScheduler,
+  resolveSampler,
+  type ScheduleName,
+  type Scheduler,
+} from "../schedulers/mod.ts";
 
 /**
  * The scheduler for a run: the model's own scheduler class and config when no sampler is named
@@ -18,7 +20,7 @@ export type ScheduleFlag = "default" | "karras" | "exponential" | "beta" | "sgm-
 export function makeScheduler(
   modelConfig: Record<string, unknown>,
   sampler: string | undefined,
-  schedule: ScheduleFlag | undefined,
+  schedule: ScheduleName | undefined,
 ): Scheduler {
   const config: Record<string, unknown> = { ...modelConfig };
   let className = String(modelConfig._class_name ?? "EulerDiscreteScheduler");

@@ -7,25 +7,14 @@
  *
  * @module
  */
-import {
-  addNoiseAlphas,
-  alphasCumprodFromBetas,
-  checkIndex,
-  checkSameLength,
-  img2imgSlice,
-  type Img2ImgTimesteps,
-  makeBetas,
-  type NoiseGenerator,
-  numpyLinspace,
-  type PredictionType,
-  roundHalfEven,
-  type Scheduler,
-  type SchedulerConfig,
-  spacedTimesteps,
-  sqrt32,
-  thresholdSample,
-  type TimestepSpacing,
-} from "./common.ts";
+import { computeAlphasCumprod } from "./betas.ts";
+import { checkIndex, checkSameLength, checkSteps } from "./checks.ts";
+import type { PredictionType, SchedulerConfig, TimestepSpacing } from "./config.ts";
+import { addNoiseAlphas } from "./noise.ts";
+import { numpyLinspace, roundHalfEven, sqrt32 } from "./numpy.ts";
+import type { Img2ImgTimesteps, NoiseGenerator, Scheduler } from "./scheduler.ts";
+import { thresholdSample } from "./thresholding.ts";
+import { img2imgSlice, spacedTimesteps } from "./timesteps.ts";
 
 const f32 = Math.fround;
 
@@ -113,6 +102,7 @@ export abstract class AlphaScheduler implements Scheduler {
   protected readonly finalAlphaCumprod: number;
   /** The class name used in error messages. */
   protected readonly schedulerName: string;
+  #numInferenceSteps = 0;
 
   /**
    * `config` is already parsed (with the class's own overrides); `name` prefixes error messages.
@@ -120,12 +110,30 @@ export abstract class AlphaScheduler implements Scheduler {
   constructor(name: string, config: SchedulerConfig) {
     this.schedulerName = name;
     this.config = config;
-    this.alphasCumprod = alphasCumprodFromBetas(makeBetas(config));
+    this.alphasCumprod = computeAlphasCumprod(config);
     this.finalAlphaCumprod = config.setAlphaToOne ? 1 : this.alphasCumprod[0]!;
   }
 
   /** Computes `timesteps` and resets history. */
   abstract setTimesteps(numInferenceSteps: number): void;
+
+  /** The `set_timesteps` of DDIM and DDPM: `integerTimesteps` for `numInferenceSteps` steps. */
+  protected setIntegerTimesteps(numInferenceSteps: number): void {
+    const c = this.config;
+    checkSteps(this.schedulerName, numInferenceSteps, c.numTrainTimesteps);
+    this.#numInferenceSteps = numInferenceSteps;
+    this.timesteps = integerTimesteps(
+      c.timestepSpacing,
+      c.numTrainTimesteps,
+      numInferenceSteps,
+      c.stepsOffset,
+    );
+  }
+
+  /** Diffusers' `prev_timestep` of DDIM and DDPM: t - num_train_timesteps // num_inference_steps. */
+  protected previousTimestep(t: number): number {
+    return t - Math.floor(this.config.numTrainTimesteps / this.#numInferenceSteps);
+  }
 
   /** One update from `timesteps[i]`; returns the new sample. */
   abstract step(

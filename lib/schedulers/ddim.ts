@@ -5,15 +5,11 @@
  *
  * @module
  */
-import {
-  checkIndex,
-  checkSteps,
-  drawNoise,
-  type NoiseGenerator,
-  parseSchedulerConfig,
-  type SchedulerConfig,
-  sqrt32,
-} from "./common.ts";
+import { checkIndex } from "./checks.ts";
+import { parseSchedulerConfig, type SchedulerConfig } from "./config.ts";
+import { drawNoise } from "./noise.ts";
+import { sqrt32 } from "./numpy.ts";
+import type { NoiseGenerator } from "./scheduler.ts";
 import {
   AlphaScheduler,
   clipOriginal,
@@ -70,22 +66,12 @@ export const DDIM_DEFAULTS: Partial<Omit<SchedulerConfig, "raw">> = {
 
 /** Diffusers `DDIMScheduler` (sampler `ddim`); `eta` and `use_clipped_model_output` from config. */
 export class DDIMScheduler extends AlphaScheduler {
-  #numInferenceSteps = 0;
-
   constructor(config: Record<string, unknown>) {
     super("DDIMScheduler", parseSchedulerConfig(config, DDIM_DEFAULTS));
   }
 
   setTimesteps(numInferenceSteps: number): void {
-    const c = this.config;
-    checkSteps("DDIMScheduler", numInferenceSteps, c.numTrainTimesteps);
-    this.#numInferenceSteps = numInferenceSteps;
-    this.timesteps = integerTimesteps(
-      c.timestepSpacing,
-      c.numTrainTimesteps,
-      numInferenceSteps,
-      c.stepsOffset,
-    );
+    this.setIntegerTimesteps(numInferenceSteps);
   }
 
   step(
@@ -97,8 +83,7 @@ export class DDIMScheduler extends AlphaScheduler {
     const c = this.config;
     checkIndex("DDIMScheduler", i, this.timesteps.length);
     const t = this.timesteps[i]!;
-    // Diffusers: prev_timestep = t - num_train_timesteps // num_inference_steps.
-    const prevT = t - Math.floor(c.numTrainTimesteps / this.#numInferenceSteps);
+    const prevT = this.previousTimestep(t);
     const a = this.alphasCumprod[t]!;
     const aPrev = prevT >= 0 ? this.alphasCumprod[prevT]! : this.finalAlphaCumprod;
     const pred = predictOriginalAndNoise(c.predictionType, modelOutput, sample, a);

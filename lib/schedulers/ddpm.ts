@@ -4,21 +4,12 @@
  *
  * @module
  */
-import {
-  checkIndex,
-  checkSteps,
-  drawNoise,
-  type NoiseGenerator,
-  parseSchedulerConfig,
-  type SchedulerConfig,
-  sqrt32,
-} from "./common.ts";
-import {
-  AlphaScheduler,
-  clipOriginal,
-  integerTimesteps,
-  predictOriginalAndNoise,
-} from "./alpha_scheduler.ts";
+import { checkIndex } from "./checks.ts";
+import { parseSchedulerConfig, type SchedulerConfig } from "./config.ts";
+import { drawNoise } from "./noise.ts";
+import { sqrt32 } from "./numpy.ts";
+import type { NoiseGenerator } from "./scheduler.ts";
+import { AlphaScheduler, clipOriginal, predictOriginalAndNoise } from "./alpha_scheduler.ts";
 
 const f32 = Math.fround;
 
@@ -61,8 +52,6 @@ export const DDPM_DEFAULTS: Partial<Omit<SchedulerConfig, "raw">> = {
  * fixed_large. The learned variances need a model with twice the channels and are rejected.
  */
 export class DDPMScheduler extends AlphaScheduler {
-  #numInferenceSteps = 0;
-
   constructor(config: Record<string, unknown>) {
     super("DDPMScheduler", parseSchedulerConfig(config, DDPM_DEFAULTS));
     const v = this.config.varianceType ?? "fixed_small";
@@ -74,15 +63,7 @@ export class DDPMScheduler extends AlphaScheduler {
   }
 
   setTimesteps(numInferenceSteps: number): void {
-    const c = this.config;
-    checkSteps("DDPMScheduler", numInferenceSteps, c.numTrainTimesteps);
-    this.#numInferenceSteps = numInferenceSteps;
-    this.timesteps = integerTimesteps(
-      c.timestepSpacing,
-      c.numTrainTimesteps,
-      numInferenceSteps,
-      c.stepsOffset,
-    );
+    this.setIntegerTimesteps(numInferenceSteps);
   }
 
   step(
@@ -94,7 +75,7 @@ export class DDPMScheduler extends AlphaScheduler {
     const c = this.config;
     checkIndex("DDPMScheduler", i, this.timesteps.length);
     const t = this.timesteps[i]!;
-    const prevT = t - Math.floor(c.numTrainTimesteps / this.#numInferenceSteps);
+    const prevT = this.previousTimestep(t);
     const a = this.alphasCumprod[t]!;
     const aPrev = prevT >= 0 ? this.alphasCumprod[prevT]! : 1;
     const pred = predictOriginalAndNoise(c.predictionType, modelOutput, sample, a);

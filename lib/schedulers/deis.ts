@@ -13,27 +13,19 @@
  *
  * @module
  */
+import { checkIndex, checkSameLength, checkSteps } from "./checks.ts";
+import { parseSchedulerConfig, type SchedulerConfig } from "./config.ts";
 import {
-  checkIndex,
-  checkSameLength,
-  checkSteps,
-  type NoiseGenerator,
-  parseSchedulerConfig,
-  type SchedulerConfig,
-  thresholdSample,
-} from "./common.ts";
-import { VpScheduler } from "./vp_scheduler.ts";
-import {
-  combine,
-  exp32,
-  lambdaOf,
-  lastSigmaKeptSchedule,
-  log32,
+  dpmSolverFirstOrderUpdate,
+  modelOutputToEpsilon,
   modelOutputToX0,
-  sigmaToAlphaSigmaT,
-  type VpTables,
-  vpTables,
-} from "./dpm_solver_multistep.ts";
+  parseSolverOrder,
+} from "./dpm_solver_math.ts";
+import { lastSigmaKeptSchedule, type VpTables, vpTables } from "./dpm_solver_schedule.ts";
+import { log32 } from "./numpy.ts";
+import type { NoiseGenerator } from "./scheduler.ts";
+import { thresholdSample } from "./thresholding.ts";
+import { sigmaToAlphaSigmaT, VpScheduler } from "./vp_scheduler.ts";
 
 const f = Math.fround;
 
@@ -81,11 +73,7 @@ export class DEISMultistepScheduler extends VpScheduler {
     if (!["logrho", "midpoint", "heun", "bh1", "bh2"].includes(c.solverType)) {
       throw new RangeError(`${name}: solver_type "${c.solverType}" is not supported; use "logrho"`);
     }
-    const order = c.solverOrder;
-    if (order !== 1 && order !== 2 && order !== 3) {
-      throw new RangeError(`${name}: solver_order ${order} is not supported; use 1, 2 or 3`);
-    }
-    this.#solverOrder = order;
+    this.#solverOrder = parseSolverOrder(name, c.solverOrder);
     this.#tables = vpTables(c, false);
   }
 
@@ -108,13 +96,14 @@ export class DEISMultistepScheduler extends VpScheduler {
       const batch = this.noiseShape?.[0] ?? 1;
       x0 = thresholdSample(x0, c.dynamicThresholdingRatio, c.sampleMaxValue, batch);
     }
-    const [alpha, sigmaT] = sigmaToAlphaSigmaT(sigma);
-    const eps = new Float32Array(sample.length);
-    for (let j = 0; j < eps.length; j++) eps[j] = f(sample[j]! - f(alpha * x0[j]!)) / sigmaT;
-    return eps;
+    return modelOutputToEpsilon(x0, sample, sigma, "sample");
   }
 
-  /** One DEIS multistep update from `timesteps[i]`. */
+  /**
+   * One DEIS multistep update from `timesteps[i]`. Same warm-up and lower-order bookkeeping as
+   * `DPMSolverMultistepScheduler.step`; kept separate because DEIS's lower_order_final has no
+   * euler_at_final / final_sigmas_type terms and its updates take eps.
+   */
   step(
     modelOutput: Float32Array,
     i: number,
@@ -164,10 +153,7 @@ export function deisFirstOrderUpdate(
   sigmaS: number,
   sigmaT: number,
 ): Float32Array {
-  const [alphaT, sT] = sigmaToAlphaSigmaT(sigmaT);
-  const [alphaS, sS] = sigmaToAlphaSigmaT(sigmaS);
-  const h = f(lambdaOf(alphaT, sT) - lambdaOf(alphaS, sS));
-  return combine([f(alphaT / alphaS), -f(sT * f(exp32(h) - 1))], [x, eps]);
+  return dpmSolverFirstOrderUpdate(x, eps, sigmaS, sigmaT, "dpmsolver");
 }
 
 /** rho = sigma_t / alpha_t of a k-diffusion sigma, float32 (equal to sigma up to rounding). */

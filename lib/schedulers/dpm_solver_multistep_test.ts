@@ -1,15 +1,11 @@
 import assert from "node:assert/strict";
-import type { NoiseGenerator, Scheduler } from "./common.ts";
-import {
-  combine,
-  DPMSolverMultistepScheduler,
-  modelOutputToX0,
-  sigmaToAlphaSigmaT,
-  sigmaToTimestep,
-  solverTimesteps,
-  vpTables,
-} from "./dpm_solver_multistep.ts";
-import { parseSchedulerConfig } from "./common.ts";
+import type { NoiseGenerator, Scheduler } from "./scheduler.ts";
+import { modelOutputToX0 } from "./dpm_solver_math.ts";
+import { combine } from "./numpy.ts";
+import { DPMSolverMultistepScheduler } from "./dpm_solver_multistep.ts";
+import { sigmaToTimestep, solverTimesteps, vpTables } from "./dpm_solver_schedule.ts";
+import { sigmaToAlphaSigmaT } from "./vp_scheduler.ts";
+import { parseSchedulerConfig } from "./config.ts";
 
 const SD15 = {
   beta_schedule: "scaled_linear",

@@ -11,34 +11,24 @@
  *
  * @module
  */
+import { checkIndex, checkSameLength, checkSteps } from "./checks.ts";
+import { parseSchedulerConfig, type SchedulerConfig } from "./config.ts";
 import {
-  checkIndex,
-  checkSameLength,
-  checkSteps,
-  type NoiseGenerator,
-  parseSchedulerConfig,
-  type SchedulerConfig,
-  thresholdSample,
-} from "./common.ts";
-import { VpScheduler } from "./vp_scheduler.ts";
-import {
-  combine,
   dpmSolverFirstOrderUpdate,
   dropVarianceChannels,
-  exp32,
   lambdaOf,
   modelOutputToEpsilon,
   modelOutputToX0,
   parseDpmSolverType,
+  parseSolverOrder,
   scaledDifference,
   secondOrderCombination,
-  sigmaMinOf,
-  sigmaToAlphaSigmaT,
-  solverSigmaSchedule,
-  solverTimesteps,
-  type VpTables,
-  vpTables,
-} from "./dpm_solver_multistep.ts";
+  thirdOrderCombination,
+} from "./dpm_solver_math.ts";
+import { clippedSolverSchedule, type VpTables, vpTables } from "./dpm_solver_schedule.ts";
+import type { NoiseGenerator } from "./scheduler.ts";
+import { thresholdSample } from "./thresholding.ts";
+import { sigmaToAlphaSigmaT, VpScheduler } from "./vp_scheduler.ts";
 
 const f = Math.fround;
 
@@ -141,11 +131,7 @@ export class DPMSolverSinglestepScheduler extends VpScheduler {
           'set final_sigmas_type to "sigma_min"',
       );
     }
-    const order = c.solverOrder;
-    if (order !== 1 && order !== 2 && order !== 3) {
-      throw new RangeError(`${name}: solver_order ${order} is not supported; use 1, 2 or 3`);
-    }
-    this.#solverOrder = order;
+    this.#solverOrder = parseSolverOrder(name, c.solverOrder);
     this.#algorithmType = algorithmType;
     this.#solverType = parseDpmSolverType(name, c.solverType);
     this.#lowerOrderFinal = c.lowerOrderFinal;
@@ -161,30 +147,14 @@ export class DPMSolverSinglestepScheduler extends VpScheduler {
   setTimesteps(numInferenceSteps: number): void {
     const c = this.config;
     checkSteps("DPMSolverSinglestepScheduler", numInferenceSteps, c.numTrainTimesteps);
-    let clipped = 0;
-    for (const l of this.#tables.lambdas) if (l < c.lambdaMinClipped) clipped++;
-    let timesteps = solverTimesteps(numInferenceSteps, {
-      numTrainTimesteps: c.numTrainTimesteps,
-      lastTimestep: c.numTrainTimesteps - clipped,
-      spacing: "linspace",
-      stepsOffset: 0,
-    });
-    let sigmas: Float64Array;
-    if (c.sigmaSchedule === "default") {
-      sigmas = Float64Array.from(timesteps, (t) => this.#tables.sigmas[t]!);
-    } else {
-      ({ sigmas, timesteps } = solverSigmaSchedule(
-        c.sigmaSchedule,
-        numInferenceSteps,
-        this.#tables,
-        { alpha: c.betaSigmaAlpha, beta: c.betaSigmaBeta },
-      ));
-    }
-    const last = c.finalSigmasType === "sigma_min" ? sigmaMinOf(this.#tables) : 0;
-    const all = new Float64Array(sigmas.length + 1);
-    for (let k = 0; k < sigmas.length; k++) all[k] = f(sigmas[k]!);
-    all[sigmas.length] = last;
-    this.setSchedule(timesteps, all);
+    // spacing is linspace and steps_offset 0 here (the constructor fixes both); no Lu lambdas
+    const { timesteps, sigmas } = clippedSolverSchedule(
+      c,
+      numInferenceSteps,
+      this.#tables,
+      c.sigmaSchedule,
+    );
+    this.setSchedule(timesteps, sigmas);
     // Diffusers re-registers lower_order_final=True in these two cases, permanently
     if (!this.#lowerOrderFinal && numInferenceSteps % this.#solverOrder !== 0) {
       this.#lowerOrderFinal = true;
@@ -325,21 +295,11 @@ export function singlestepThirdOrderUpdate(
   const d10 = scaledDifference(f(1 / r1), m1, m2); // D1_0 = (m1 - m2) / r1
   const d11 = scaledDifference(f(1 / r0), m0, m2); // D1_1 = (m0 - m2) / r0
   const dr = f(r0 - r1);
-  const em = f(exp32(-h) - 1);
-  const ep = f(exp32(h) - 1);
-  const hh = f(h * h);
+  const k = { alphaT, sigmaT: sT, alphaS: alphaS2, sigmaS: sS2, h };
   if (solverType === "midpoint") {
-    if (algorithmType === "dpmsolver++") {
-      // x_t = (sigma_t/sigma_s2) x - alpha_t (e^-h - 1) D0 + alpha_t ((e^-h - 1)/h + 1) D1_1
-      return combine(
-        [f(sT / sS2), -f(alphaT * em), f(alphaT * f(f(em / h) + 1))],
-        [x, m2, d11],
-      );
-    }
-    return combine(
-      [f(alphaT / alphaS2), -f(sT * ep), -f(sT * f(f(ep / h) - 1))],
-      [x, m2, d11],
-    );
+    // x_t = (sigma_t/sigma_s2) x - alpha_t (e^-h - 1) D0 + alpha_t ((e^-h - 1)/h + 1) D1_1: the
+    // Heun-weighted second-order combination with D1 = D1_1
+    return secondOrderCombination(x, m2, d11, k, algorithmType, "heun");
   }
   const n = x.length;
   const d1 = new Float32Array(n);
@@ -348,18 +308,5 @@ export function singlestepThirdOrderUpdate(
     d1[j] = f(f(r0 * d10[j]!) - f(r1 * d11[j]!)) / dr; // (r0 D1_0 - r1 D1_1) / (r0 - r1)
     d2[j] = f(2 * f(d11[j]! - d10[j]!)) / dr; // 2 (D1_1 - D1_0) / (r0 - r1)
   }
-  if (algorithmType === "dpmsolver++") {
-    return combine([
-      f(sT / sS2),
-      -f(alphaT * em),
-      f(alphaT * f(f(em / h) + 1)),
-      -f(alphaT * f(f(f(em + h) / hh) - 0.5)),
-    ], [x, m2, d1, d2]);
-  }
-  return combine([
-    f(alphaT / alphaS2),
-    -f(sT * ep),
-    -f(sT * f(f(ep / h) - 1)),
-    -f(sT * f(f(f(ep - h) / hh) - 0.5)),
-  ], [x, m2, d1, d2]);
+  return thirdOrderCombination(x, m2, d1, d2, k, algorithmType);
 }

@@ -4,23 +4,14 @@
  *
  * @module
  */
-import {
-  checkIndex,
-  checkSameLength,
-  checkSteps,
-  convertSigmas,
-  drawNoise,
-  kDenoised,
-  kInitNoiseSigma,
-  kSigmaSchedule,
-  type NoiseGenerator,
-  parseSchedulerConfig,
-  type SchedulerConfig,
-  sigmaToT,
-  sqrt32,
-  torchLinspaceF32,
-} from "./common.ts";
-import { SigmaScheduler } from "./sigma_scheduler.ts";
+import { checkIndex, checkSameLength, checkSteps } from "./checks.ts";
+import { parseSchedulerConfig, type SchedulerConfig } from "./config.ts";
+import { convertSigmas, kDenoised, kInitNoiseSigma, kSigmaSchedule } from "./k_sigmas.ts";
+import { drawNoise } from "./noise.ts";
+import { sqrt32, torchLinspaceF32 } from "./numpy.ts";
+import type { NoiseGenerator } from "./scheduler.ts";
+import { sigmaToT } from "./training_sigmas.ts";
+import { derivativeOf, eulerMove, SigmaScheduler } from "./sigma_scheduler.ts";
 
 const f32 = Math.fround;
 
@@ -41,14 +32,7 @@ export function eulerStep(
   sigmaNext: number,
 ): Float32Array {
   checkSameLength("eulerStep", x, denoised);
-  const sh = f32(sigmaHat);
-  const dt = f32(f32(sigmaNext) - sh);
-  const out = new Float32Array(x.length);
-  for (let k = 0; k < out.length; k++) {
-    const d = f32(f32(x[k]! - denoised[k]!) / sh);
-    out[k] = x[k]! + f32(d * dt);
-  }
-  return out;
+  return eulerMove(x, derivativeOf(x, denoised, sigmaHat), f32(sigmaNext) - f32(sigmaHat));
 }
 
 /** Diffusers EulerDiscreteScheduler `__init__` defaults. */

@@ -4,20 +4,12 @@
  *
  * @module
  */
-import {
-  addNoiseSigma,
-  checkIndex,
-  checkSteps,
-  drawNoise,
-  kDenoised,
-  kInitNoiseSigma,
-  kSigmaSchedule,
-  NO_SIGMA_RANGE,
-  type NoiseGenerator,
-  parseSchedulerConfig,
-  type SchedulerConfig,
-  sqrt32,
-} from "./common.ts";
+import { checkIndex, checkSteps } from "./checks.ts";
+import { NO_SIGMA_RANGE, parseSchedulerConfig, type SchedulerConfig } from "./config.ts";
+import { kDenoised, kInitNoiseSigma, kSigmaSchedule } from "./k_sigmas.ts";
+import { addNoiseSigma, drawNoise } from "./noise.ts";
+import { sqrt32 } from "./numpy.ts";
+import type { NoiseGenerator } from "./scheduler.ts";
 import { eulerStep } from "./euler.ts";
 import { rejectSamplePrediction, SigmaScheduler } from "./sigma_scheduler.ts";
 
@@ -27,6 +19,8 @@ const f32 = Math.fround;
  * Splits a step from `sigmaFrom` to `sigmaTo` into a deterministic part down to `sigmaDown` and
  * fresh noise of size `sigmaUp` (k-diffusion `get_ancestral_step` with eta = 1), in float32:
  * sigma_up = sqrt(to^2 (from^2 - to^2) / from^2), sigma_down = sqrt(to^2 - sigma_up^2).
+ * Same split as `ancestralStep` in k_diffusion_sampler.ts; kept separate because Diffusers has no
+ * eta and no min(sigma_up, sigmaTo), and a float32 min could change the last bit.
  */
 export function ancestralSigmas(
   sigmaFrom: number,

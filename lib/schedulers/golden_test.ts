@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { hasShared, sharedPath } from "../../tests/shared.ts";
 import { createScheduler, schedulerClassNames } from "./mod.ts";
-import { type NoiseGenerator } from "./common.ts";
+import type { NoiseGenerator } from "./scheduler.ts";
 import { TorchCpuGenerator } from "../rng/mod.ts";
 
 interface GoldenStep {

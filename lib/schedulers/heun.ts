@@ -5,19 +5,10 @@
  *
  * @module
  */
-import {
-  checkIndex,
-  checkSteps,
-  kDenoised,
-  kInitNoiseSigma,
-  kSigmaSchedule,
-  NO_SIGMA_RANGE,
-  parseSchedulerConfig,
-  type SchedulerConfig,
-} from "./common.ts";
+import { checkIndex, checkSteps } from "./checks.ts";
+import { NO_SIGMA_RANGE, parseSchedulerConfig, type SchedulerConfig } from "./config.ts";
+import { kDenoised, kInitNoiseSigma, kSigmaSchedule } from "./k_sigmas.ts";
 import { derivativeOf, eulerMove, SigmaScheduler } from "./sigma_scheduler.ts";
-
-export { derivativeOf };
 
 const f32 = Math.fround;
 

@@ -4,27 +4,17 @@
  *
  * @module
  */
-import {
-  checkIndex,
-  checkSteps,
-  kDenoised,
-  kInitNoiseSigma,
-  kSigmaSchedule,
-  lerpHalf32,
-  NO_SIGMA_RANGE,
-  parseSchedulerConfig,
-  scaleBySigma,
-  type SchedulerConfig,
-  sigmaToT,
-} from "./common.ts";
+import { checkIndex, checkSteps } from "./checks.ts";
+import { NO_SIGMA_RANGE, parseSchedulerConfig, type SchedulerConfig } from "./config.ts";
+import { kDenoised, kInitNoiseSigma, kSigmaSchedule, scaleBySigma } from "./k_sigmas.ts";
+import { lerpHalf32 } from "./numpy.ts";
+import { sigmaToT } from "./training_sigmas.ts";
 import {
   derivativeOf,
   eulerMove,
   rejectSamplePrediction,
   SigmaScheduler,
 } from "./sigma_scheduler.ts";
-
-export { eulerMove };
 
 const f32 = Math.fround;
 

@@ -4,21 +4,12 @@
  *
  * @module
  */
-import {
-  addNoiseSigma,
-  checkIndex,
-  checkSteps,
-  drawNoise,
-  kDenoised,
-  kInitNoiseSigma,
-  kSigmaSchedule,
-  NO_SIGMA_RANGE,
-  type NoiseGenerator,
-  parseSchedulerConfig,
-  scaleBySigma,
-  type SchedulerConfig,
-  sigmaToT,
-} from "./common.ts";
+import { checkIndex, checkSteps } from "./checks.ts";
+import { NO_SIGMA_RANGE, parseSchedulerConfig, type SchedulerConfig } from "./config.ts";
+import { kDenoised, kInitNoiseSigma, kSigmaSchedule, scaleBySigma } from "./k_sigmas.ts";
+import { addNoiseSigma, drawNoise } from "./noise.ts";
+import type { NoiseGenerator } from "./scheduler.ts";
+import { sigmaToT } from "./training_sigmas.ts";
 import { ancestralSigmas } from "./euler_ancestral.ts";
 import { interleaveSigmas, logMidpoint32 } from "./kdpm2.ts";
 import {
@@ -56,6 +47,8 @@ export class KDPM2AncestralDiscreteScheduler extends SigmaScheduler {
     });
   }
 
+  // Same layout as KDPM2DiscreteScheduler.setTimesteps in kdpm2.ts; kept separate because the
+  // ancestral midpoints lie toward sigma_down and Diffusers interleaves other timestep slices.
   setTimesteps(numInferenceSteps: number): void {
     const c = this.config;
     checkSteps("KDPM2AncestralDiscreteScheduler", numInferenceSteps, c.numTrainTimesteps);

@@ -4,16 +4,11 @@
  *
  * @module
  */
-import {
-  checkIndex,
-  checkSteps,
-  drawNoise,
-  type NoiseGenerator,
-  numpyLinspace,
-  parseSchedulerConfig,
-  type SchedulerConfig,
-  sqrt32,
-} from "./common.ts";
+import { checkIndex, checkSteps } from "./checks.ts";
+import { parseSchedulerConfig, type SchedulerConfig } from "./config.ts";
+import { drawNoise } from "./noise.ts";
+import { numpyLinspace, sqrt32 } from "./numpy.ts";
+import type { NoiseGenerator } from "./scheduler.ts";
 import { AlphaScheduler, clipOriginal, predictOriginalAndNoise } from "./alpha_scheduler.ts";
 
 const f32 = Math.fround;

@@ -4,16 +4,9 @@
  *
  * @module
  */
-import {
-  checkIndex,
-  checkSteps,
-  kDenoised,
-  kInitNoiseSigma,
-  kSigmaSchedule,
-  NO_SIGMA_RANGE,
-  parseSchedulerConfig,
-  type SchedulerConfig,
-} from "./common.ts";
+import { checkIndex, checkSteps } from "./checks.ts";
+import { NO_SIGMA_RANGE, parseSchedulerConfig, type SchedulerConfig } from "./config.ts";
+import { kDenoised, kInitNoiseSigma, kSigmaSchedule } from "./k_sigmas.ts";
 import { derivativeOf, SigmaScheduler } from "./sigma_scheduler.ts";
 
 const f32 = Math.fround;

@@ -15,7 +15,7 @@
  *
  * @module
  */
-import type { Scheduler } from "./common.ts";
+import type { Scheduler } from "./scheduler.ts";
 import { EulerDiscreteScheduler } from "./euler.ts";
 import { DPMSolverMultistepScheduler } from "./dpm_solver_multistep.ts";
 import { EulerAncestralDiscreteScheduler } from "./euler_ancestral.ts";
@@ -31,16 +31,25 @@ import { TCDScheduler } from "./tcd.ts";
 import { DPMSolverSinglestepScheduler } from "./dpm_solver_singlestep.ts";
 import { DEISMultistepScheduler } from "./deis.ts";
 import { UniPCMultistepScheduler } from "./unipc.ts";
-import {
-  KDpmpp2mSampler,
-  KDpmpp2mSdeSampler,
-  KDpmpp2sAncestralSampler,
-  KDpmpp3mSdeSampler,
-  KDpmppSdeSampler,
-} from "./k_diffusion.ts";
+import { KDpmpp2mSampler } from "./k_dpmpp_2m.ts";
+import { KDpmpp2mSdeSampler } from "./k_dpmpp_2m_sde.ts";
+import { KDpmpp3mSdeSampler } from "./k_dpmpp_3m_sde.ts";
+import { KDpmpp2sAncestralSampler } from "./k_dpmpp_2s_ancestral.ts";
+import { KDpmppSdeSampler } from "./k_dpmpp_sde.ts";
 import { resolveSampler } from "./names.ts";
 
-export * from "./common.ts";
+export * from "./scheduler.ts";
+export * from "./config.ts";
+export * from "./numpy.ts";
+export * from "./betas.ts";
+export * from "./training_sigmas.ts";
+export * from "./beta_distribution.ts";
+export * from "./sigma_schedules.ts";
+export * from "./timesteps.ts";
+export * from "./checks.ts";
+export * from "./noise.ts";
+export * from "./thresholding.ts";
+export * from "./k_sigmas.ts";
 export { EulerDiscreteScheduler, eulerStep } from "./euler.ts";
 export { DPMSolverMultistepScheduler } from "./dpm_solver_multistep.ts";
 export {
@@ -49,8 +58,9 @@ export {
   eulerAncestralStep,
 } from "./euler_ancestral.ts";
 export { lmsCoefficient, LMSDiscreteScheduler, lmsStep } from "./lms.ts";
-export { derivativeOf, heunCorrect, HeunDiscreteScheduler } from "./heun.ts";
-export { eulerMove, KDPM2DiscreteScheduler } from "./kdpm2.ts";
+export { heunCorrect, HeunDiscreteScheduler } from "./heun.ts";
+export { KDPM2DiscreteScheduler } from "./kdpm2.ts";
+export { derivativeOf, eulerMove } from "./sigma_scheduler.ts";
 export { KDPM2AncestralDiscreteScheduler } from "./kdpm2_ancestral.ts";
 export {
   clipOriginal,
@@ -67,14 +77,12 @@ export { TCDScheduler, tcdStep } from "./tcd.ts";
 export { DPMSolverSinglestepScheduler } from "./dpm_solver_singlestep.ts";
 export { DEISMultistepScheduler } from "./deis.ts";
 export { UniPCMultistepScheduler } from "./unipc.ts";
-export {
-  KDiffusionSampler,
-  KDpmpp2mSampler,
-  KDpmpp2mSdeSampler,
-  KDpmpp2sAncestralSampler,
-  KDpmpp3mSdeSampler,
-  KDpmppSdeSampler,
-} from "./k_diffusion.ts";
+export { KDiffusionSampler } from "./k_diffusion_sampler.ts";
+export { KDpmpp2mSampler } from "./k_dpmpp_2m.ts";
+export { KDpmpp2mSdeSampler } from "./k_dpmpp_2m_sde.ts";
+export { KDpmpp3mSdeSampler } from "./k_dpmpp_3m_sde.ts";
+export { KDpmpp2sAncestralSampler } from "./k_dpmpp_2s_ancestral.ts";
+export { KDpmppSdeSampler } from "./k_dpmpp_sde.ts";
 export {
   a1111Label,
   a1111ScheduleType,
@@ -83,8 +91,7 @@ export {
   type SamplerName,
   type SamplerRow,
   samplerTable,
-  SCHEDULE_NAMES,
-  type ScheduleName,
+  scheduleFromA1111,
 } from "./names.ts";
 
 type SchedulerFactory = (config: Record<string, unknown>) => Scheduler;
@@ -105,7 +112,7 @@ const REGISTRY: ReadonlyMap<string, SchedulerFactory> = new Map<string, Schedule
   ["DPMSolverSinglestepScheduler", (c) => new DPMSolverSinglestepScheduler(c)],
   ["DEISMultistepScheduler", (c) => new DEISMultistepScheduler(c)],
   ["UniPCMultistepScheduler", (c) => new UniPCMultistepScheduler(c)],
-  // k-diffusion forms (lib/schedulers/k_diffusion.ts); not Diffusers classes.
+  // k-diffusion forms (lib/schedulers/k_dpmpp_*.ts); not Diffusers classes.
   ["KDpmpp2mSampler", (c) => new KDpmpp2mSampler(c)],
   ["KDpmpp2mSdeSampler", (c) => new KDpmpp2mSdeSampler(c)],
   ["KDpmpp3mSdeSampler", (c) => new KDpmpp3mSdeSampler(c)],

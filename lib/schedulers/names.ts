@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { configSigmaSchedule, type ScheduleName, SIGMA_SCHEDULES } from "./sigma_schedules.ts";
 
 /** denoise sampler names. */
 export type SamplerName =
@@ -27,19 +28,6 @@ export type SamplerName =
   | "deis"
   | "lcm"
   | "tcd";
-
-/** denoise sigma schedule names (`--schedule`), the one list every other place derives from. */
-export const SCHEDULE_NAMES = [
-  "default",
-  "karras",
-  "exponential",
-  "beta",
-  "sgm-uniform",
-  "simple",
-] as const;
-
-/** A denoise schedule name (`--schedule`). */
-export type ScheduleName = typeof SCHEDULE_NAMES[number];
 
 /** One row of the sampler table (what `denoise samplers` prints). */
 export interface SamplerRow {
@@ -69,7 +57,7 @@ export interface ResolvedSampler {
   configOverrides: Record<string, unknown>;
 }
 
-const ALL_SCHEDULES: readonly ScheduleName[] = SCHEDULE_NAMES;
+const ALL_SCHEDULES: readonly ScheduleName[] = SIGMA_SCHEDULES;
 const ONLY_DEFAULT: readonly ScheduleName[] = ["default"];
 
 // Samplers that Diffusers 0.27 cannot run (3M SDE needs order 3 with sde-dpmsolver++, which its
@@ -154,7 +142,7 @@ function normalise(s: string): string {
 
 function parseSchedule(label: string): ScheduleName {
   const n = normalise(label).replace(/ /g, "-");
-  for (const s of ALL_SCHEDULES) if (s === n || s.replace("-", "_") === n) return s;
+  for (const s of ALL_SCHEDULES) if (s === n || configSigmaSchedule(s) === n) return s;
   for (const [a, s] of A1111_SCHEDULES) if (normalise(a).replace(/ /g, "-") === n) return s;
   throw new RangeError(
     `Unknown schedule "${label}"; use one of ${ALL_SCHEDULES.join(", ")} ` +
@@ -164,7 +152,7 @@ function parseSchedule(label: string): ScheduleName {
 
 function scheduleKeys(schedule: ScheduleName): Record<string, unknown> {
   if (schedule === "default") return {};
-  const keys: Record<string, unknown> = { sigma_schedule: schedule.replace("-", "_") };
+  const keys: Record<string, unknown> = { sigma_schedule: configSigmaSchedule(schedule) };
   // Diffusers' own key, so the config also means Karras to Diffusers itself.
   if (schedule === "karras") keys["use_karras_sigmas"] = true;
   return keys;
@@ -278,4 +266,20 @@ export function a1111Label(sampler: SamplerName, schedule: ScheduleName): string
 export function a1111ScheduleType(schedule: ScheduleName): string {
   const hit = A1111_SCHEDULES.find(([, s]) => s === schedule);
   return hit === undefined ? "Automatic" : hit[0];
+}
+
+/**
+ * The schedule an A1111 "Schedule type" label names (any case), or undefined for "Automatic"
+ * and labels denoise does not know.
+ *
+ * @example
+ * ```ts
+ * import { scheduleFromA1111 } from "./names.ts";
+ * console.assert(scheduleFromA1111("SGM Uniform") === "sgm-uniform");
+ * console.assert(scheduleFromA1111("Automatic") === undefined);
+ * ```
+ */
+export function scheduleFromA1111(label: string): ScheduleName | undefined {
+  const wanted = label.trim().toLowerCase();
+  return A1111_SCHEDULES.find(([l]) => l.toLowerCase() === wanted)?.[1];
 }

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { hasShared, sharedPath } from "../../tests/shared.ts";
-import type { Scheduler } from "./common.ts";
+import type { Scheduler } from "./scheduler.ts";
 import { DPMSolverMultistepScheduler } from "./dpm_solver_multistep.ts";
 import { DPMSolverSinglestepScheduler } from "./dpm_solver_singlestep.ts";
 import { DEISMultistepScheduler } from "./deis.ts";

@@ -5,14 +5,9 @@
  *
  * @module
  */
-import {
-  checkIndex,
-  checkSameLength,
-  checkSteps,
-  parseSchedulerConfig,
-  type SchedulerConfig,
-  sqrt32,
-} from "./common.ts";
+import { checkIndex, checkSameLength, checkSteps } from "./checks.ts";
+import { parseSchedulerConfig, type SchedulerConfig } from "./config.ts";
+import { combine, sqrt32 } from "./numpy.ts";
 import { AlphaScheduler, integerTimesteps } from "./alpha_scheduler.ts";
 
 const f32 = Math.fround;
@@ -44,17 +39,6 @@ export function pndmTransfer(
   const out = new Float32Array(sample.length);
   for (let k = 0; k < out.length; k++) {
     out[k] = f32(sampleCoeff * sample[k]!) - f32(f32(diff * eps[k]!) / denom);
-  }
-  return out;
-}
-
-/** Element-wise sum of c_j * a_j in float32, left to right (Diffusers' tensor expressions). */
-function lincomb(coefs: readonly number[], arrays: readonly Float32Array[]): Float32Array {
-  const out = new Float32Array(arrays[0]!.length);
-  for (let k = 0; k < out.length; k++) {
-    let acc = f32(f32(coefs[0]!) * arrays[0]![k]!);
-    for (let j = 1; j < arrays.length; j++) acc = f32(acc + f32(f32(coefs[j]!) * arrays[j]![k]!));
-    out[k] = acc;
   }
   return out;
 }
@@ -124,7 +108,7 @@ export class PNDMScheduler extends AlphaScheduler {
     const a = this.#alphaAt(t);
     let eps = modelOutput;
     if (c.predictionType === "v_prediction") {
-      eps = lincomb([sqrt32(a), sqrt32(f32(1 - a))], [modelOutput, sample]);
+      eps = combine([sqrt32(a), sqrt32(f32(1 - a))], [modelOutput, sample]);
     } else if (c.predictionType !== "epsilon") {
       throw new RangeError(
         `PNDMScheduler: prediction_type "${c.predictionType}" is not supported; use epsilon or v_prediction`,
@@ -151,10 +135,10 @@ export class PNDMScheduler extends AlphaScheduler {
     const phase = this.#counter % 4;
     // Runge-Kutta 4 weights 1/6, 1/3, 1/3, 1/6 (Liu et al. 2022, Eq. 13).
     const add = (w: number) => {
-      const term = lincomb([w], [modelOutput]);
+      const term = combine([w], [modelOutput]);
       this.#curModelOutput = this.#curModelOutput === undefined
         ? term
-        : lincomb([1, 1], [this.#curModelOutput, term]);
+        : combine([1, 1], [this.#curModelOutput, term]);
     };
     if (phase === 0) {
       add(1 / 6);
@@ -163,7 +147,7 @@ export class PNDMScheduler extends AlphaScheduler {
     } else if (phase === 1 || phase === 2) {
       add(1 / 3);
     } else {
-      eps = lincomb([1, 1 / 6], [this.#curModelOutput!, modelOutput]);
+      eps = combine([1, 1 / 6], [this.#curModelOutput!, modelOutput]);
       this.#curModelOutput = undefined;
     }
     const cur = this.#curSample ?? sample;
@@ -194,20 +178,20 @@ export class PNDMScheduler extends AlphaScheduler {
       eps = modelOutput;
       this.#curSample = sample;
     } else if (n === 1 && this.#counter === 1) {
-      eps = lincomb([0.5], [lincomb([1, 1], [modelOutput, e[n - 1]!])]);
+      eps = combine([0.5], [combine([1, 1], [modelOutput, e[n - 1]!])]);
       x = this.#curSample!;
       this.#curSample = undefined;
     } else if (n === 2) {
       // Adams-Bashforth 2: (3 e1 - e2) / 2.
-      eps = lincomb([0.5], [lincomb([3, -1], [e[n - 1]!, e[n - 2]!])]);
+      eps = combine([0.5], [combine([3, -1], [e[n - 1]!, e[n - 2]!])]);
     } else if (n === 3) {
       // Adams-Bashforth 3: (23 e1 - 16 e2 + 5 e3) / 12.
-      const s = lincomb([23, -16, 5], [e[n - 1]!, e[n - 2]!, e[n - 3]!]);
+      const s = combine([23, -16, 5], [e[n - 1]!, e[n - 2]!, e[n - 3]!]);
       eps = s.map((v) => f32(v / 12));
     } else {
       // Adams-Bashforth 4: (55 e1 - 59 e2 + 37 e3 - 9 e4) / 24 (Liu et al. 2022, Eq. 12).
-      const s = lincomb([55, -59, 37, -9], [e[n - 1]!, e[n - 2]!, e[n - 3]!, e[n - 4]!]);
-      eps = lincomb([1 / 24], [s]);
+      const s = combine([55, -59, 37, -9], [e[n - 1]!, e[n - 2]!, e[n - 3]!, e[n - 4]!]);
+      eps = combine([1 / 24], [s]);
     }
     const out = this.#transfer(x, timestep, prevT, eps);
     this.#counter++;

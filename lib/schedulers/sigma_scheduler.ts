@@ -6,20 +6,13 @@
  *
  * @module
  */
-import {
-  addNoiseSigma,
-  alphasCumprodFromBetas,
-  checkIndex,
-  checkSameLength,
-  img2imgSlice,
-  type Img2ImgTimesteps,
-  makeBetas,
-  type NoiseGenerator,
-  type PredictionType,
-  scaleBySigma,
-  type Scheduler,
-  type SchedulerConfig,
-} from "./common.ts";
+import { finiteAlphasCumprod } from "./betas.ts";
+import { checkIndex, checkSameLength } from "./checks.ts";
+import type { PredictionType, SchedulerConfig } from "./config.ts";
+import { scaleBySigma } from "./k_sigmas.ts";
+import { addNoiseSigma } from "./noise.ts";
+import type { Img2ImgTimesteps, NoiseGenerator, Scheduler } from "./scheduler.ts";
+import { img2imgSlice } from "./timesteps.ts";
 
 const f32 = Math.fround;
 
@@ -94,10 +87,7 @@ export abstract class SigmaScheduler implements Scheduler {
   constructor(name: string, config: SchedulerConfig) {
     this.schedulerName = name;
     this.config = config;
-    const ac = alphasCumprodFromBetas(makeBetas(config));
-    // Diffusers: with zero terminal SNR the last alpha_bar becomes 2**-24 so sigma stays finite.
-    if (config.rescaleBetasZeroSnr) ac[ac.length - 1] = 2 ** -24;
-    this.alphasCumprod = ac;
+    this.alphasCumprod = finiteAlphasCumprod(config);
   }
 
   /** Computes `timesteps`, `sigmas` and `initNoiseSigma` and resets history. */

@@ -5,15 +5,11 @@
  *
  * @module
  */
-import {
-  checkIndex,
-  checkSteps,
-  drawNoise,
-  type NoiseGenerator,
-  parseSchedulerConfig,
-  type SchedulerConfig,
-  sqrt32,
-} from "./common.ts";
+import { checkIndex, checkSteps } from "./checks.ts";
+import { parseSchedulerConfig, type SchedulerConfig } from "./config.ts";
+import { drawNoise } from "./noise.ts";
+import { sqrt32 } from "./numpy.ts";
+import type { NoiseGenerator } from "./scheduler.ts";
 import { AlphaScheduler, predictOriginalAndNoise } from "./alpha_scheduler.ts";
 import { LCM_DEFAULTS, lcmTimesteps } from "./lcm.ts";
 

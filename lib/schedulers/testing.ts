@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Scheduler } from "./common.ts";
+import type { Scheduler } from "./scheduler.ts";
 
 /** The SD 1.x scheduler config. */
 export const SD15 = {

@@ -14,27 +14,14 @@
  *
  * @module
  */
-import {
-  checkIndex,
-  checkSameLength,
-  checkSteps,
-  type NoiseGenerator,
-  parseSchedulerConfig,
-  type SchedulerConfig,
-  thresholdSample,
-} from "./common.ts";
-import { VpScheduler } from "./vp_scheduler.ts";
-import {
-  combine,
-  expm132,
-  lambdaOf,
-  lastSigmaKeptSchedule,
-  modelOutputToEpsilon,
-  modelOutputToX0,
-  sigmaToAlphaSigmaT,
-  type VpTables,
-  vpTables,
-} from "./dpm_solver_multistep.ts";
+import { checkIndex, checkSameLength, checkSteps } from "./checks.ts";
+import { parseSchedulerConfig, type SchedulerConfig } from "./config.ts";
+import { lambdaOf, modelOutputToEpsilon, modelOutputToX0 } from "./dpm_solver_math.ts";
+import { lastSigmaKeptSchedule, type VpTables, vpTables } from "./dpm_solver_schedule.ts";
+import { combine, expm132 } from "./numpy.ts";
+import type { NoiseGenerator } from "./scheduler.ts";
+import { thresholdSample } from "./thresholding.ts";
+import { sigmaToAlphaSigmaT, VpScheduler } from "./vp_scheduler.ts";
 
 const f = Math.fround;
 

@@ -7,18 +7,22 @@
  *
  * @module
  */
-import {
-  checkIndex,
-  checkSameLength,
-  img2imgSlice,
-  type Img2ImgTimesteps,
-  type NoiseGenerator,
-  type Scheduler,
-} from "./common.ts";
+import { checkIndex, checkSameLength } from "./checks.ts";
+import type { Img2ImgTimesteps, NoiseGenerator, Scheduler } from "./scheduler.ts";
+import { img2imgSlice } from "./timesteps.ts";
 
 const f = Math.fround;
 
-/** VP coefficients of a k-diffusion sigma, as float32: `[alpha_t, sigma_t]`. */
+/**
+ * VP coefficients of a k-diffusion sigma, as float32: `[alpha_t, sigma_t]`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sigmaToAlphaSigmaT } from "./vp_scheduler.ts";
+ * assert.deepEqual(sigmaToAlphaSigmaT(0), [1, 0]);
+ * ```
+ */
 export function sigmaToAlphaSigmaT(sigma: number): [number, number] {
   // alpha_t = 1 / (sigma^2 + 1) ** 0.5 ; sigma_t = sigma * alpha_t  (Diffusers _sigma_to_alpha_sigma_t)
   const s = f(sigma);
@@ -26,7 +30,20 @@ export function sigmaToAlphaSigmaT(sigma: number): [number, number] {
   return [alpha, f(s * alpha)];
 }
 
-/** VP noising x_t = alpha_t x0 + sigma_t noise for the k-diffusion sigma `sigma`, in float32. */
+/**
+ * VP noising x_t = alpha_t x0 + sigma_t noise for the k-diffusion sigma `sigma`, in float32.
+ * Same noising as `addNoiseAlphas` in noise.ts; kept separate because the VP solvers take alpha_t
+ * and sigma_t from the sigma, not from sqrt(alpha_bar), which rounds differently in float32.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { vpAddNoise } from "./vp_scheduler.ts";
+ * // sigma 0 leaves the sample clean
+ * const x = vpAddNoise(new Float32Array([2]), new Float32Array([3]), 0);
+ * assert.deepEqual(Array.from(x), [2]);
+ * ```
+ */
 export function vpAddNoise(
   original: Float32Array,
   noise: Float32Array,

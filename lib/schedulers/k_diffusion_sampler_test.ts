@@ -7,17 +7,14 @@
  */
 import assert from "node:assert/strict";
 import { TorchCpuGenerator } from "../rng/mod.ts";
-import type { Scheduler } from "./common.ts";
+import type { Scheduler } from "./scheduler.ts";
 import { DPMSolverMultistepScheduler } from "./dpm_solver_multistep.ts";
-import {
-  ancestralStep,
-  KDiffusionSampler,
-  KDpmpp2mSampler,
-  KDpmpp2mSdeSampler,
-  KDpmpp2sAncestralSampler,
-  KDpmpp3mSdeSampler,
-  KDpmppSdeSampler,
-} from "./k_diffusion.ts";
+import { ancestralStep, KDiffusionSampler } from "./k_diffusion_sampler.ts";
+import { KDpmpp2mSampler } from "./k_dpmpp_2m.ts";
+import { KDpmpp2mSdeSampler } from "./k_dpmpp_2m_sde.ts";
+import { KDpmpp2sAncestralSampler } from "./k_dpmpp_2s_ancestral.ts";
+import { KDpmpp3mSdeSampler } from "./k_dpmpp_3m_sde.ts";
+import { KDpmppSdeSampler } from "./k_dpmpp_sde.ts";
 
 const SD15 = {
   beta_schedule: "scaled_linear",
