@@ -84,7 +84,9 @@ export interface UnetResidualSpec {
  * console.assert(specs.length === 5); // conv_in, 2 resnets, 1 downsampler, mid
  * ```
  */
-export function unetResidualSpecs(config: UnetConfig): UnetResidualSpec[] {
+export function unetResidualSpecs(
+  config: Pick<UnetConfig, "blockOutChannels" | "downBlockTypes" | "layersPerBlock">,
+): UnetResidualSpec[] {
   const specs: UnetResidualSpec[] = [];
   let k = 0;
   const push = (channels: number, downscale: number) =>
