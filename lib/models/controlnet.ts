@@ -298,7 +298,7 @@ export function buildControlnet(
     let r = g.op("Mul", [c.toF32(x), perResidual[k]!], {}, { name: `${name}.scale` });
     if (config.globalPoolConditions) {
       // torch.mean(x, dim=(2, 3), keepdim=True): [B, C, H, W] -> [B, C, 1, 1]
-      r = g.op("ReduceMean", [r, g.ints([2, 3])], { keepdims: 1 }, { name: `${name}.pool` });
+      r = g.op("ReduceMean", [r], { axes: [2, 3], keepdims: 1 }, { name: `${name}.pool` });
     }
     const spec = specs[k]!;
     g.output(r, spec.name, "float32", [

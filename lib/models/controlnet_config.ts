@@ -141,7 +141,7 @@ export function parseControlnetConfig(json: unknown): ControlnetConfig {
     unetJson["attention_head_dim"] = c["num_attention_heads"];
     unetJson["num_attention_heads"] = null;
   }
-  const mid = c["mid_block_type"] ?? "UNetMidBlock2DCrossAttn";
+  const mid = c["mid_block_type"] === undefined ? "UNetMidBlock2DCrossAttn" : c["mid_block_type"];
   if (mid !== "UNetMidBlock2DCrossAttn" && mid !== "UNetMidBlock2D") {
     fail("mid_block_type", `= ${JSON.stringify(mid)} is not a ControlNetModel mid block`);
   }

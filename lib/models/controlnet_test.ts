@@ -2,7 +2,14 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { hasShared, sharedPath } from "../../tests/shared.ts";
-import { assertClose, type GoldenArray, readModelReference } from "../../tests/fixtures/golden.ts";
+import {
+  assertClose,
+  type GoldenArray,
+  maxAbsDiff,
+  readModelReference,
+} from "../../tests/fixtures/golden.ts";
+import { TINY_SD15_UNET, TINY_SD2_UNET, TINY_SDXL_UNET } from "../../tests/fixtures/configs.ts";
+import { ModelNotFoundError } from "../errors.ts";
 import { decodeImage } from "../image/codec.ts";
 import type { OnnxModel } from "../onnx/graph.ts";
 import { serializeModel } from "../onnx/model_file.ts";
@@ -12,12 +19,21 @@ import { TorchCpuGenerator } from "../rng/torch_cpu_generator.ts";
 import { SafetensorsFile } from "../weights/safetensors.ts";
 import { parseUnetConfig } from "./config.ts";
 import {
+  assertControlnetFitsUnet,
   buildControlnet,
   controlnetConditioningScales,
   controlnetResidualSpecs,
 } from "./controlnet.ts";
-import { parseControlnetConfig } from "./controlnet_config.ts";
-import { buildUnet } from "./unet.ts";
+import { type ControlnetConfig, modelBase, parseControlnetConfig } from "./controlnet_config.ts";
+import { loadControlnet } from "./controlnet_loader.ts";
+import { castWeights, memoryWeights } from "./layers.ts";
+import {
+  controlnetParameterShapes,
+  createRandomControlnet,
+  randomWeights,
+  unetParameterShapes,
+} from "./random.ts";
+import { buildUnet, unetResidualSpecs } from "./unet.ts";
 
 const SET = "tiny_sd_controlnet";
 
@@ -215,4 +231,271 @@ Deno.test({
       await unet.release();
     }
   },
+});
+
+// ---------------------------------------------------------------------------------------------
+// Random tiny nets (no golden data needed)
+
+const CONDITIONING = { conditioning_embedding_out_channels: [8, 16, 16, 32] };
+type Feeds = Record<string, { data: Float32Array; dims: number[] }>;
+
+/** A ControlNet config made from a UNet config, as `ControlNetModel.from_unet` does. */
+function netJson(unet: Record<string, unknown>, extra: Record<string, unknown> = {}) {
+  return { ...unet, ...CONDITIONING, ...extra };
+}
+
+function netFeeds(config: ControlnetConfig, batch: number, condBatch: number, side: number): Feeds {
+  const gen = new TorchCpuGenerator(7);
+  const cross = config.crossAttentionDim[0]!;
+  const feeds: Feeds = {
+    sample: { data: gen.randn([batch, 4, side, side]), dims: [batch, 4, side, side] },
+    timestep: { data: Float32Array.of(500), dims: [1] },
+    encoder_hidden_states: { data: gen.randn([batch, 5, cross]), dims: [batch, 5, cross] },
+    controlnet_cond: {
+      data: gen.rand([condBatch, 3, side * 8, side * 8]),
+      dims: [condBatch, 3, side * 8, side * 8],
+    },
+  };
+  const scales = controlnetConditioningScales(config, 1);
+  feeds.conditioning_scales = { data: scales, dims: [scales.length] };
+  if (config.additionEmbedType === "text_time") {
+    const d = config.projectionClassEmbeddingsInputDim! - 6 * config.additionTimeEmbedDim!;
+    feeds.text_embeds = { data: gen.randn([batch, d]), dims: [batch, d] };
+    const ids = new Float32Array(batch * 6);
+    for (let i = 0; i < batch; i++) ids.set([64, 64, 0, 0, 64, 64], i * 6);
+    feeds.time_ids = { data: ids, dims: [batch, 6] };
+  }
+  return feeds;
+}
+
+function randomNet(json: Record<string, unknown>, seed: number) {
+  return memoryWeights(randomWeights(controlnetParameterShapes(json), seed));
+}
+
+for (
+  const [label, unetJson] of [
+    ["SD 1.x", TINY_SD15_UNET],
+    ["SD 2.x", TINY_SD2_UNET],
+    ["SDXL", TINY_SDXL_UNET],
+  ] as const
+) {
+  Deno.test(`buildControlnet() ${label}: residuals feed the UNet's inputs; zero scales give zero residuals`, async () => {
+    const json = netJson(unetJson);
+    const config = parseControlnetConfig(json);
+    const unetConfig = parseUnetConfig(unetJson);
+    assert.equal(config.base, modelBase(unetConfig));
+    assertControlnetFitsUnet(config, unetConfig);
+    const net = await sessionOf(buildControlnet(config, randomNet(json, 3)));
+    const unet = await sessionOf(
+      buildUnet(unetConfig, memoryWeights(randomWeights(unetParameterShapes(unetJson), 4)), {
+        controlnetResiduals: true,
+      }),
+    );
+    try {
+      // Batch 2 with one control image, broadcast as Diffusers' duplicated image would be.
+      const feeds = netFeeds(config, 2, 1, 8);
+      const out = await run(net, feeds);
+      const specs = unetResidualSpecs(unetConfig);
+      assert.deepEqual(Object.keys(out).sort(), specs.map((s) => s.name).sort());
+      const zeroScales = new Float32Array(specs.length);
+      const zero = await run(net, {
+        ...feeds,
+        conditioning_scales: { data: zeroScales, dims: [specs.length] },
+      });
+      const unetFeeds: Feeds = {};
+      const zeroFeeds: Feeds = {};
+      for (const k of ["sample", "timestep", "encoder_hidden_states", "text_embeds", "time_ids"]) {
+        if (feeds[k] !== undefined) unetFeeds[k] = zeroFeeds[k] = feeds[k]!;
+      }
+      for (const s of specs) {
+        const side = Math.ceil(8 / s.downscale);
+        assert.deepEqual(out[s.name]!.dims, [2, s.channels, side, side], s.name);
+        assert.ok(zero[s.name]!.data.every((v) => v === 0), `${s.name} at scale 0`);
+        unetFeeds[s.name] = { data: out[s.name]!.data, dims: [...out[s.name]!.dims] };
+        zeroFeeds[s.name] = { data: zero[s.name]!.data, dims: [...zero[s.name]!.dims] };
+      }
+      const withNet = (await run(unet, unetFeeds)).out_sample!.data;
+      const without = (await run(unet, zeroFeeds)).out_sample!.data;
+      assert.ok(withNet.every(Number.isFinite));
+      const moved = maxAbsDiff(withNet, without);
+      assert.ok(moved > 1e-3, `the net moved the UNet output by only ${moved}`);
+    } finally {
+      await net.release();
+      await unet.release();
+    }
+  });
+}
+
+Deno.test("buildControlnet() scales each residual by its conditioning_scales entry; one control image serves the batch", async () => {
+  const json = netJson(TINY_SD15_UNET);
+  const config = parseControlnetConfig(json);
+  const net = await sessionOf(buildControlnet(config, randomNet(json, 5)));
+  try {
+    const one = await run(net, netFeeds(config, 2, 1, 8));
+    const twoFeeds = netFeeds(config, 2, 2, 8);
+    const cond = twoFeeds.controlnet_cond!;
+    const half = cond.data.length / 2;
+    cond.data.set(cond.data.subarray(0, half), half); // the same image twice
+    const scales = Float32Array.from({ length: 9 }, (_, k) => 0.25 + 0.1 * k);
+    const scaled = await run(net, {
+      ...twoFeeds,
+      conditioning_scales: { data: scales, dims: [9] },
+    });
+    controlnetResidualSpecs(config).forEach((s, k) => {
+      const want = one[s.name]!.data.map((v) => v * scales[k]!);
+      assertClose(scaled[s.name]!.data, want, 1e-6, `${s.name} x ${scales[k]!.toFixed(2)}`);
+    });
+  } finally {
+    await net.release();
+  }
+});
+
+Deno.test("buildControlnet() bgr nets flip the control image's channels; global_pool_conditions averages each residual", async () => {
+  const json = netJson(TINY_SD15_UNET);
+  const weights = randomNet(json, 6);
+  const rgb = parseControlnetConfig(json);
+  const bgr = parseControlnetConfig({ ...json, controlnet_conditioning_channel_order: "bgr" });
+  const pool = parseControlnetConfig({ ...json, global_pool_conditions: true });
+  assert.equal(pool.globalPoolConditions, true);
+  // Guess mode does not scale shuffle nets per residual (Diffusers: `not global_pool_conditions`).
+  assert.ok(
+    controlnetConditioningScales(pool, 0.7, { guessMode: true }).every((s) =>
+      s === Math.fround(0.7)
+    ),
+  );
+  const feeds = netFeeds(rgb, 1, 1, 8);
+  const flipped = new Float32Array(feeds.controlnet_cond!.data.length);
+  const plane = flipped.length / 3;
+  for (let c = 0; c < 3; c++) {
+    flipped.set(feeds.controlnet_cond!.data.subarray(c * plane, (c + 1) * plane), (2 - c) * plane);
+  }
+  const [a, b, p] = [
+    await sessionOf(buildControlnet(rgb, weights)),
+    await sessionOf(buildControlnet(bgr, weights)),
+    await sessionOf(buildControlnet(pool, weights)),
+  ];
+  try {
+    const outRgb = await run(a, feeds);
+    const outBgr = await run(b, {
+      ...feeds,
+      controlnet_cond: { data: flipped, dims: feeds.controlnet_cond!.dims },
+    });
+    const outPool = await run(p, feeds);
+    for (const s of controlnetResidualSpecs(rgb)) {
+      assertClose(outBgr[s.name]!.data, outRgb[s.name]!.data, 0, `bgr ${s.name}`);
+      const [, c, h, w] = outRgb[s.name]!.dims as [number, number, number, number];
+      assert.deepEqual(outPool[s.name]!.dims, [1, c, 1, 1]);
+      const means = new Float32Array(c);
+      for (let i = 0; i < c; i++) {
+        let sum = 0;
+        for (let j = 0; j < h * w; j++) sum += outRgb[s.name]!.data[i * h * w + j]!;
+        means[i] = sum / (h * w);
+      }
+      assertClose(outPool[s.name]!.data, means, 1e-6, `pooled ${s.name}`);
+    }
+  } finally {
+    await Promise.all([a.release(), b.release(), p.release()]);
+  }
+});
+
+Deno.test("buildControlnet() float16 graph stays within float16 rounding of the float32 graph", async () => {
+  const json = netJson(TINY_SD2_UNET);
+  const config = parseControlnetConfig(json);
+  const weights = randomNet(json, 8);
+  const f32 = await sessionOf(buildControlnet(config, weights));
+  const f16 = await sessionOf(
+    buildControlnet(config, castWeights(weights, "float16"), { floatType: "float16" }),
+  );
+  try {
+    const feeds = netFeeds(config, 1, 1, 8);
+    const [a, b] = [await run(f32, feeds), await run(f16, feeds)];
+    for (const s of controlnetResidualSpecs(config)) {
+      const scale = Math.max(...a[s.name]!.data.map(Math.abs));
+      assertClose(b[s.name]!.data, a[s.name]!.data, 2e-2 * scale, `float16 ${s.name}`);
+    }
+  } finally {
+    await f32.release();
+    await f16.release();
+  }
+});
+
+Deno.test("buildControlnet() reports missing and leftover weights by name", () => {
+  const json = netJson(TINY_SD15_UNET);
+  const weights = randomWeights(controlnetParameterShapes(json), 1);
+  weights.delete("controlnet_down_blocks.3.bias");
+  weights.set("up_blocks.0.resnets.0.conv1.weight", { shape: [1], data: new Float32Array(1) });
+  assert.throws(
+    () => buildControlnet(parseControlnetConfig(json), memoryWeights(weights)),
+    (e: Error) =>
+      e.message.includes('"controlnet_down_blocks.3.bias"') &&
+      e.message.includes('"up_blocks.0.resnets.0.conv1.weight"'),
+  );
+});
+
+Deno.test("assertControlnetFitsUnet() refuses a net of another family in one line naming both", () => {
+  const sdxlNet = parseControlnetConfig(netJson(TINY_SDXL_UNET));
+  const sd15Unet = parseUnetConfig(TINY_SD15_UNET);
+  assert.throws(
+    () => assertControlnetFitsUnet(sdxlNet, sd15Unet, { controlnetName: '"canny-xl"' }),
+    (e: Error) =>
+      e instanceof RangeError && !e.message.includes("\n") && e.message.includes('"canny-xl"') &&
+      e.message.includes("SDXL") && e.message.includes("SD 1.x"),
+  );
+  const narrow = parseControlnetConfig(
+    netJson({ ...TINY_SD15_UNET, block_out_channels: [32, 32, 32, 32] }),
+  );
+  assert.throws(() => assertControlnetFitsUnet(narrow, sd15Unet), /residual channels/);
+});
+
+Deno.test("parseControlnetConfig() reads Diffusers' keys and refuses what the builder lacks", () => {
+  const sd15 = parseControlnetConfig({ cross_attention_dim: 768 });
+  assert.equal(sd15.base, "sd15");
+  assert.deepEqual(sd15.conditioningEmbeddingOutChannels, [16, 32, 96, 256]);
+  assert.equal(controlnetResidualSpecs(sd15).length, 13);
+  assert.equal(sd15.timeEmbedDim, 1280);
+  // ControlNetModel takes num_attention_heads when given (the UNet refuses it).
+  const heads = parseControlnetConfig({ cross_attention_dim: 768, num_attention_heads: 4 });
+  assert.deepEqual(heads.numAttentionHeads, [4, 4, 4, 4]);
+  // UNet-only keys are ignored, as Diffusers' from_config does.
+  assert.equal(
+    parseControlnetConfig({ cross_attention_dim: 768, time_cond_proj_dim: 256 }).timeCondProjDim,
+    null,
+  );
+  assert.throws(
+    () => parseControlnetConfig({ class_embed_type: "timestep" }),
+    /"class_embed_type"/,
+  );
+  assert.throws(() => parseControlnetConfig({ mid_block_type: null }), /"mid_block_type"/);
+  assert.throws(
+    () => parseControlnetConfig({ layers_per_block: [2, 2, 2, 2] }),
+    /"layers_per_block"/,
+  );
+  assert.throws(
+    () => parseControlnetConfig({ controlnet_conditioning_channel_order: "rbg" }),
+    /channel_order/,
+  );
+  assert.throws(() => parseControlnetConfig({ block_out_channels: [320, 640] }), /ControlNetModel/);
+});
+
+Deno.test("createRandomControlnet() writes a Diffusers folder that loadControlnet() builds; missing nets are ModelNotFoundError", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "denoise-random-controlnet-" });
+  try {
+    const json = netJson(TINY_SDXL_UNET);
+    await createRandomControlnet(json, join(dir, "net"), { seed: 2 });
+    const written = JSON.parse(await Deno.readTextFile(join(dir, "net", "config.json")));
+    assert.equal(written._class_name, "ControlNetModel");
+    const net = await loadControlnet(join(dir, "net"));
+    try {
+      assert.equal(net.config.base, "sdxl");
+      assert.deepEqual(net.config, parseControlnetConfig(json));
+      buildControlnet(net.config, net.weights);
+    } finally {
+      net.close();
+    }
+    await assert.rejects(() => loadControlnet(join(dir, "absent")), ModelNotFoundError);
+    await Deno.mkdir(join(dir, "empty"));
+    await assert.rejects(() => loadControlnet(join(dir, "empty")), /config\.json/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
