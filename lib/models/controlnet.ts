@@ -84,6 +84,8 @@ export interface ConditioningScalesOptions {
   /**
    * Diffusers' `guess_mode`: residual k of n is scaled by `10^(-1 + k/(n-1))` (0.1 for the first,
    * 1.0 for the mid block), times the scale; not for `global_pool_conditions` nets (as Diffusers).
+   * With classifier-free guidance Diffusers' pipelines also run the net on the conditional half
+   * of the batch only and feed the UNet zeros for the unconditional half; that is the caller's.
    */
   guessMode?: boolean;
 }
@@ -172,7 +174,7 @@ export function assertControlnetFitsUnet(
   const b = unetResidualSpecs(unet).map((s) => s.channels).join(",");
   const crossA = controlnet.crossAttentionDim[0];
   const crossB = unet.crossAttentionDim[0];
-  if (a !== b || crossA !== crossB || controlnet.inChannels > unet.inChannels) {
+  if (a !== b || crossA !== crossB) {
     throw new RangeError(
       `Cannot use ${net} with ${model}: its residual channels [${a}] and context width ` +
         `${crossA} do not match the UNet's [${b}] and ${crossB}; pick a ControlNet made for ` +
