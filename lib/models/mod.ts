@@ -16,6 +16,10 @@
  */
 export * from "./config.ts";
 export * from "./unet.ts";
+export * from "./controlnet.ts";
+export * from "./controlnet_config.ts";
+export * from "./controlnet_loader.ts";
+export * from "./controlnet_single_file.ts";
 export * from "./vae.ts";
 export * from "./random.ts";
 export {

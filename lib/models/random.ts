@@ -14,6 +14,8 @@ import { writeSafetensors } from "../weights/safetensors.ts";
 import { parseUnetConfig, parseVaeConfig } from "./config.ts";
 import { collectParameterShapes } from "./layers.ts";
 import { buildUnet } from "./unet.ts";
+import { buildControlnet } from "./controlnet.ts";
+import { parseControlnetConfig } from "./controlnet_config.ts";
 import { buildVaeDecoder, buildVaeEncoder } from "./vae.ts";
 
 const DIFFUSERS_VERSION = "0.27.2";
@@ -72,6 +74,47 @@ export const UNET_DEFAULTS: Readonly<Record<string, unknown>> = {
   timestep_post_act: null,
   transformer_layers_per_block: 1,
   up_block_types: ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+  upcast_attention: false,
+  use_linear_projection: false,
+};
+
+/** ControlNetModel.__init__ defaults of Diffusers 0.27 (controlnet.py). */
+export const CONTROLNET_DEFAULTS: Readonly<Record<string, unknown>> = {
+  act_fn: "silu",
+  addition_embed_type: null,
+  addition_embed_type_num_heads: 64,
+  addition_time_embed_dim: null,
+  attention_head_dim: 8,
+  block_out_channels: [320, 640, 1280, 1280],
+  class_embed_type: null,
+  conditioning_channels: 3,
+  conditioning_embedding_out_channels: [16, 32, 96, 256],
+  controlnet_conditioning_channel_order: "rgb",
+  cross_attention_dim: 1280,
+  down_block_types: [
+    "CrossAttnDownBlock2D",
+    "CrossAttnDownBlock2D",
+    "CrossAttnDownBlock2D",
+    "DownBlock2D",
+  ],
+  downsample_padding: 1,
+  encoder_hid_dim: null,
+  encoder_hid_dim_type: null,
+  flip_sin_to_cos: true,
+  freq_shift: 0,
+  global_pool_conditions: false,
+  in_channels: 4,
+  layers_per_block: 2,
+  mid_block_scale_factor: 1,
+  mid_block_type: "UNetMidBlock2DCrossAttn",
+  norm_eps: 1e-5,
+  norm_num_groups: 32,
+  num_attention_heads: null,
+  num_class_embeds: null,
+  only_cross_attention: false,
+  projection_class_embeddings_input_dim: null,
+  resnet_time_scale_shift: "default",
+  transformer_layers_per_block: 1,
   upcast_attention: false,
   use_linear_projection: false,
 };
@@ -139,6 +182,16 @@ export function fullUnetConfig(json: unknown): Record<string, unknown> {
   };
 }
 
+/** A ControlNet config as Diffusers writes it: defaults filled in, `_class_name` added. */
+export function fullControlnetConfig(json: unknown): Record<string, unknown> {
+  return {
+    _class_name: "ControlNetModel",
+    _diffusers_version: DIFFUSERS_VERSION,
+    ...CONTROLNET_DEFAULTS,
+    ...withoutPrivate(asObject(json, "ControlNet")),
+  };
+}
+
 /** A VAE config as Diffusers writes it. */
 export function fullVaeConfig(json: unknown): Record<string, unknown> {
   return {
@@ -169,6 +222,12 @@ function withoutPrivate(c: Record<string, unknown>): Record<string, unknown> {
 export function unetParameterShapes(json: unknown): Map<string, number[]> {
   const config = parseUnetConfig(json);
   return collectParameterShapes(() => buildUnet(config, new Map()));
+}
+
+/** Names and shapes of a ControlNet's weights, exactly as {@linkcode buildControlnet} reads them. */
+export function controlnetParameterShapes(json: unknown): Map<string, number[]> {
+  const config = parseControlnetConfig(json);
+  return collectParameterShapes(() => buildControlnet(config, new Map()));
 }
 
 /** Names and shapes of an AutoencoderKL's weights (encoder, decoder and both quant convs). */
@@ -426,4 +485,31 @@ export async function createRandomModel(
   }
   index["image_encoder"] = [null, null];
   await fsp.writeFile(join(outDir, "model_index.json"), sortedJson(index));
+}
+
+/**
+ * Writes a Diffusers-layout ControlNet folder with random weights to `outDir` (config.json and
+ * diffusion_pytorch_model.safetensors): `json` is a ControlNetModel config, completed with
+ * Diffusers' defaults. Weights are drawn as {@linkcode randomWeights} draws them, so the zero
+ * convs are not zero and the net changes a UNet's output.
+ *
+ * @example
+ * ```ts ignore
+ * await createRandomControlnet({ block_out_channels: [32, 32, 32, 64], cross_attention_dim: 32,
+ *   layers_per_block: 1, conditioning_embedding_out_channels: [8, 16, 16, 32] }, "/tmp/cn");
+ * ```
+ */
+export async function createRandomControlnet(
+  json: unknown,
+  outDir: string,
+  options: { seed?: number } = {},
+): Promise<void> {
+  const config = fullControlnetConfig(json);
+  await writeComponent(
+    outDir,
+    "config.json",
+    config,
+    "diffusion_pytorch_model.safetensors",
+    randomWeights(controlnetParameterShapes(config), options.seed ?? 0),
+  );
 }

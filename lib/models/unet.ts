@@ -84,7 +84,9 @@ export interface UnetResidualSpec {
  * console.assert(specs.length === 5); // conv_in, 2 resnets, 1 downsampler, mid
  * ```
  */
-export function unetResidualSpecs(config: UnetConfig): UnetResidualSpec[] {
+export function unetResidualSpecs(
+  config: Pick<UnetConfig, "blockOutChannels" | "downBlockTypes" | "layersPerBlock">,
+): UnetResidualSpec[] {
   const specs: UnetResidualSpec[] = [];
   let k = 0;
   const push = (channels: number, downscale: number) =>
@@ -107,9 +109,282 @@ export function unetResidualSpecs(config: UnetConfig): UnetResidualSpec[] {
   return specs;
 }
 
-interface Skip {
+/**
+ * The fields of a {@linkcode UnetConfig} that the encoder half reads (conv_in, time embedding,
+ * down blocks, mid block): what a ControlNet shares with its UNet.
+ */
+export type UnetEncoderConfig = Pick<
+  UnetConfig,
+  | "inChannels"
+  | "centerInputSample"
+  | "flipSinToCos"
+  | "freqShift"
+  | "downBlockTypes"
+  | "midBlockType"
+  | "blockOutChannels"
+  | "layersPerBlock"
+  | "downsamplePadding"
+  | "midBlockScaleFactor"
+  | "normNumGroups"
+  | "normEps"
+  | "crossAttentionDim"
+  | "numAttentionHeads"
+  | "transformerLayersPerBlock"
+  | "useLinearProjection"
+  | "resnetOutScaleFactor"
+  | "timeEmbedDim"
+  | "convInKernel"
+  | "additionEmbedType"
+  | "additionTimeEmbedDim"
+  | "projectionClassEmbeddingsInputDim"
+  | "timeCondProjDim"
+>;
+
+/** One skip connection of the down path: a state kept for the up blocks (or ControlNet). */
+export interface UnetSkip {
   value: Value;
   channels: number;
+}
+
+/**
+ * The one cross-attention width of a config; per-block widths are refused.
+ *
+ * @example
+ * ```ts
+ * import { parseUnetConfig } from "./config.ts";
+ * import { unetCrossAttentionDim } from "./unet.ts";
+ * const config = parseUnetConfig({ cross_attention_dim: 768 });
+ * console.assert(unetCrossAttentionDim(config, "UNet2DConditionModel") === 768);
+ * ```
+ */
+export function unetCrossAttentionDim(
+  config: Pick<UnetConfig, "crossAttentionDim">,
+  what: string,
+): number {
+  const crossDims = new Set(config.crossAttentionDim);
+  if (crossDims.size !== 1) {
+    throw new RangeError(
+      `Cannot build ${what}: per-block cross_attention_dim ` +
+        `[${config.crossAttentionDim}] is not supported; use one value`,
+    );
+  }
+  return config.crossAttentionDim[0]!;
+}
+
+/** Graph inputs the time embedding reads (see {@linkcode unetTimeEmbedding}). */
+export interface UnetTimeInputs {
+  /** `[B, C, H, W]`, only its batch size is read. */
+  sample: Value;
+  /** `[1]` or `[B]` float32. */
+  timestep: Value;
+  /** SDXL `text_embeds` `[B, D]` (with `addition_embed_type: "text_time"`), else null. */
+  textEmbeds: Value | null;
+  /** SDXL `time_ids` `[B, N]`, else null. */
+  timeIds: Value | null;
+  /** LCM `timestep_cond` `[B, time_cond_proj_dim]`, else null. */
+  timestepCond: Value | null;
+}
+
+/**
+ * UNet2DConditionModel.forward step 1 (and ControlNetModel's): timesteps broadcast to the batch,
+ * sinusoids (`time_proj`), `time_embedding` (with LCM's `cond_proj`), plus SDXL's
+ * `add_time_proj` / `add_embedding`. Returns `silu(emb)` `[B, time_embed_dim]`, which every
+ * ResnetBlock2D applies before `time_emb_proj` (computed once here).
+ *
+ * @example
+ * ```ts ignore
+ * const tembAct = unetTimeEmbedding(c, config, { sample, timestep, textEmbeds: null,
+ *   timeIds: null, timestepCond: null });
+ * ```
+ */
+export function unetTimeEmbedding(
+  c: ModelContext,
+  config: UnetEncoderConfig,
+  inputs: UnetTimeInputs,
+): Value {
+  const g = c.g;
+  const boc = config.blockOutChannels;
+  const tembDim = config.timeEmbedDim;
+  // timesteps.expand(batch) -> sinusoids -> MLP (+ SDXL's add_embedding)
+  const batch = g.scope("time_proj", () => batchDim(g, inputs.sample));
+  const t = g.scope("time_proj", () => {
+    // [1] or [B] -> [B]
+    const flat = g.op("Reshape", [inputs.timestep, g.ints([-1])]);
+    return g.op("Expand", [flat, batch]);
+  });
+  const tProj = g.scope(
+    "time_proj",
+    () => timestepProjection(g, t, boc[0]!, config.flipSinToCos, config.freqShift),
+  );
+  let tEmb = c.fromF32(tProj);
+  const condDim = config.timeCondProjDim;
+  if (inputs.timestepCond !== null) {
+    if (condDim === null) throw new TypeError(`${c.what} has no time_cond_proj_dim`);
+    // Diffusers TimestepEmbedding: sample + cond_proj(condition), before linear_1.
+    // [B, condDim] -> [B, C0]
+    const cond = linear(
+      c,
+      "time_embedding.cond_proj",
+      c.fromF32(inputs.timestepCond),
+      condDim,
+      boc[0]!,
+      false,
+    );
+    tEmb = g.scope("time_embedding", () => g.op("Add", [tEmb, cond]));
+  }
+  let emb = timestepEmbedding(c, "time_embedding", tEmb, boc[0]!, tembDim);
+  if (config.additionEmbedType === "text_time") {
+    const { textEmbeds, timeIds } = inputs;
+    if (textEmbeds === null || timeIds === null) {
+      throw new TypeError(
+        `${c.what} with addition_embed_type "text_time" needs text_embeds and time_ids`,
+      );
+    }
+    const addDim = config.additionTimeEmbedDim!;
+    const projDim = config.projectionClassEmbeddingsInputDim!;
+    const addIn = g.scope("add_time_proj", () => {
+      // [B, N] -> [B*N] -> [B*N, addDim] -> [B, N*addDim]
+      const flat = g.op("Reshape", [timeIds, g.ints([-1])]);
+      const proj = timestepProjection(g, flat, addDim, config.flipSinToCos, config.freqShift);
+      const perSample = g.op("Reshape", [proj, g.op("Concat", [batch, g.ints([-1])], { axis: 0 })]);
+      // [B, D] ++ [B, N*addDim] -> [B, projDim]
+      return g.op("Concat", [textEmbeds, perSample], { axis: -1 });
+    });
+    const aug = timestepEmbedding(c, "add_embedding", c.fromF32(addIn), projDim, tembDim);
+    emb = g.op("Add", [emb, aug]);
+  }
+  // Every ResnetBlock2D applies silu to temb before time_emb_proj; do it once.
+  return silu(g, emb);
+}
+
+/**
+ * Context tokens for cross-attention: `encoder_hidden_states` `[B, L, Cc]` (float32) ->
+ * `[B*L, Cc]` in the graph's float type.
+ */
+export function unetContext(c: ModelContext, encoderHiddenStates: Value, crossDim: number): Value {
+  return c.g.scope(
+    "encoder_hidden_states",
+    () => c.g.op("Reshape", [c.fromF32(encoderHiddenStates), c.g.ints([-1, crossDim])]),
+  );
+}
+
+/**
+ * UNet2DConditionModel.forward step 2: `center_input_sample` then `conv_in`.
+ * `[B, Cin, H, W]` (float32) -> `[B, C0, H, W]` in the graph's float type.
+ */
+export function unetConvIn(c: ModelContext, config: UnetEncoderConfig, sample: Value): Value {
+  const g = c.g;
+  let x = sample;
+  if (config.centerInputSample) {
+    x = g.op("Sub", [g.op("Mul", [x, g.scalar(2)]), g.scalar(1)]);
+  }
+  x = c.fromF32(x);
+  // [B, Cin, H, W] -> [B, C0, H, W]
+  return conv2d(c, "conv_in", x, config.inChannels, config.blockOutChannels[0]!, {
+    kernel: config.convInKernel,
+  });
+}
+
+/** What {@linkcode unetDownBlocks} returns. */
+export interface UnetDownResult {
+  /** The last block's output `[B, C_last, H/2^(n-1), W/2^(n-1)]`. */
+  hidden: Value;
+  /** Its channels. */
+  channels: number;
+  /** `down_block_res_samples` in Diffusers order: the input, then each resnet/attention and downsampler. */
+  skips: UnetSkip[];
+}
+
+/**
+ * The `down_blocks` (DownBlock2D / CrossAttnDownBlock2D of unet_2d_blocks.py) from `h`, the
+ * output of `conv_in` (plus, in a ControlNet, the conditioning embedding), keeping every
+ * intermediate state as Diffusers' `down_block_res_samples` does. `context` is `[B*L, Cc]`.
+ */
+export function unetDownBlocks(
+  c: ModelContext,
+  config: UnetEncoderConfig,
+  h: Value,
+  tembAct: Value,
+  context: Value,
+  crossDim: number,
+): UnetDownResult {
+  const boc = config.blockOutChannels;
+  const n = boc.length;
+  let channels = boc[0]!;
+  const skips: UnetSkip[] = [{ value: h, channels }];
+  for (let i = 0; i < n; i++) {
+    const name = `down_blocks.${i}`;
+    const out = boc[i]!;
+    for (let j = 0; j < config.layersPerBlock[i]!; j++) {
+      h = resnetBlock2d(c, `${name}.resnets.${j}`, h, tembAct, {
+        inChannels: channels,
+        outChannels: out,
+        tembChannels: config.timeEmbedDim,
+        groups: config.normNumGroups,
+        eps: config.normEps,
+        outputScaleFactor: config.resnetOutScaleFactor,
+      });
+      channels = out;
+      if (config.downBlockTypes[i] === "CrossAttnDownBlock2D") {
+        h = transformer2d(c, `${name}.attentions.${j}`, h, context, {
+          channels: out,
+          heads: config.numAttentionHeads[i]!,
+          layers: config.transformerLayersPerBlock[i]![j]!,
+          crossAttentionDim: crossDim,
+          groups: config.normNumGroups,
+          useLinearProjection: config.useLinearProjection,
+        });
+      }
+      skips.push({ value: h, channels });
+    }
+    if (i < n - 1) {
+      // [B, C, H, W] -> [B, C, ceil(H/2), ceil(W/2)]
+      h = downsample2d(c, `${name}.downsamplers.0`, h, out, config.downsamplePadding);
+      skips.push({ value: h, channels });
+    }
+  }
+  return { hidden: h, channels, skips };
+}
+
+/**
+ * The `mid_block`: UNetMidBlock2DCrossAttn (resnet, transformer, resnet) or UNetMidBlock2D as
+ * Diffusers 0.27 builds it for these models (one resnet, no attention); `h` unchanged when the
+ * config has none. `[B, C, H, W]` in and out.
+ */
+export function unetMidBlock(
+  c: ModelContext,
+  config: UnetEncoderConfig,
+  h: Value,
+  tembAct: Value,
+  context: Value,
+  crossDim: number,
+): Value {
+  if (config.midBlockType === null) return h;
+  const n = config.blockOutChannels.length;
+  const channels = config.blockOutChannels[n - 1]!;
+  const mid = "mid_block";
+  const resnet = (j: number, x: Value) =>
+    resnetBlock2d(c, `${mid}.resnets.${j}`, x, tembAct, {
+      inChannels: channels,
+      outChannels: channels,
+      tembChannels: config.timeEmbedDim,
+      groups: config.normNumGroups,
+      eps: config.normEps,
+      outputScaleFactor: config.midBlockScaleFactor,
+    });
+  h = resnet(0, h);
+  if (config.midBlockType === "UNetMidBlock2DCrossAttn") {
+    h = transformer2d(c, `${mid}.attentions.0`, h, context, {
+      channels,
+      heads: config.numAttentionHeads[n - 1]!,
+      layers: config.transformerLayersPerBlock[n - 1]![0]!,
+      crossAttentionDim: crossDim,
+      groups: config.normNumGroups,
+      useLinearProjection: config.useLinearProjection,
+    });
+    h = resnet(1, h);
+  }
+  return h;
 }
 
 /**
@@ -141,17 +416,10 @@ export function buildUnet(
   const groups = config.normNumGroups;
   const eps = config.normEps;
   const tembDim = config.timeEmbedDim;
-  const crossDims = new Set(config.crossAttentionDim);
-  if (crossDims.size !== 1) {
-    throw new RangeError(
-      `Cannot build UNet2DConditionModel: per-block cross_attention_dim ` +
-        `[${config.crossAttentionDim}] is not supported; use one value`,
-    );
-  }
-  const crossDim = config.crossAttentionDim[0]!;
+  const crossDim = unetCrossAttentionDim(config, "UNet2DConditionModel");
 
   // 1. Inputs
-  let sample = g.input("sample", "float32", ["batch", config.inChannels, "height", "width"]);
+  const sample = g.input("sample", "float32", ["batch", config.inChannels, "height", "width"]);
   const timestep = g.input("timestep", "float32", ["timestep_batch"]);
   const ehs = g.input("encoder_hidden_states", "float32", ["batch", "sequence", crossDim]);
   const textTime = config.additionEmbedType === "text_time";
@@ -169,98 +437,25 @@ export function buildUnet(
   );
 
   // 2. Time embedding: timesteps.expand(batch) -> sinusoids -> MLP (+ SDXL's add_embedding)
-  const batch = g.scope("time_proj", () => batchDim(g, sample));
-  const t = g.scope("time_proj", () => {
-    // [1] or [B] -> [B]
-    const flat = g.op("Reshape", [timestep, g.ints([-1])]);
-    return g.op("Expand", [flat, batch]);
+  const tembAct = unetTimeEmbedding(c, config, {
+    sample,
+    timestep,
+    textEmbeds,
+    timeIds,
+    timestepCond,
   });
-  const tProj = g.scope(
-    "time_proj",
-    () => timestepProjection(g, t, boc[0]!, config.flipSinToCos, config.freqShift),
-  );
-  let tEmb = c.fromF32(tProj);
-  if (timestepCond !== null) {
-    // Diffusers TimestepEmbedding: sample + cond_proj(condition), before linear_1.
-    // [B, condDim] -> [B, C0]
-    const cond = linear(
-      c,
-      "time_embedding.cond_proj",
-      c.fromF32(timestepCond),
-      condDim!,
-      boc[0]!,
-      false,
-    );
-    tEmb = g.scope("time_embedding", () => g.op("Add", [tEmb, cond]));
-  }
-  let emb = timestepEmbedding(c, "time_embedding", tEmb, boc[0]!, tembDim);
-  if (textTime) {
-    const addDim = config.additionTimeEmbedDim!;
-    const projDim = config.projectionClassEmbeddingsInputDim!;
-    const addIn = g.scope("add_time_proj", () => {
-      // [B, N] -> [B*N] -> [B*N, addDim] -> [B, N*addDim]
-      const flat = g.op("Reshape", [timeIds!, g.ints([-1])]);
-      const proj = timestepProjection(g, flat, addDim, config.flipSinToCos, config.freqShift);
-      const perSample = g.op("Reshape", [proj, g.op("Concat", [batch, g.ints([-1])], { axis: 0 })]);
-      // [B, D] ++ [B, N*addDim] -> [B, projDim]
-      return g.op("Concat", [textEmbeds!, perSample], { axis: -1 });
-    });
-    const aug = timestepEmbedding(c, "add_embedding", c.fromF32(addIn), projDim, tembDim);
-    emb = g.op("Add", [emb, aug]);
-  }
-  // Every ResnetBlock2D applies silu to temb before time_emb_proj; do it once.
-  const tembAct = silu(g, emb);
 
   // 3. Context tokens: [B, L, Cc] -> [B*L, Cc]
-  const context = g.scope(
-    "encoder_hidden_states",
-    () => g.op("Reshape", [c.fromF32(ehs), g.ints([-1, crossDim])]),
-  );
+  const context = unetContext(c, ehs, crossDim);
 
-  // 4. Pre-process
-  if (config.centerInputSample) {
-    sample = g.op("Sub", [g.op("Mul", [sample, g.scalar(2)]), g.scalar(1)]);
-  }
-  sample = c.fromF32(sample);
-  // [B, Cin, H, W] -> [B, C0, H, W]
-  let h = conv2d(c, "conv_in", sample, config.inChannels, boc[0]!, {
-    kernel: config.convInKernel,
-  });
-  let channels = boc[0]!;
+  // 4. Pre-process: [B, Cin, H, W] -> [B, C0, H, W]
+  let h = unetConvIn(c, config, sample);
 
   // 5. Down blocks; every intermediate state is kept for the skip connections
-  const skips: Skip[] = [{ value: h, channels }];
-  for (let i = 0; i < n; i++) {
-    const name = `down_blocks.${i}`;
-    const out = boc[i]!;
-    for (let j = 0; j < config.layersPerBlock[i]!; j++) {
-      h = resnetBlock2d(c, `${name}.resnets.${j}`, h, tembAct, {
-        inChannels: channels,
-        outChannels: out,
-        tembChannels: tembDim,
-        groups,
-        eps,
-        outputScaleFactor: config.resnetOutScaleFactor,
-      });
-      channels = out;
-      if (config.downBlockTypes[i] === "CrossAttnDownBlock2D") {
-        h = transformer2d(c, `${name}.attentions.${j}`, h, context, {
-          channels: out,
-          heads: config.numAttentionHeads[i]!,
-          layers: config.transformerLayersPerBlock[i]![j]!,
-          crossAttentionDim: crossDim,
-          groups,
-          useLinearProjection: config.useLinearProjection,
-        });
-      }
-      skips.push({ value: h, channels });
-    }
-    if (i < n - 1) {
-      // [B, C, H, W] -> [B, C, ceil(H/2), ceil(W/2)]
-      h = downsample2d(c, `${name}.downsamplers.0`, h, out, config.downsamplePadding);
-      skips.push({ value: h, channels });
-    }
-  }
+  const down = unetDownBlocks(c, config, h, tembAct, context, crossDim);
+  h = down.hidden;
+  let channels = down.channels;
+  const skips = down.skips;
 
   // 6. ControlNet: down_block_res_samples[k] += down_block_additional_residuals[k]
   if (options.controlnetResiduals) {
@@ -271,30 +466,7 @@ export function buildUnet(
   }
 
   // 7. Mid block
-  if (config.midBlockType !== null) {
-    const mid = "mid_block";
-    const resnet = (j: number, x: Value) =>
-      resnetBlock2d(c, `${mid}.resnets.${j}`, x, tembAct, {
-        inChannels: channels,
-        outChannels: channels,
-        tembChannels: tembDim,
-        groups,
-        eps,
-        outputScaleFactor: config.midBlockScaleFactor,
-      });
-    h = resnet(0, h);
-    if (config.midBlockType === "UNetMidBlock2DCrossAttn") {
-      h = transformer2d(c, `${mid}.attentions.0`, h, context, {
-        channels,
-        heads: config.numAttentionHeads[n - 1]!,
-        layers: config.transformerLayersPerBlock[n - 1]![0]!,
-        crossAttentionDim: crossDim,
-        groups,
-        useLinearProjection: config.useLinearProjection,
-      });
-      h = resnet(1, h);
-    }
-  }
+  h = unetMidBlock(c, config, h, tembAct, context, crossDim);
   if (options.controlnetResiduals) {
     const r = c.fromF32(residuals[residuals.length - 1]!);
     h = g.op("Add", [h, r], {}, { name: "controlnet_residual_mid" });
