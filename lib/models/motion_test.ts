@@ -8,6 +8,7 @@ import { serializeModel } from "../onnx/model_file.ts";
 import { createSession, type HostTensor, hostTensor } from "../onnx/session.ts";
 import { tensorSources } from "../onnx/tensor_sources.ts";
 import { SafetensorsFile } from "../weights/safetensors.ts";
+import { framesToVideo, videoToFrames } from "../tensor/frames.ts";
 import { parseUnetConfig } from "./config.ts";
 import { type AttentionKernel, memoryWeights } from "./layers.ts";
 import {
@@ -29,40 +30,6 @@ interface AnimateDiffReference {
     t: number;
     out: { shape: number[]; values: number[] };
   };
-}
-
-/** `[B, C, F, H, W]` (Diffusers' video latents) -> `[B*F, C, H, W]` (frames as batch). */
-function framesAsBatch(x: ArrayLike<number>, shape: readonly number[]): Float32Array {
-  const [b, c, f, h, w] = shape as [number, number, number, number, number];
-  const hw = h * w;
-  const out = new Float32Array(b * c * f * hw);
-  for (let i = 0; i < b; i++) {
-    for (let k = 0; k < c; k++) {
-      for (let j = 0; j < f; j++) {
-        for (let p = 0; p < hw; p++) {
-          out[((i * f + j) * c + k) * hw + p] = x[((i * c + k) * f + j) * hw + p]!;
-        }
-      }
-    }
-  }
-  return out;
-}
-
-/** `[B*F, C, H, W]` -> `[B, C, F, H, W]`. */
-function videoLayout(x: ArrayLike<number>, shape: readonly number[]): Float32Array {
-  const [b, c, f, h, w] = shape as [number, number, number, number, number];
-  const hw = h * w;
-  const out = new Float32Array(b * c * f * hw);
-  for (let i = 0; i < b; i++) {
-    for (let k = 0; k < c; k++) {
-      for (let j = 0; j < f; j++) {
-        for (let p = 0; p < hw; p++) {
-          out[((i * c + k) * f + j) * hw + p] = x[((i * f + j) * c + k) * hw + p]!;
-        }
-      }
-    }
-  }
-  return out;
 }
 
 type Feeds = Record<string, HostTensor>;
@@ -97,12 +64,16 @@ async function goldenPass(
   const model = buildUnet(config, tensorSources(file), { attention, motion });
   const [b, c, f, h, w] = ref.sample.shape as [number, number, number, number, number];
   const [out] = await runAll(model, {
-    sample: hostTensor("float32", framesAsBatch(ref.sample.values, ref.sample.shape), [
-      b * f,
-      c,
-      h,
-      w,
-    ]),
+    sample: hostTensor(
+      "float32",
+      videoToFrames(Float32Array.from(ref.sample.values), ref.sample.shape),
+      [
+        b * f,
+        c,
+        h,
+        w,
+      ],
+    ),
     timestep: hostTensor("float32", Float32Array.of(ref.t), [1]),
     encoder_hidden_states: hostTensor(
       "float32",
@@ -111,7 +82,7 @@ async function goldenPass(
     ),
     num_frames: frames(f),
   });
-  assertClose(videoLayout(out!, ref.out.shape), ref.out.values, 1e-4, label);
+  assertClose(framesToVideo(out!, ref.out.shape), ref.out.values, 1e-4, label);
 }
 
 for (const attention of ["fused", "onnx"] as const) {
@@ -227,6 +198,38 @@ Deno.test("buildUnet({ motion }): clips are independent, conditioning per clip e
   console.log(`frame 3 moves by ${lastFrame.toExponential(3)} when frame 0 changes`);
   assert.ok(lastFrame > 1e-3, "the motion modules do not mix frames");
   assert.equal(maxAbsDiff(n!.subarray(half), a!.subarray(half)), 0);
+});
+
+Deno.test("buildUnet({ motion }) on an SDXL-shaped UNet (mm_sdxl layout): text_embeds and time_ids per clip", async () => {
+  const unet = parseUnetConfig(TINY_SDXL_UNET);
+  const config = parseMotionConfig({
+    block_out_channels: [32, 64, 64],
+    use_motion_mid_block: false,
+    motion_max_seq_length: 4,
+  });
+  const weights = memoryWeights(randomWeights(unetParameterShapes(TINY_SDXL_UNET), 0));
+  const motion = { config, weights: memoryWeights(randomMotionWeights(config, 1)) };
+  const [clips, f, h, w] = [2, 3, 8, 8];
+  const ids = Float32Array.of(64, 64, 0, 0, 64, 64, 128, 128, 0, 0, 128, 128);
+  const textEmbeds = seeded(clips * 32, 3);
+  const ehs = seeded(clips * 7 * 64, 4);
+  const perClip: Feeds = {
+    sample: hostTensor("float32", seeded(clips * f * 4 * h * w, 5), [clips * f, 4, h, w]),
+    timestep: hostTensor("float32", Float32Array.of(999), [1]),
+    encoder_hidden_states: hostTensor("float32", ehs, [clips, 7, 64]),
+    text_embeds: hostTensor("float32", textEmbeds, [clips, 32]),
+    time_ids: hostTensor("float32", ids, [clips, 6]),
+    num_frames: frames(f),
+  };
+  const perFrame: Feeds = {
+    ...perClip,
+    encoder_hidden_states: hostTensor("float32", repeatRows(ehs, clips, f), [clips * f, 7, 64]),
+    text_embeds: hostTensor("float32", repeatRows(textEmbeds, clips, f), [clips * f, 32]),
+    time_ids: hostTensor("float32", repeatRows(ids, clips, f), [clips * f, 6]),
+  };
+  const [a, b] = await runAll(buildUnet(unet, weights, { motion }), perClip, perFrame);
+  assert.ok(a!.every(Number.isFinite));
+  assertClose(b!, a!, 1e-6, "SDXL motion UNet, per-frame vs per-clip conditioning");
 });
 
 Deno.test("buildUnet({ motion }) refuses more frames than the module's position table", async () => {
