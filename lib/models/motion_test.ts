@@ -10,7 +10,7 @@ import { tensorSources } from "../onnx/tensor_sources.ts";
 import { SafetensorsFile } from "../weights/safetensors.ts";
 import { framesToVideo, videoToFrames } from "../tensor/frames.ts";
 import { parseUnetConfig } from "./config.ts";
-import { type AttentionKernel, memoryWeights } from "./layers.ts";
+import { type AttentionKernel, type GraphFloatType, memoryWeights } from "./layers.ts";
 import {
   assertMotionFits,
   type MotionConfig,
@@ -51,28 +51,28 @@ function frames(n: number): HostTensor {
   return hostTensor("int64", BigInt64Array.of(BigInt(n)), [1]);
 }
 
-/** The reference UNetMotionModel pass (tiny_sd UNet + the tiny MotionAdapter, t=500). */
+/**
+ * The reference UNetMotionModel pass (tiny_sd UNet + the tiny MotionAdapter, t=500), within
+ * `tolerance` of Diffusers' output; returns the maxdiff.
+ */
 async function goldenPass(
   motion: { config: MotionConfig; weights: ReadonlyMap<string, TensorSource> },
-  attention: AttentionKernel,
+  options: { attention: AttentionKernel; floatType: GraphFloatType },
+  tolerance: number,
   label: string,
-): Promise<void> {
+): Promise<number> {
   const ref = readModelReference<AnimateDiffReference>("tiny_sd_animatediff").unet_single;
   const dir = sharedPath("golden/models/tiny_sd/pipeline/unet");
   const config = parseUnetConfig(JSON.parse(await Deno.readTextFile(join(dir, "config.json"))));
   using file = await SafetensorsFile.open(join(dir, "diffusion_pytorch_model.safetensors"));
-  const model = buildUnet(config, tensorSources(file), { attention, motion });
+  const weights = tensorSources(file, { floatType: options.floatType });
+  const model = buildUnet(config, weights, { ...options, motion });
   const [b, c, f, h, w] = ref.sample.shape as [number, number, number, number, number];
   const [out] = await runAll(model, {
     sample: hostTensor(
       "float32",
       videoToFrames(Float32Array.from(ref.sample.values), ref.sample.shape),
-      [
-        b * f,
-        c,
-        h,
-        w,
-      ],
+      [b * f, c, h, w],
     ),
     timestep: hostTensor("float32", Float32Array.of(ref.t), [1]),
     encoder_hidden_states: hostTensor(
@@ -82,7 +82,7 @@ async function goldenPass(
     ),
     num_frames: frames(f),
   });
-  assertClose(framesToVideo(out!, ref.out.shape), ref.out.values, 1e-4, label);
+  return assertClose(framesToVideo(out!, ref.out.shape), ref.out.values, tolerance, label);
 }
 
 for (const attention of ["fused", "onnx"] as const) {
@@ -98,10 +98,31 @@ for (const attention of ["fused", "onnx"] as const) {
       assert.deepEqual(adapter.config.blockOutChannels, [32, 32, 32, 64]);
       assert.equal(adapter.config.maxSeqLength, 32);
       assert.equal(adapter.config.useMotionMidBlock, true);
-      await goldenPass(adapter, attention, `UNetMotionModel tiny_sd_animatediff (${attention})`);
+      const options = { attention, floatType: "float32" } as const;
+      await goldenPass(
+        adapter,
+        options,
+        1e-4,
+        `UNetMotionModel tiny_sd_animatediff (${attention})`,
+      );
     },
   });
 }
+
+Deno.test({
+  name: 'buildUnet({ motion, floatType: "float16" }) stays within float16 error of Diffusers',
+  ignore: !hasShared,
+  fn: async () => {
+    using adapter = await openMotionAdapter(
+      sharedPath("golden/models/tiny_sd_animatediff/motion_adapter"),
+      { floatType: "float16" },
+    );
+    // |out| <= 1.76 here: 5e-3 relative, as float16_test.ts allows the plain UNet.
+    const options = { attention: "fused", floatType: "float16" } as const;
+    const diff = await goldenPass(adapter, options, 5e-3 * 1.76, "UNetMotionModel float16");
+    assert.ok(diff > 1e-5, "float32-exact: was float16 used?");
+  },
+});
 
 // ---------------------------------------------------------------------------------------------
 // Tiny random model: the frames-as-batch interface
