@@ -50,6 +50,13 @@ export {
 } from "./lora_keys.ts";
 export { type DenseTensor, doraChange, kron, matmul, moduleDelta } from "./lora_math.ts";
 export {
+  applyMotionLoras,
+  type MotionLoraLedger,
+  type MotionLoraResult,
+  type MotionLoraSpec,
+  motionLoraTarget,
+} from "./motion_lora.ts";
+export {
   type AdapterJob,
   type AdapterModel,
   describeLedgers,

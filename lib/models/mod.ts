@@ -31,3 +31,6 @@ export {
 } from "./layers.ts";
 export * from "./clip_text.ts";
 export * from "./taesd.ts";
+export * from "./motion.ts";
+export * from "./motion_adapter.ts";
+export * from "./random_motion.ts";

@@ -20,6 +20,20 @@
  *   (see {@linkcode unetResidualSpecs}) and `mid_block_additional_residual`, added as in Diffusers
  * - output `out_sample` `[batch, out_channels, height, width]`.
  *
+ * With `motion` (AnimateDiff motion modules, see motion.ts) the graph is Diffusers'
+ * UNetMotionModel on frames-as-batch tensors:
+ * - `sample` `[batch * frames, in_channels, height, width]`: the frames of each clip
+ *   consecutive, i.e. Diffusers' 5-D `[batch, channels, frames, h, w]` latents permuted to
+ *   `[batch, frames, channels, h, w]` and flattened (`(batch frames) c h w`)
+ * - `num_frames` int64 `[1]`: frames per clip, at most the module's `maxSeqLength`
+ * - `encoder_hidden_states` `[context_batch, sequence, cross_attention_dim]` with
+ *   `context_batch` dividing `batch * frames`: one row per clip (repeated for each of its frames
+ *   in the graph, Diffusers' `repeat_interleave(num_frames)`), or one row per frame (prompt
+ *   travel); `text_embeds`, `time_ids` and `timestep_cond` likewise
+ * - `timestep` `[1]`, one per clip or one per frame
+ * - ControlNet residuals, when asked for, are per frame (`[batch * frames, ...]`)
+ * - output `out_sample` `[batch * frames, out_channels, height, width]`, in the input's order.
+ *
  * Height and width may be any size; odd sizes upsample to the skip connection's size, as
  * Diffusers does with `upsample_size`.
  *
@@ -27,6 +41,12 @@
  */
 import { GraphBuilder, type OnnxModel, type TensorSource, type Value } from "../onnx/graph.ts";
 import type { UnetConfig } from "./config.ts";
+import {
+  assertMotionFits,
+  type MotionModules,
+  repeatToBatch,
+  transformerTemporal,
+} from "./motion.ts";
 import {
   type AttentionKernel,
   batchDim,
@@ -58,6 +78,13 @@ export interface UnetBuildOptions {
    * stay float32, and norms, softmax, GELU and the timestep sinusoids run in float32.
    */
   floatType?: GraphFloatType;
+  /**
+   * AnimateDiff motion modules (motion.ts, motion_adapter.ts): builds Diffusers'
+   * UNetMotionModel, with a temporal transformer after each spatial transformer (or resnet)
+   * and frames-as-batch inputs (see the module documentation). Their weights join the UNet's
+   * under Diffusers' names (`down_blocks.0.motion_modules.0.…`).
+   */
+  motion?: MotionModules;
 }
 
 /** One ControlNet residual input of the UNet graph. */
@@ -183,6 +210,11 @@ export interface UnetTimeInputs {
   timeIds: Value | null;
   /** LCM `timestep_cond` `[B, time_cond_proj_dim]`, else null. */
   timestepCond: Value | null;
+  /**
+   * Motion modules: timesteps given per clip (or per frame) are repeated to every frame
+   * (`repeat_interleave`) instead of broadcast from one value.
+   */
+  repeatTimesteps?: boolean;
 }
 
 /**
@@ -210,7 +242,8 @@ export function unetTimeEmbedding(
   const t = g.scope("time_proj", () => {
     // [1] or [B] -> [B]
     const flat = g.op("Reshape", [inputs.timestep, g.ints([-1])]);
-    return g.op("Expand", [flat, batch]);
+    // Motion: [1], [B] (per clip) or [B*F] -> [B*F]
+    return inputs.repeatTimesteps ? repeatToBatch(g, flat, batch) : g.op("Expand", [flat, batch]);
   });
   const tProj = g.scope(
     "time_proj",
@@ -285,6 +318,12 @@ export function unetConvIn(c: ModelContext, config: UnetEncoderConfig, sample: V
   });
 }
 
+/**
+ * A layer inserted after each spatial layer of block `block` (AnimateDiff's motion modules):
+ * `name` is the layer's parameter prefix, `x` `[B, C, H, W]` with `channels` C.
+ */
+export type UnetTemporalLayer = (name: string, x: Value, channels: number, block: number) => Value;
+
 /** What {@linkcode unetDownBlocks} returns. */
 export interface UnetDownResult {
   /** The last block's output `[B, C_last, H/2^(n-1), W/2^(n-1)]`. */
@@ -307,6 +346,7 @@ export function unetDownBlocks(
   tembAct: Value,
   context: Value,
   crossDim: number,
+  temporal?: UnetTemporalLayer,
 ): UnetDownResult {
   const boc = config.blockOutChannels;
   const n = boc.length;
@@ -335,6 +375,7 @@ export function unetDownBlocks(
           useLinearProjection: config.useLinearProjection,
         });
       }
+      if (temporal) h = temporal(`${name}.motion_modules.${j}`, h, out, i);
       skips.push({ value: h, channels });
     }
     if (i < n - 1) {
@@ -358,6 +399,7 @@ export function unetMidBlock(
   tembAct: Value,
   context: Value,
   crossDim: number,
+  temporal?: UnetTemporalLayer,
 ): Value {
   if (config.midBlockType === null) return h;
   const n = config.blockOutChannels.length;
@@ -382,6 +424,7 @@ export function unetMidBlock(
       groups: config.normNumGroups,
       useLinearProjection: config.useLinearProjection,
     });
+    if (temporal) h = temporal(`${mid}.motion_modules.0`, h, channels, n - 1);
     h = resnet(1, h);
   }
   return h;
@@ -407,7 +450,10 @@ export function buildUnet(
   options: UnetBuildOptions = {},
 ): OnnxModel {
   const g = new GraphBuilder(options.name ?? "unet");
-  const c = new ModelContext(g, "UNet2DConditionModel", weights, {
+  const motion = options.motion ?? null;
+  if (motion !== null) assertMotionFits(config, motion.config);
+  const what = motion === null ? "UNet2DConditionModel" : "UNetMotionModel";
+  const c = new ModelContext(g, what, motion === null ? weights : joinWeights(weights, motion), {
     attention: options.attention ?? "fused",
     floatType: options.floatType ?? "float32",
   });
@@ -421,20 +467,34 @@ export function buildUnet(
   // 1. Inputs
   const sample = g.input("sample", "float32", ["batch", config.inChannels, "height", "width"]);
   const timestep = g.input("timestep", "float32", ["timestep_batch"]);
-  const ehs = g.input("encoder_hidden_states", "float32", ["batch", "sequence", crossDim]);
+  const condBatch = motion === null ? "batch" : "context_batch";
+  let ehs = g.input("encoder_hidden_states", "float32", [condBatch, "sequence", crossDim]);
   const textTime = config.additionEmbedType === "text_time";
-  const textEmbeds = textTime
-    ? g.input("text_embeds", "float32", ["batch", "text_embeds_dim"])
+  let textEmbeds = textTime
+    ? g.input("text_embeds", "float32", [condBatch, "text_embeds_dim"])
     : null;
-  const timeIds = textTime ? g.input("time_ids", "float32", ["batch", "time_ids_count"]) : null;
+  let timeIds = textTime ? g.input("time_ids", "float32", [condBatch, "time_ids_count"]) : null;
   const condDim = config.timeCondProjDim;
-  const timestepCond = condDim === null
+  let timestepCond = condDim === null
     ? null
-    : g.input("timestep_cond", "float32", ["batch", condDim]);
+    : g.input("timestep_cond", "float32", [condBatch, condDim]);
   const residualSpecs = options.controlnetResiduals ? unetResidualSpecs(config) : [];
   const residuals = residualSpecs.map((s, k) =>
     g.input(s.name, "float32", ["batch", s.channels, `residual_${k}_height`, `residual_${k}_width`])
   );
+  const frames = motion === null ? null : g.input("num_frames", "int64", [1]);
+
+  if (motion !== null) {
+    // UNetMotionModel: per-clip conditioning .repeat_interleave(num_frames) -> per frame
+    g.scope("frames", () => {
+      const batch = batchDim(g, sample);
+      // [b, ...] -> [B*F, ...]
+      ehs = repeatToBatch(g, ehs, batch);
+      if (textEmbeds !== null) textEmbeds = repeatToBatch(g, textEmbeds, batch);
+      if (timeIds !== null) timeIds = repeatToBatch(g, timeIds, batch);
+      if (timestepCond !== null) timestepCond = repeatToBatch(g, timestepCond, batch);
+    });
+  }
 
   // 2. Time embedding: timesteps.expand(batch) -> sinusoids -> MLP (+ SDXL's add_embedding)
   const tembAct = unetTimeEmbedding(c, config, {
@@ -443,7 +503,21 @@ export function buildUnet(
     textEmbeds,
     timeIds,
     timestepCond,
+    ...(motion !== null ? { repeatTimesteps: true } : {}),
   });
+
+  // A motion module after each spatial layer, when there are motion modules.
+  const motionHeads = motion?.config.numAttentionHeads ?? [];
+  const temporal: UnetTemporalLayer | undefined = motion === null
+    ? undefined
+    : (name, x, ch, block) =>
+      transformerTemporal(c, name, x, frames!, {
+        channels: ch,
+        heads: motionHeads[block]!,
+        groups,
+        layers: motion.config.transformerLayers,
+        maxSeqLength: motion.config.maxSeqLength,
+      });
 
   // 3. Context tokens: [B, L, Cc] -> [B*L, Cc]
   const context = unetContext(c, ehs, crossDim);
@@ -452,7 +526,7 @@ export function buildUnet(
   let h = unetConvIn(c, config, sample);
 
   // 5. Down blocks; every intermediate state is kept for the skip connections
-  const down = unetDownBlocks(c, config, h, tembAct, context, crossDim);
+  const down = unetDownBlocks(c, config, h, tembAct, context, crossDim, temporal);
   h = down.hidden;
   let channels = down.channels;
   const skips = down.skips;
@@ -466,7 +540,15 @@ export function buildUnet(
   }
 
   // 7. Mid block
-  h = unetMidBlock(c, config, h, tembAct, context, crossDim);
+  h = unetMidBlock(
+    c,
+    config,
+    h,
+    tembAct,
+    context,
+    crossDim,
+    motion?.config.useMotionMidBlock ? temporal : undefined,
+  );
   if (options.controlnetResiduals) {
     const r = c.fromF32(residuals[residuals.length - 1]!);
     h = g.op("Add", [h, r], {}, { name: "controlnet_residual_mid" });
@@ -505,6 +587,7 @@ export function buildUnet(
           useLinearProjection: config.useLinearProjection,
         });
       }
+      if (temporal) h = temporal(`${name}.motion_modules.${j}`, h, out, n - 1 - i);
     }
     if (i < n - 1) {
       // [B, C, H, W] -> [B, C, H', W'] where H', W' are the next skip connection's
@@ -521,5 +604,23 @@ export function buildUnet(
   g.output(c.toF32(h), "out_sample", "float32", ["batch", config.outChannels, "height", "width"]);
 
   c.finish();
-  return g.build({ docString: "UNet2DConditionModel built by denoise (lib/models/unet.ts)" });
+  return g.build({ docString: `${what} built by denoise (lib/models/unet.ts)` });
+}
+
+/** The UNet's weights and the motion modules' together; a name in both is an error. */
+function joinWeights(
+  weights: ReadonlyMap<string, TensorSource>,
+  motion: MotionModules,
+): Map<string, TensorSource> {
+  const out = new Map(weights);
+  for (const [name, source] of motion.weights) {
+    if (out.has(name)) {
+      throw new RangeError(
+        `Cannot build UNetMotionModel: "${name}" is both a UNet weight and a motion-module ` +
+          `weight; pass the UNet's and the motion module's weights apart`,
+      );
+    }
+    out.set(name, source);
+  }
+  return out;
 }

@@ -1,5 +1,5 @@
 /**
- * Tensor element types, fp16/bf16 conversion and strided copies.
+ * Tensor element types, fp16/bf16 conversion, strided copies and video/frames layouts.
  *
  * @module
  */
@@ -18,4 +18,5 @@ export {
   isDtype,
   shapeSize,
 } from "./dtype.ts";
+export { framesToVideo, videoToFrames } from "./frames.ts";
 export { contiguousStrides, gatherStrided, stridedExtent, type Tensor } from "./tensor.ts";
