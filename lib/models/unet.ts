@@ -35,6 +35,7 @@ import {
   type GraphFloatType,
   groupNorm,
   linear,
+  type LinearHook,
   ModelContext,
   resnetBlock2d,
   silu,
@@ -58,6 +59,11 @@ export interface UnetBuildOptions {
    * stay float32, and norms, softmax, GELU and the timestep sinusoids run in float32.
    */
   floatType?: GraphFloatType;
+  /**
+   * Rewrites the output of every linear layer (lib/train adds LoRA branches with it); see
+   * {@linkcode LinearHook}. Default none: the plain graph.
+   */
+  linearHook?: LinearHook;
 }
 
 /** One ControlNet residual input of the UNet graph. */
@@ -135,6 +141,7 @@ export function buildUnet(
   const c = new ModelContext(g, "UNet2DConditionModel", weights, {
     attention: options.attention ?? "fused",
     floatType: options.floatType ?? "float32",
+    ...(options.linearHook === undefined ? {} : { linearHook: options.linearHook }),
   });
   const boc = config.blockOutChannels;
   const n = boc.length;
