@@ -177,8 +177,28 @@ export function gradientGraph(model: OnnxModel, options: GradientGraphOptions): 
   const merged = mergeGraphs(model, g.build(), {
     keepBaseOutputs: options.keepOutputs ?? false,
   });
-  checkGradientShapes(merged, options, gradName);
-  return merged;
+  const pinned = pinInputShapes(merged, shapes);
+  checkGradientShapes(pinned, options, gradName);
+  return pinned;
+}
+
+/** The model with every input's dynamic dimensions replaced by the sizes it was built for. */
+function pinInputShapes(model: OnnxModel, shapes: ShapeTable): OnnxModel {
+  const graph = model.proto.graph;
+  const input = graph.input.map((i) => {
+    const info = shapes.get(i.name);
+    if (info === undefined) return i;
+    return {
+      ...i,
+      type: {
+        tensorType: {
+          ...i.type.tensorType,
+          shape: { dim: info.shape.map((d) => ({ dimValue: d })) },
+        },
+      },
+    };
+  });
+  return { ...model, proto: { ...model.proto, graph: { ...graph, input } } };
 }
 
 function contextFor(
