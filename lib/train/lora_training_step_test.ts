@@ -68,7 +68,6 @@ function compareSummary(label: string, got: Float32Array, want: Summary, tol: nu
 Deno.test({
   name: "loraTrainingStep() + AdamW match one step of train_text_to_image_lora.py on tiny_dummy",
   ignore: !hasShared,
-  sanitizeResources: false,
   async fn() {
     const golden = readSharedJson<Golden>("golden/lora_train/lora_train.json");
     const run = golden.runs[0]!;
@@ -185,7 +184,6 @@ Deno.test({
   name:
     "LoraTrainer.step() v-prediction: loss is the MSE to sqrt(a) noise - sqrt(1-a) x0; batch items with their own timesteps",
   ignore: !hasShared,
-  sanitizeResources: false,
   async fn() {
     const golden = readSharedJson<Golden>("golden/lora_train/lora_train.json");
     const lora = await readLora();

@@ -249,6 +249,8 @@ export function inferShapes(
     ?.version ?? 17;
   const table = new Map<string, TensorInfo>();
   const producer = new Map<string, NodeMessage>();
+  // The node without a shape rule that left each unknown value unknown.
+  const culprit = new Map<string, NodeMessage>();
   for (const input of graph.input) {
     const tt = input.type.tensorType;
     const dtype = elemTypeOf(tt.elemType);
@@ -299,6 +301,13 @@ export function inferShapes(
   for (const node of graph.node) {
     for (const o of node.output) if (o !== "") producer.set(o, node);
     const ins = node.input.map((n) => n === "" ? undefined : table.get(n));
+    // After an op without a rule everything downstream is unknown (an error only if needed).
+    const unknownInput = node.input.find((n, i) => n !== "" && ins[i] === undefined);
+    if (unknownInput !== undefined) {
+      const cause = culprit.get(unknownInput);
+      for (const o of node.output) if (o !== "" && cause !== undefined) culprit.set(o, cause);
+      continue;
+    }
     let outs: Array<TensorInfo | undefined>;
     try {
       outs = inferNode(node, ins, opset);
@@ -311,6 +320,7 @@ export function inferShapes(
     node.output.forEach((o, i) => {
       const info = outs[i];
       if (o !== "" && info !== undefined) table.set(o, info);
+      else if (o !== "") culprit.set(o, node);
     });
   }
   return {
@@ -319,11 +329,11 @@ export function inferShapes(
     require(name) {
       const info = table.get(name);
       if (info !== undefined) return info;
-      const p = producer.get(name);
+      const p = culprit.get(name) ?? producer.get(name);
       throw new TypeError(
         `No static shape for "${name}"` +
-          (p === undefined ? "" : ` (output of ${opKey(p)} node "${p.name}")`) +
-          `; add a shape rule for that op in lib/train/autodiff/shape_inference.ts`,
+          (p === undefined ? "" : `: ${opKey(p)} node "${p.name}" has no shape rule`) +
+          `; add one in lib/train/autodiff/shape_inference.ts`,
       );
     },
   };
