@@ -37,11 +37,12 @@ export function appendMseLoss(
 ): OnnxModel {
   const g = new GraphBuilder("mse_loss", { opset: 17 });
   const target = g.input(options.target ?? "target", "float32", shape);
-  const loss = g.scope("mse_loss", () => {
+  const output = options.output ?? "mse_loss";
+  const loss = g.scope(output, () => {
     const diff = g.op("Sub", [{ name: prediction, type: "float32" }, target]);
     const squared = g.op("Mul", [diff, diff]);
     return g.op("ReduceMean", [squared], { keepdims: 0 });
   });
-  g.output(loss, options.output ?? "mse_loss", "float32", []);
+  g.output(loss, output, "float32", []);
   return mergeGraphs(model, g.build(), { keepBaseOutputs: true });
 }

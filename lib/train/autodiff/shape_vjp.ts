@@ -199,13 +199,32 @@ function gather(ctx: VjpContext, dY: ReadonlyArray<Value | null>): Array<Value |
 function gatherNd(ctx: VjpContext, dY: ReadonlyArray<Value | null>): Array<Value | null> {
   onlyInputs(ctx, [0], "indices are not differentiable");
   needScatterAdd(ctx);
-  if (ctx.attrs.int("batch_dims", 0) !== 0) {
-    unsupportedInput(ctx, 0, "GatherND with batch_dims > 0 is not supported");
-  }
   const g = ctx.g;
   const D = ctx.inInfo(0);
+  const I = ctx.inInfo(1).shape;
+  const b = ctx.attrs.int("batch_dims", 0);
+  let indices = ctx.input(1)!;
+  if (ctx.inInfo(1).dtype !== "int64") indices = g.op("Cast", [indices], { to: 7 });
+  if (b > 0) {
+    // ScatterND has no batch_dims: prefix every index tuple with its batch coordinates.
+    // [b1..bk, i..., m] -> [b1..bk, i..., k + m]
+    const lead = I.slice(0, -1);
+    const count = lead.reduce((x, y) => x * y, 1);
+    const coords = new BigInt64Array(count * b);
+    for (let n = 0; n < count; n++) {
+      let rest = n;
+      const digits = new Array<number>(lead.length);
+      for (let a = lead.length - 1; a >= 0; a--) {
+        digits[a] = rest % lead[a]!;
+        rest = Math.floor(rest / lead[a]!);
+      }
+      for (let a = 0; a < b; a++) coords[n * b + a] = BigInt(digits[a]!);
+    }
+    const prefix = g.constant(coords, "int64", [...lead, b]);
+    indices = g.op("Concat", [prefix, indices], { axis: -1 });
+  }
   return [
-    g.op("ScatterND", [zeros(g, D.dtype, D.shape), ctx.input(1)!, single(ctx, dY)], {
+    g.op("ScatterND", [zeros(g, D.dtype, D.shape), indices, single(ctx, dY)], {
       reduction: "add",
     }),
     null,

@@ -110,4 +110,12 @@ Deno.test("Gather (embedding lookup, repeated indices, axis 1) and GatherND VJPs
       build: (g, { x, ids }) => g.op("GatherND", [x!, ids!]),
     }),
   );
+  logReport(
+    "GatherND batch_dims 1 (CLIP's pooler)",
+    await checkGradients({
+      inputs: { x: { shape: [2, 4, 3] }, ids: { shape: [2, 1], dtype: "int64", data: [3, 1] } },
+      wrt: ["x"],
+      build: (g, { x, ids }) => g.op("GatherND", [x!, ids!], { batch_dims: 1 }),
+    }),
+  );
 });

@@ -11,7 +11,7 @@
  *
  * @module
  */
-import type { ElemType, GraphBuilder, Value } from "../../onnx/graph.ts";
+import { type ElemType, type GraphBuilder, toBytes, type Value } from "../../onnx/graph.ts";
 import type { NodeMessage } from "../../onnx/proto.ts";
 import type { NodeAttributes } from "./attributes.ts";
 import { reduceAxesAreInput, type ShapeTable, type TensorInfo } from "./shape_inference.ts";
@@ -85,20 +85,8 @@ export function scalarOf(g: GraphBuilder, value: number, dtype: ElemType): Value
 
 /** A static-shape tensor of zeros. */
 export function zeros(g: GraphBuilder, dtype: ElemType, shape: readonly number[]): Value {
-  const data = dtype === "float64" ? new Float64Array(1) : new Float32Array(1);
-  if (dtype !== "float64" && dtype !== "float32") {
-    const z = g.op("ConstantOfShape", [g.ints([...shape])], {
-      value: { tensor: { dtype: "float32", shape: [1], data } },
-    });
-    return g.op("Cast", [z], { to: onnxCode(dtype) });
-  }
-  return g.op("ConstantOfShape", [g.ints([...shape])], {
-    value: { tensor: { dtype, shape: [1], data } },
-  });
-}
-
-function onnxCode(dtype: ElemType): number {
-  return { float32: 1, float16: 10, bfloat16: 16, float64: 11 }[dtype as "float32"] ?? 1;
+  const value = { tensor: { dtype, shape: [1], data: toBytes([0], dtype) } };
+  return g.op("ConstantOfShape", [g.ints([...shape])], { value });
 }
 
 /** `Reshape(x, shape)` with a static target (no node when already that shape). */
