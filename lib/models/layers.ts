@@ -31,12 +31,29 @@ export type AttentionKernel = "fused" | "onnx";
  */
 export type GraphFloatType = "float32" | "float16";
 
+/**
+ * Called by {@linkcode linear} with the layer's parameter prefix (`down_blocks.1.attentions.0.
+ * transformer_blocks.0.attn1.to_q`), its input `x` `[N, in]` and output `y` `[N, out]`; returns
+ * the value that replaces `y`. lib/train adds LoRA branches this way (`y + s * x down^T up^T`
+ * with down/up as graph inputs). Without a hook the graph is exactly the plain one.
+ */
+export type LinearHook = (
+  c: ModelContext,
+  name: string,
+  x: Value,
+  y: Value,
+  inFeatures: number,
+  outFeatures: number,
+) => Value;
+
 /** Options of {@linkcode ModelContext}. */
 export interface ModelContextOptions {
   /** How attention is computed (default `"fused"`). */
   attention?: AttentionKernel;
   /** Float type of weights and activations (default `"float32"`). */
   floatType?: GraphFloatType;
+  /** Rewrites the output of every {@linkcode linear} layer (default none); see {@linkcode LinearHook}. */
+  linearHook?: LinearHook;
 }
 
 /**
@@ -51,6 +68,8 @@ export class ModelContext {
   readonly attention: AttentionKernel;
   /** Float type of weights and activations; see {@linkcode GraphFloatType}. */
   readonly floatType: GraphFloatType;
+  /** Rewrites linear layers' outputs; see {@linkcode LinearHook}. */
+  readonly linearHook: LinearHook | undefined;
 
   /**
    * @param what Names the model in error messages, e.g. `UNet2DConditionModel`.
@@ -67,6 +86,7 @@ export class ModelContext {
     this.ledger = new WeightLedger(what, weights);
     this.attention = options.attention ?? "fused";
     this.floatType = options.floatType ?? "float32";
+    this.linearHook = options.linearHook;
   }
 
   /** `x` (of the graph's float type) as float32; no node in float32 graphs. */
@@ -329,7 +349,8 @@ export function linear(
 ): Value {
   const w = c.param(`${name}.weight`, [outFeatures, inFeatures]);
   const b = bias ? c.param(`${name}.bias`, [outFeatures]) : null;
-  return c.g.scope(name, () => c.g.op("Gemm", [x, w, b], { transB: 1 }));
+  const y = c.g.scope(name, () => c.g.op("Gemm", [x, w, b], { transB: 1 }));
+  return c.linearHook === undefined ? y : c.linearHook(c, name, x, y, inFeatures, outFeatures);
 }
 
 // ---------------------------------------------------------------------------------------------

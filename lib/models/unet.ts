@@ -55,6 +55,7 @@ import {
   type GraphFloatType,
   groupNorm,
   linear,
+  type LinearHook,
   ModelContext,
   resnetBlock2d,
   silu,
@@ -85,6 +86,11 @@ export interface UnetBuildOptions {
    * under Diffusers' names (`down_blocks.0.motion_modules.0.…`).
    */
   motion?: MotionModules;
+  /**
+   * Rewrites the output of every linear layer (lib/train adds LoRA branches with it); see
+   * {@linkcode LinearHook}. Default none: the plain graph.
+   */
+  linearHook?: LinearHook;
 }
 
 /** One ControlNet residual input of the UNet graph. */
@@ -456,6 +462,7 @@ export function buildUnet(
   const c = new ModelContext(g, what, motion === null ? weights : joinWeights(weights, motion), {
     attention: options.attention ?? "fused",
     floatType: options.floatType ?? "float32",
+    ...(options.linearHook === undefined ? {} : { linearHook: options.linearHook }),
   });
   const boc = config.blockOutChannels;
   const n = boc.length;
