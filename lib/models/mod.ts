@@ -27,3 +27,8 @@ export {
 } from "./layers.ts";
 export * from "./clip_text.ts";
 export * from "./taesd.ts";
+export * from "./esrgan.ts";
+export * from "./esrgan_keys.ts";
+export * from "./esrgan_detect.ts";
+export * from "./esrgan_load.ts";
+export * from "./esrgan_cost.ts";
