@@ -52,27 +52,29 @@ export function upscalerFlops(config: UpscalerConfig, width: number, height: num
 
 /**
  * Estimated peak activation bytes per input pixel of one float32 pass with onnxruntime's CPU
- * provider: about three feature maps alive at the largest resolution. Measured on onnxruntime
- * 1.30 (peak RSS growth over tiles of 128-512 px): RRDBNet x4 (nf 64) 11.3 KB/px against 14.6
- * estimated, SRVGGNetCompact x4 (nf 64) 1.15 KB/px against 1.5, so the estimate errs high.
+ * provider, from how many feature maps are alive at once at the largest resolution. Measured
+ * growth of peak RSS during one pass on onnxruntime 1.30: RRDBNet x4 (64 features, growth 32)
+ * 997 MiB at 256x256 (15.6 KB/px) and 246 MiB at 128x128, estimated 18.7 KB/px;
+ * SRVGGNetCompact x4 (64 features) 1.15 KB/px at 256-512 px, estimated 1.5 KB/px. The estimate
+ * errs high, so a budget is kept.
  *
  * @example
  * ```ts
  * import { rrdbNetConfig } from "./esrgan.ts";
  * import { activationBytesPerPixel } from "./esrgan_cost.ts";
- * console.assert(activationBytesPerPixel(rrdbNetConfig()) === 4 * (3 * 64 * 16 + 3 * 192));
+ * console.assert(activationBytesPerPixel(rrdbNetConfig()) === 4 * (4 * 64 * 16 + 3 * 192));
  * ```
  */
 export function activationBytesPerPixel(config: UpscalerConfig): number {
-  const live = 3;
   if (config.architecture === "SRVGGNetCompact") {
     const { features: nf, outChannels, scale } = config;
-    // Body features; the last conv's C*s² maps; shuffled output, nearest input and their sum.
-    return 4 * (live * nf + outChannels * scale * scale + live * outChannels * scale * scale);
+    // Three body maps; the last conv's C*s² maps; shuffled output, nearest input and their sum.
+    return 4 * (3 * nf + outChannels * scale * scale + 3 * outChannels * scale * scale);
   }
   const { features: nf, growthChannels: gc, upsamples, unshuffle: s } = config;
-  // Dense-block concatenations on the unshuffled grid; nf maps at the final resolution.
-  return (4 * (live * nf * 4 ** upsamples + live * (nf + 4 * gc))) / (s * s);
+  // Four nf maps at the final resolution (resize, conv, activation, conv_hr); three dense-block
+  // concatenations on the unshuffled grid.
+  return (4 * (4 * nf * 4 ** upsamples + 3 * (nf + 4 * gc))) / (s * s);
 }
 
 /** Options of {@linkcode tileSizeForBudget}. */
@@ -91,7 +93,7 @@ export interface TileSizeOptions {
  * ```ts
  * import { rrdbNetConfig } from "./esrgan.ts";
  * import { tileSizeForBudget } from "./esrgan_cost.ts";
- * console.assert(tileSizeForBudget(rrdbNetConfig(), 2 ** 30) === 264);
+ * console.assert(tileSizeForBudget(rrdbNetConfig(), 2 ** 30) === 232);
  * ```
  */
 export function tileSizeForBudget(

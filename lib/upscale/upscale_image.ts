@@ -19,7 +19,7 @@
  */
 import { type FloatImage, resizeFloatImage } from "../image/codec.ts";
 import { tileSizeForBudget } from "../models/esrgan_cost.ts";
-import { type TiledOptions, upscaleTiled } from "./tiled.ts";
+import { defaultOverlap, type TiledOptions, upscaleTiled } from "./tiled.ts";
 import type { Upscaler } from "./upscaler.ts";
 
 /** How alpha is upscaled (Real-ESRGAN's `alpha_upsampler`). */
@@ -29,9 +29,12 @@ export type AlphaUpsampler = "realesrgan" | "linear";
 export interface UpscaleImageOptions {
   /** Output size / input size, any value > 0 (default the model's scale). */
   scale?: number;
-  /** Window size in input pixels; 0 runs the whole image (default from `memoryBudget`). */
+  /**
+   * Window size in input pixels; 0 runs the whole image (default: the largest that fits
+   * `memoryBudget`, and at least four overlaps).
+   */
   tile?: number;
-  /** Input pixels neighbouring windows share (default 32). */
+  /** Input pixels neighbouring windows share (default {@linkcode defaultOverlap}). */
   overlap?: number;
   /** Input pixels of each shared edge whose output is discarded (default overlap / 4). */
   margin?: number;
@@ -106,11 +109,16 @@ export async function upscaleImage(
   const alphaByModel = alpha !== null && !constantAlpha &&
     (options.alphaUpsampler ?? "realesrgan") === "realesrgan";
   const passes = alphaByModel ? 2 : 1;
+  // The budget's tile, but never so small that the overlaps would eat it.
+  const overlap = options.overlap ?? defaultOverlap(config);
   const tile = options.tile ??
-    tileSizeForBudget(config, options.memoryBudget ?? DEFAULT_MEMORY_BUDGET);
+    Math.max(
+      tileSizeForBudget(config, options.memoryBudget ?? DEFAULT_MEMORY_BUDGET),
+      4 * overlap,
+    );
   const base = (pass: number): TiledOptions => ({
     tile,
-    ...(options.overlap === undefined ? {} : { overlap: options.overlap }),
+    overlap,
     ...(options.margin === undefined ? {} : { margin: options.margin }),
     clamp: true,
     ...(options.onTile === undefined ? {} : {

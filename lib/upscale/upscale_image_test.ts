@@ -6,6 +6,7 @@ import {
   resizeFloatImage,
 } from "../image/codec.ts";
 import { rrdbNetConfig, srvggNetCompactConfig } from "../models/esrgan.ts";
+import { activationBytesPerPixel } from "../models/esrgan_cost.ts";
 import { hostTensor } from "../onnx/session.ts";
 import { testImage, tinyUpscaler } from "./testing.ts";
 import { upscaledSize, upscaleImage } from "./upscale_image.ts";
@@ -168,4 +169,27 @@ Deno.test("upscaleImage() refuses a scale that is not > 0", async () => {
   }
   assert.deepEqual(upscaledSize(100, 100, 0.29), [29, 29]);
   assert.deepEqual(upscaledSize(3, 3, 0.1), [1, 1]);
+});
+
+Deno.test("upscaleImage() picks its tile from the memory budget", async () => {
+  const upscaler = await tinyUpscaler(SMALL, 9);
+  try {
+    const image = floatImage(3, 300, 140);
+    // A budget for 64x64 windows; the tile is raised to four overlaps (128).
+    const budget = activationBytesPerPixel(SMALL) * 64 * 64;
+    let tiles = 0;
+    const tiled = await upscaleImage(upscaler, image, {
+      memoryBudget: budget,
+      onTile: (_, total) => (tiles = total),
+    });
+    const whole = await upscaleImage(upscaler, image, { tile: 0 });
+    const d = maxDiff(tiled.data, whole.data);
+    console.log(
+      `default tile from a ${budget}-byte budget: ${tiles} tiles, maxdiff ${d.toExponential(2)}`,
+    );
+    assert.equal(tiles, 3 * 2);
+    assert.ok(d < 0.5 / 255);
+  } finally {
+    await upscaler.release();
+  }
 });
