@@ -37,6 +37,7 @@ Deno.test("detectUpscalerConfig() recognises every config from its shapes", () =
     rrdbNetConfig({ blocks: 6 }), // RealESRGAN_x4plus_anime_6B
     rrdbNetConfig({ scale: 2 }), // RealESRGAN_x2plus
     rrdbNetConfig({ scale: 1, features: 32, blocks: 3, growthChannels: 16 }),
+    { ...rrdbNetConfig({ features: 16, blocks: 2, growthChannels: 8 }), upsamples: 0, scale: 1 },
     { ...rrdbNetConfig({ features: 16, blocks: 2, growthChannels: 8 }), upsamples: 1, scale: 2 },
     { ...rrdbNetConfig({ features: 16, blocks: 2, growthChannels: 8 }), upsamples: 3, scale: 8 },
     srvggNetCompactConfig({ convs: 32 }), // realesr-general-x4v3
