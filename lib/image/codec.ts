@@ -162,3 +162,186 @@ function firstLine(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   return message.split("\n")[0] ?? message;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Float images: any channel layout and bit depth, for models that work on [0, 1] pixels
+
+/**
+ * Pixels as float32 in [0, 1], planar (all of channel 0, then channel 1, ...), top row first.
+ * Keeps what the file had: grey or colour, alpha or not, 8 or 16 bits per sample.
+ */
+export interface FloatImage {
+  width: number;
+  height: number;
+  /** 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA. */
+  channels: 1 | 2 | 3 | 4;
+  /** Bits per sample of the source: what {@linkcode encodeFloatImage} writes back to PNG. */
+  bitDepth: 8 | 16;
+  /** `channels * height * width` values, planar. */
+  data: Float32Array;
+}
+
+/** Options of {@linkcode decodeFloatImage}. */
+export interface DecodeFloatImageOptions {
+  /** Where the bytes came from, for messages. */
+  label?: string;
+}
+
+/**
+ * Decodes PNG, JPEG, WebP, GIF or TIFF bytes keeping their layout: grey stays grey, alpha is kept,
+ * 16-bit samples are read as 16-bit (`v / 65535`; 8-bit as `v / 255`). CMYK becomes RGB.
+ * Throws {@linkcode InputError} when the bytes are not a decodable image or exceed
+ * {@linkcode MAX_PIXELS}.
+ *
+ * @example
+ * ```ts
+ * import { decodeFloatImage, encodeFloatImage } from "./codec.ts";
+ * const grey16 = { width: 2, height: 1, channels: 1, bitDepth: 16, data: Float32Array.of(0, 1) } as const;
+ * const back = await decodeFloatImage(await encodeFloatImage(grey16, "png"));
+ * console.assert(back.channels === 1 && back.bitDepth === 16 && back.data[1] === 1);
+ * ```
+ */
+export async function decodeFloatImage(
+  bytes: Uint8Array,
+  options: DecodeFloatImageOptions = {},
+): Promise<FloatImage> {
+  const label = options.label ?? "input";
+  try {
+    const open = () => sharp(bytes, { limitInputPixels: MAX_PIXELS, failOn: "error" });
+    const meta = await open().metadata();
+    const sixteen = meta.depth !== undefined && meta.depth !== "uchar" && meta.depth !== "char";
+    const grey = meta.channels === 1 || meta.channels === 2;
+    const alpha = meta.hasAlpha === true;
+    // Grey sources are read as RGB and channel 0 kept (R = G = B): sharp's "b-w" output drops
+    // the alpha of 8-bit grey images.
+    let pipeline = open().rotate().toColourspace(sixteen ? "rgb16" : "srgb");
+    pipeline = alpha ? pipeline.ensureAlpha() : pipeline.removeAlpha();
+    const { data, info } = await pipeline.raw({ depth: sixteen ? "ushort" : "uchar" })
+      .toBuffer({ resolveWithObject: true });
+    const stored = alpha ? 4 : 3;
+    if (info.channels !== stored) {
+      throw new TypeError(`decoded ${info.channels} channels, expected ${stored}`);
+    }
+    const samples = sixteen
+      ? uint16View(data)
+      : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const max = sixteen ? 65535 : 255;
+    const picks = grey ? (alpha ? [0, 3] : [0]) : (alpha ? [0, 1, 2, 3] : [0, 1, 2]);
+    const channels = picks.length;
+    const plane = info.width * info.height;
+    const out = new Float32Array(channels * plane);
+    picks.forEach((from, c) => {
+      for (let i = 0; i < plane; i++) out[c * plane + i] = samples[i * stored + from]! / max;
+    });
+    return {
+      width: info.width,
+      height: info.height,
+      channels: channels as FloatImage["channels"],
+      bitDepth: sixteen ? 16 : 8,
+      data: out,
+    };
+  } catch (error) {
+    throw new InputError(`Cannot decode the image from ${label}: ${firstLine(error)}`, {
+      hint: "pass a PNG, JPEG, WebP, GIF or TIFF image",
+      cause: error,
+    });
+  }
+}
+
+/**
+ * Interleaved samples of a float image: `round(clamp(v, 0, 1) * max)` in float32 with ties to
+ * even (numpy's `(x * 255.0).round()` as Real-ESRGAN writes its output).
+ */
+function quantize(image: FloatImage, bits: 8 | 16): Uint8Array | Uint16Array {
+  const { width, height, channels, data } = image;
+  const plane = width * height;
+  if (data.length !== channels * plane) {
+    throw new TypeError(
+      `Cannot encode a ${width}x${height}x${channels} image from ${data.length} values`,
+    );
+  }
+  const max = bits === 16 ? 65535 : 255;
+  const out = bits === 16 ? new Uint16Array(channels * plane) : new Uint8Array(channels * plane);
+  for (let c = 0; c < channels; c++) {
+    for (let i = 0; i < plane; i++) {
+      const v = Math.min(1, Math.max(0, data[c * plane + i]!));
+      out[i * channels + c] = roundHalfEven(Math.fround(v * max));
+    }
+  }
+  return out;
+}
+
+/** Options of {@linkcode encodeFloatImage}. */
+export interface EncodeFloatImageOptions {
+  /** JPEG/WebP quality 1..100 (default 95). */
+  quality?: number;
+}
+
+/**
+ * Encodes a float image, clamped to [0, 1]: PNG keeps its channels and bit depth (16-bit PNG for
+ * `bitDepth` 16); JPEG and WebP are 8-bit.
+ */
+export async function encodeFloatImage(
+  image: FloatImage,
+  format: ImageFormat,
+  options: EncodeFloatImageOptions = {},
+): Promise<Uint8Array> {
+  const sixteen = format === "png" && image.bitDepth === 16;
+  const grey = image.channels <= 2;
+  const samples = quantize(image, sixteen ? 16 : 8);
+  let pipeline = sharp(samples, {
+    raw: { width: image.width, height: image.height, channels: image.channels },
+  }).toColourspace(grey ? (sixteen ? "grey16" : "b-w") : (sixteen ? "rgb16" : "srgb"));
+  const quality = options.quality ?? 95;
+  if (format === "png") pipeline = pipeline.png({ compressionLevel: 6 });
+  else if (format === "jpeg") pipeline = pipeline.jpeg({ quality, chromaSubsampling: "4:4:4" });
+  else pipeline = pipeline.webp({ quality });
+  const buffer = await pipeline.toBuffer();
+  return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+}
+
+/**
+ * Resizes a float image channel by channel (no premultiplication, no colour management), as
+ * OpenCV's `cv2.resize` does. Samples are clamped to [0, 1] and carried as 16-bit through sharp
+ * (libvips resizes integer samples), so the result is exact to 1/65535.
+ *
+ * @example
+ * ```ts
+ * import { resizeFloatImage } from "./codec.ts";
+ * const image = { width: 2, height: 2, channels: 1, bitDepth: 8, data: new Float32Array(4).fill(0.5) } as const;
+ * const big = await resizeFloatImage(image, 5, 3);
+ * console.assert(big.width === 5 && Math.abs(big.data[7]! - 0.5) < 1e-4);
+ * ```
+ */
+export async function resizeFloatImage(
+  image: FloatImage,
+  width: number,
+  height: number,
+  options: { kernel?: "nearest" | "cubic" | "lanczos3" | "linear" } = {},
+): Promise<FloatImage> {
+  const plane = image.width * image.height;
+  const out = new Float32Array(image.channels * width * height);
+  for (let c = 0; c < image.channels; c++) {
+    const samples = new Uint16Array(plane);
+    for (let i = 0; i < plane; i++) {
+      const v = Math.min(1, Math.max(0, image.data[c * plane + i]!));
+      samples[i] = Math.round(v * 65535);
+    }
+    const { data, info } = await sharp(samples, {
+      raw: { width: image.width, height: image.height, channels: 1 },
+    }).resize(width, height, { kernel: options.kernel ?? "lanczos3", fit: "fill" })
+      .toColourspace("grey16").raw({ depth: "ushort" }).toBuffer({ resolveWithObject: true });
+    if (info.channels !== 1 || info.width !== width || info.height !== height) {
+      throw new TypeError(`sharp resized to ${info.width}x${info.height}x${info.channels}`);
+    }
+    const resized = uint16View(data);
+    for (let i = 0; i < width * height; i++) out[c * width * height + i] = resized[i]! / 65535;
+  }
+  return { width, height, channels: image.channels, bitDepth: image.bitDepth, data: out };
+}
+
+/** 16-bit samples of a sharp output buffer (copied when the buffer is not 2-byte aligned). */
+function uint16View(data: Uint8Array): Uint16Array {
+  const bytes = data.byteOffset % 2 === 0 ? data : data.slice();
+  return new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
+}

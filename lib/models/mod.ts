@@ -34,3 +34,8 @@ export * from "./taesd.ts";
 export * from "./motion.ts";
 export * from "./motion_adapter.ts";
 export * from "./random_motion.ts";
+export * from "./esrgan.ts";
+export * from "./esrgan_keys.ts";
+export * from "./esrgan_detect.ts";
+export * from "./esrgan_load.ts";
+export * from "./esrgan_cost.ts";

@@ -1,0 +1,21 @@
+/**
+ * ESRGAN-family upscaling of images: open a network from a .pth/.safetensors file, run it tile
+ * by tile with blended overlaps, and treat grey, alpha, 16-bit and any output scale as
+ * Real-ESRGAN does.
+ *
+ * @example
+ * ```ts ignore
+ * import { openUpscaler, upscaleImage } from "./mod.ts";
+ * import { decodeFloatImage, encodeFloatImage } from "../image/codec.ts";
+ * const upscaler = await openUpscaler("4x-UltraSharp.pth");
+ * const image = await decodeFloatImage(await Deno.readFile("in.png"));
+ * const big = await upscaleImage(upscaler, image, { tile: 256 });
+ * await Deno.writeFile("out.png", await encodeFloatImage(big, "png"));
+ * await upscaler.release();
+ * ```
+ *
+ * @module
+ */
+export * from "./upscaler.ts";
+export * from "./tiled.ts";
+export * from "./upscale_image.ts";
