@@ -13,7 +13,7 @@ import { canny } from "../image/canny.ts";
 import type { RawImage } from "../image/codec.ts";
 import { type RgbImage, rgbToGray, toRgb } from "../image/gray.ts";
 import { type OptionSpec, resolveOptions } from "./options.ts";
-import type { Preprocessor } from "./preprocessor.ts";
+import { asPromise, type Preprocessor } from "./preprocessor.ts";
 
 /** Options for {@linkcode cannyControl}. */
 export interface CannyControlOptions {
@@ -91,5 +91,5 @@ export const cannyPreprocessor: Preprocessor = {
   summary: "Canny edges (white on black) for the canny ControlNets",
   reference: "OpenCV 4.6 cv2.Canny(rgb, low, high, apertureSize=3, L2gradient), as controlnet_aux",
   options: CANNY_OPTIONS,
-  run: (image, options) => Promise.resolve(cannyControl(image, options)),
+  run: (image, options) => asPromise(() => cannyControl(image, options)),
 };

@@ -8,7 +8,7 @@
 import type { RawImage } from "../image/codec.ts";
 import { type RgbImage, toRgb } from "../image/gray.ts";
 import { resolveOptions } from "./options.ts";
-import type { Preprocessor } from "./preprocessor.ts";
+import { asPromise, type Preprocessor } from "./preprocessor.ts";
 
 /**
  * `255 - HWC3(image)`: the image as RGB, each value inverted.
@@ -32,8 +32,9 @@ export const invertPreprocessor: Preprocessor = {
   summary: "255 minus each pixel: black-on-white drawings to white-on-black lines",
   reference: "A1111 sd-webui-controlnet `invert` (255 - HWC3(img))",
   options: [],
-  run: (image, options) => {
-    resolveOptions("invert", [], options);
-    return Promise.resolve(invertControl(image));
-  },
+  run: (image, options) =>
+    asPromise(() => {
+      resolveOptions("invert", [], options);
+      return invertControl(image);
+    }),
 };

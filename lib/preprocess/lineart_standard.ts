@@ -18,7 +18,7 @@ import type { RawImage } from "../image/codec.ts";
 import { gaussianBlur } from "../image/gaussian_blur.ts";
 import { type RgbImage, toRgb } from "../image/gray.ts";
 import { type OptionSpec, resolveOptions } from "./options.ts";
-import type { Preprocessor } from "./preprocessor.ts";
+import { asPromise, type Preprocessor } from "./preprocessor.ts";
 
 /** Options for {@linkcode lineartStandardControl}. */
 export interface LineartStandardOptions {
@@ -106,7 +106,7 @@ export const lineartStandardPreprocessor: Preprocessor = {
   reference: "controlnet_aux LineartStandardDetector / A1111 `lineart_standard` (sigma 6, 8)",
   options: LINEART_STANDARD_OPTIONS,
   run: (image, options) =>
-    Promise.resolve(
+    asPromise(() =>
       lineartStandardControl(
         image,
         resolveOptions(
@@ -114,6 +114,6 @@ export const lineartStandardPreprocessor: Preprocessor = {
           LINEART_STANDARD_OPTIONS,
           options,
         ) as LineartStandardOptions,
-      ),
+      )
     ),
 };

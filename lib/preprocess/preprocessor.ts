@@ -33,3 +33,18 @@ export interface Preprocessor {
   readonly options: readonly OptionSpec[];
   run(image: RawImage, options?: Readonly<Record<string, unknown>>): Promise<RgbImage>;
 }
+
+/**
+ * Runs synchronous `work` as a promise, so that a preprocessor's validation errors arrive as
+ * rejections like its other failures.
+ *
+ * @example
+ * ```ts
+ * import { asPromise } from "./preprocessor.ts";
+ * const failed = await asPromise(() => { throw new RangeError("bad"); }).catch((e) => e.name);
+ * console.assert(failed === "RangeError");
+ * ```
+ */
+export function asPromise<T>(work: () => T): Promise<T> {
+  return new Promise((resolve) => resolve(work()));
+}

@@ -20,7 +20,7 @@ import type { RawImage } from "../image/codec.ts";
 import { gaussianBlur } from "../image/gaussian_blur.ts";
 import { type RgbImage, toRgb } from "../image/gray.ts";
 import { type OptionSpec, resolveOptions } from "./options.ts";
-import type { Preprocessor } from "./preprocessor.ts";
+import { asPromise, type Preprocessor } from "./preprocessor.ts";
 
 /** Options for {@linkcode scribbleXdogControl}. */
 export interface ScribbleXdogOptions {
@@ -81,10 +81,10 @@ export const scribbleXdogPreprocessor: Preprocessor = {
   reference: "A1111 sd-webui-controlnet `scribble_xdog` (sigmas 0.5 and 5, thr_a 32)",
   options: SCRIBBLE_XDOG_OPTIONS,
   run: (image, options) =>
-    Promise.resolve(
+    asPromise(() =>
       scribbleXdogControl(
         image,
         resolveOptions("scribble_xdog", SCRIBBLE_XDOG_OPTIONS, options) as ScribbleXdogOptions,
-      ),
+      )
     ),
 };

@@ -19,7 +19,7 @@ import { remapBilinear } from "../image/remap.ts";
 import { resizeCubicPlane } from "../image/resize_cubic.ts";
 import { NumpyRandomState } from "../rng/numpy_random_state.ts";
 import { type OptionSpec, resolveOptions } from "./options.ts";
-import type { Preprocessor } from "./preprocessor.ts";
+import { asPromise, type Preprocessor } from "./preprocessor.ts";
 
 /** Options for {@linkcode shuffleControl}. */
 export interface ShuffleOptions {
@@ -109,7 +109,7 @@ export const shufflePreprocessor: Preprocessor = {
   reference: "controlnet_aux ContentShuffleDetector with np.random.seed(seed), f = 256",
   options: SHUFFLE_OPTIONS,
   run: (image, options) =>
-    Promise.resolve(
-      shuffleControl(image, resolveOptions("shuffle", SHUFFLE_OPTIONS, options) as ShuffleOptions),
+    asPromise(() =>
+      shuffleControl(image, resolveOptions("shuffle", SHUFFLE_OPTIONS, options) as ShuffleOptions)
     ),
 };

@@ -83,6 +83,6 @@ export const tilePreprocessor: Preprocessor = {
   summary: "down-sampled (blurred) copy for the tile ControlNet",
   reference: "A1111 sd-webui-controlnet `tile_resample` (INTER_AREA by the rate), then bicubic",
   options: TILE_OPTIONS,
-  run: (image, options) =>
-    tileControl(image, resolveOptions("tile", TILE_OPTIONS, options) as TileOptions),
+  run: async (image, options) =>
+    await tileControl(image, resolveOptions("tile", TILE_OPTIONS, options) as TileOptions),
 };
