@@ -48,7 +48,8 @@ const INT_LIMIT = 2 ** 31;
  * `apertureSize=3`. Returns one byte per pixel, row-major: 255 on edges, 0 elsewhere.
  *
  * Throws TypeError for a malformed image and RangeError for a threshold that is not a finite
- * number within ±2^31 (OpenCV's int conversion).
+ * number within ±2^31 (where OpenCV's int conversion overflows; with `l2Gradient` large positive
+ * values are fine, being clamped to 32767 first).
  *
  * @example
  * ```ts
@@ -65,8 +66,8 @@ export function canny(image: RawImage, options: CannyOptions = {}): Uint8Array {
   if (typeof l2 !== "boolean") {
     throw new TypeError(`canny: l2Gradient must be a boolean, got ${typeof l2}`);
   }
-  let lowT = checkThreshold(options.low ?? 100, "low");
-  let highT = checkThreshold(options.high ?? 200, "high");
+  let lowT = checkThreshold(options.low ?? 100, "low", l2);
+  let highT = checkThreshold(options.high ?? 200, "high", l2);
   // 1. Thresholds, as cv::Canny prepares them.
   if (lowT > highT) [lowT, highT] = [highT, lowT];
   if (l2) {
@@ -149,11 +150,13 @@ export function canny(image: RawImage, options: CannyOptions = {}): Uint8Array {
   return out;
 }
 
-function checkThreshold(value: unknown, name: string): number {
+function checkThreshold(value: unknown, name: string, l2: boolean): number {
   if (typeof value !== "number") {
     throw new TypeError(`canny: the ${name} threshold must be a number, got ${typeof value}`);
   }
-  if (!Number.isFinite(value) || value <= -INT_LIMIT || value >= INT_LIMIT) {
+  // cvFloor of a value outside the int range gives INT_MIN on x86 (every maximum an edge);
+  // refuse such values rather than copy that. With L2 large values are clamped to 32767 first.
+  if (!Number.isFinite(value) || value <= -INT_LIMIT || (!l2 && value >= INT_LIMIT)) {
     throw new RangeError(
       `canny: the ${name} threshold ${value} is out of range: use a finite number, ` +
         `typically 0 to 255 (gradients reach 2040 with |dx| + |dy|)`,

@@ -320,6 +320,12 @@ Deno.test("canny() rejects bad thresholds and malformed images", () => {
   assert.throws(() => canny(image, { low: Number.NaN }), RangeError);
   assert.throws(() => canny(image, { high: Infinity }), RangeError);
   assert.throws(() => canny(image, { high: 2 ** 31 }), RangeError);
+  assert.throws(() => canny(image, { low: -(2 ** 31) }), RangeError);
+  // With L2 a huge threshold is clamped to 32767 (squared: 1073676289) and allowed.
+  assert.deepEqual(
+    canny(image, { low: 1e12, high: 1e12, l2Gradient: true }),
+    canny(image, { low: 32767, high: 32767, l2Gradient: true }),
+  );
   assert.throws(() => canny(image, { low: "1" as unknown as number }), TypeError);
   assert.throws(() => canny({ ...image, data: new Uint8Array(3) }), TypeError);
   assert.throws(() => canny({ ...image, width: 0 }), TypeError);
