@@ -345,9 +345,14 @@ Deno.test("canny() does a 1024x1024 RGB image in well under a second", () => {
   }
   const image: RawImage = { width: size, height: size, channels: 3, data };
   canny(image, { low: 100, high: 200 }); // warm up the JIT
-  const start = performance.now();
-  const edges = canny(image, { low: 100, high: 200 });
-  const ms = performance.now() - start;
+  // Best of three, so a busy machine does not fail the test on one slow run.
+  let ms = Infinity;
+  let edges = new Uint8Array(0);
+  for (let run = 0; run < 3; run++) {
+    const start = performance.now();
+    edges = canny(image, { low: 100, high: 200 });
+    ms = Math.min(ms, performance.now() - start);
+  }
   console.log(`canny 1024x1024x3: ${ms.toFixed(0)} ms, ${edges.filter((v) => v).length} edges`);
   assert.ok(ms < 1000, `took ${ms} ms`);
 });

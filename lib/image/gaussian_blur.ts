@@ -119,40 +119,40 @@ export function gaussianBlur(
   const size = kernel.length;
   const half = (size - 1) / 2;
   const k = Float64Array.from(kernel);
-  const stride = width * channels;
-
-  // Row pass: for each row, a padded copy so the inner loop needs no border checks.
-  const rows = new Float32Array(width * height * channels);
+  const plane = width * height;
+  const out = new Float32Array(plane * channels);
+  // Reflect-101 source index of every padded column and of every row offset.
   const xIndex = new Int32Array(width + size - 1);
   for (let i = 0; i < xIndex.length; i++) xIndex[i] = reflect101(i - half, width);
-  const padded = new Float64Array((width + size - 1) * channels);
-  for (let y = 0; y < height; y++) {
-    const row = y * stride;
-    for (let i = 0; i < xIndex.length; i++) {
-      for (let c = 0; c < channels; c++) {
-        padded[i * channels + c] = data[row + xIndex[i]! * channels + c]!;
+  const padded = new Float64Array(width + size - 1);
+  const rows = new Float32Array(plane); // float32 between the passes, as OpenCV's buffer
+  const acc = new Float64Array(width);
+  for (let c = 0; c < channels; c++) {
+    // Row pass. The kernel is symmetric: pair taps t and size - 1 - t.
+    for (let y = 0; y < height; y++) {
+      const row = y * width;
+      for (let i = 0; i < padded.length; i++) padded[i] = data[(row + xIndex[i]!) * channels + c]!;
+      for (let x = 0; x < width; x++) {
+        let sum = k[half]! * padded[x + half]!;
+        for (let t = 0; t < half; t++) sum += k[t]! * (padded[x + t]! + padded[x + size - 1 - t]!);
+        rows[row + x] = sum;
       }
     }
-    for (let x = 0; x < width; x++) {
-      for (let c = 0; c < channels; c++) {
-        let s = 0;
-        for (let t = 0, p = x * channels + c; t < size; t++, p += channels) s += k[t]! * padded[p]!;
-        rows[row + x * channels + c] = s;
+    // Column pass over whole rows at once (cache friendly), taps paired likewise.
+    for (let y = 0; y < height; y++) {
+      const centre = y * width;
+      const kc = k[half]!;
+      for (let x = 0; x < width; x++) acc[x] = kc * rows[centre + x]!;
+      for (let t = 0; t < half; t++) {
+        const above = reflect101(y + t - half, height) * width;
+        const below = reflect101(y + half - t, height) * width;
+        const w = k[t]!;
+        for (let x = 0; x < width; x++) {
+          acc[x] = acc[x]! + w * (rows[above + x]! + rows[below + x]!);
+        }
       }
+      for (let x = 0; x < width; x++) out[(centre + x) * channels + c] = acc[x]!;
     }
-  }
-
-  // Column pass over whole rows at once (cache friendly).
-  const out = new Float32Array(width * height * channels);
-  const acc = new Float64Array(stride);
-  for (let y = 0; y < height; y++) {
-    acc.fill(0);
-    for (let t = 0; t < size; t++) {
-      const src = reflect101(y + t - half, height) * stride;
-      const w = k[t]!;
-      for (let i = 0; i < stride; i++) acc[i] = acc[i]! + w * rows[src + i]!;
-    }
-    out.set(acc, y * stride);
   }
   return out;
 }
