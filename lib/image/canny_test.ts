@@ -347,7 +347,7 @@ Deno.test("canny() does a 1024x1024 RGB image in well under a second", () => {
   canny(image, { low: 100, high: 200 }); // warm up the JIT
   // Best of three, so a busy machine does not fail the test on one slow run.
   let ms = Infinity;
-  let edges = new Uint8Array(0);
+  let edges: Uint8Array = new Uint8Array(0);
   for (let run = 0; run < 3; run++) {
     const start = performance.now();
     edges = canny(image, { low: 100, high: 200 });
