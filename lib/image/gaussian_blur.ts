@@ -76,6 +76,12 @@ export function gaussianKernel(
 /**
  * OpenCV's `borderInterpolate(p, len, BORDER_REFLECT_101)`: the index that stands for `p` outside
  * [0, len).
+ *
+ * @example
+ * ```ts
+ * import { reflect101 } from "./gaussian_blur.ts";
+ * console.assert(reflect101(-1, 5) === 1 && reflect101(5, 5) === 3);
+ * ```
  */
 export function reflect101(p: number, len: number): number {
   if (p >= 0 && p < len) return p;

@@ -90,7 +90,22 @@ export function toRgb(image: RawImage): RgbImage {
   return { width, height, channels: 3, data: out };
 }
 
-/** Throws TypeError when `data` is shorter than width x height x channels or sizes are bad. */
+/**
+ * Throws TypeError when `data` is shorter than width x height x channels or sizes are bad;
+ * `what` names the caller in the message.
+ *
+ * @example
+ * ```ts
+ * import { checkPixels } from "./gray.ts";
+ * let failed = false;
+ * try {
+ *   checkPixels({ width: 2, height: 2, channels: 3, data: new Uint8Array(5) }, "demo");
+ * } catch (error) {
+ *   failed = error instanceof TypeError;
+ * }
+ * console.assert(failed);
+ * ```
+ */
 export function checkPixels(image: RawImage, what: string): void {
   const { width, height, channels, data } = image;
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {

@@ -19,7 +19,16 @@ export interface ResizeWindow {
   height: number;
 }
 
-/** `interpolateCubic(x)` of resize.cpp, in float32 arithmetic. */
+/**
+ * `interpolateCubic(x)` of resize.cpp, in float32 arithmetic: the weights of the four taps at
+ * offsets -1, 0, 1, 2 for a sample at fraction `x` in [0, 1).
+ *
+ * @example
+ * ```ts
+ * import { cubicWeights } from "./resize_cubic.ts";
+ * console.assert(cubicWeights(0.5).join() === "-0.09375,0.59375,0.59375,-0.09375");
+ * ```
+ */
 export function cubicWeights(x: number): [number, number, number, number] {
   const f = Math.fround;
   const A = -0.75;
