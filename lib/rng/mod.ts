@@ -17,3 +17,4 @@ export { type NoiseGenerator, shapeSize } from "./noise_generator.ts";
 export { TorchCpuGenerator } from "./torch_cpu_generator.ts";
 export { PhiloxGenerator } from "./philox.ts";
 export { MAX_SEED, Mt19937, normalizeSeed } from "./mt19937.ts";
+export { NumpyRandomState } from "./numpy_random_state.ts";

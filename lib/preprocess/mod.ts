@@ -1,0 +1,45 @@
+/**
+ * Model-free ControlNet preprocessors: each turns decoded pixels into the RGB control image a
+ * ControlNet 1.1 net expects (canny edges, a tile blur, a content shuffle, an XDoG scribble,
+ * standard line art, an inversion), reproducing the reference implementation it names.
+ *
+ * @example
+ * ```ts
+ * import { PREPROCESSOR_KINDS, preprocess } from "./mod.ts";
+ * console.assert(PREPROCESSOR_KINDS.includes("canny"));
+ * const data = Uint8Array.from({ length: 48 }, (_, i) => ((i / 3 | 0) % 4 >= 2 ? 255 : 0));
+ * const edges = await preprocess({ width: 4, height: 4, channels: 3, data }, "canny", { low: 100, high: 200 });
+ * console.assert(edges.channels === 3);
+ * ```
+ *
+ * @module
+ */
+export { CANNY_OPTIONS, cannyControl, type CannyControlOptions } from "./canny.ts";
+export { invertControl } from "./invert.ts";
+export {
+  LINEART_STANDARD_OPTIONS,
+  lineartStandardControl,
+  type LineartStandardOptions,
+} from "./lineart_standard.ts";
+export {
+  type OptionSpec,
+  type OptionValue,
+  type ResolvedOptions,
+  resolveOptions,
+} from "./options.ts";
+export type { Preprocessor, PreprocessorKind } from "./preprocessor.ts";
+export {
+  getPreprocessor,
+  isPreprocessorKind,
+  preprocess,
+  PREPROCESSOR_KINDS,
+  PREPROCESSORS,
+  resolvePreprocessOptions,
+} from "./registry.ts";
+export {
+  SCRIBBLE_XDOG_OPTIONS,
+  scribbleXdogControl,
+  type ScribbleXdogOptions,
+} from "./scribble_xdog.ts";
+export { SHUFFLE_OPTIONS, shuffleControl, type ShuffleOptions } from "./shuffle.ts";
+export { TILE_OPTIONS, tileControl, type TileOptions } from "./tile.ts";
