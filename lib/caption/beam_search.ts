@@ -213,6 +213,7 @@ export async function beamSearch(
   }
   // 5. finalize: open beams of unfinished prompts become hypotheses; the best one wins.
   const out: number[][] = [];
+  const sequenceScores: number[] = [];
   for (let b = 0; b < batch; b++) {
     if (!done[b]) {
       for (let j = 0; j < K; j++) {
@@ -221,6 +222,7 @@ export async function beamSearch(
     }
     const best = hyps[b]!.best();
     out.push(best.ended ? [...best.tokens, eosTokenIds[0]!] : best.tokens);
+    sequenceScores.push(best.score);
   }
-  return { sequences: out, scores };
+  return { sequences: out, scores, sequenceScores };
 }

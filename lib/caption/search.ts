@@ -36,6 +36,11 @@ export interface SearchResult {
    * (greedy/sampling: one row per prompt; beam search: one per beam).
    */
   scores: Float32Array[];
+  /**
+   * Beam search only: each result's score, `sum_logprobs / length ** length_penalty`
+   * (transformers' `sequences_scores`).
+   */
+  sequenceScores?: number[];
 }
 
 /** The length (prompt included) at which generation stops. */
