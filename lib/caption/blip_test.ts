@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { hasShared, readSharedJson, sharedPath } from "../../tests/shared.ts";
 import { readAllTensors, writeTorchCheckpoint } from "../convert/testing.ts";
 import { decodeImage, type RawImage } from "../image/codec.ts";
+import { createRandomBlip, TINY_BLIP_CONFIG } from "../models/random_blip.ts";
 import { BlipCaptionModel } from "./blip.ts";
 import { beamSearch } from "./beam_search.ts";
 import { captionImages } from "./caption.ts";
@@ -226,4 +227,36 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("BLIP on a random tiny model: prompts are continued and max_length applies", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await createRandomBlip(TINY_BLIP_CONFIG, dir, { seed: 3 });
+    const model = await BlipCaptionModel.load(dir);
+    try {
+      // [DEC] = 62, then "a picture of" (ids 6, 7, 9 in the random vocabulary).
+      assert.deepEqual(model.promptIds("a picture of"), [62, 6, 7, 9]);
+      const image: RawImage = {
+        width: 40,
+        height: 20,
+        channels: 3,
+        data: new Uint8Array(2400).fill(90),
+      };
+      const [plain] = await captionImages(model, [image]);
+      assert.equal(plain!.ids[0], 62);
+      assert.ok(plain!.ids.length <= 8, "text_config max_length 8");
+      const [prompted] = await captionImages(model, [image], {
+        prompt: "a picture of",
+        maxNewTokens: 3,
+      });
+      assert.deepEqual(prompted!.ids.slice(0, 4), [62, 6, 7, 9]);
+      assert.ok(prompted!.ids.length <= 7);
+      assert.ok(prompted!.text.startsWith("a picture of"), prompted!.text);
+    } finally {
+      await model.release();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

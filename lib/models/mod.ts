@@ -27,3 +27,8 @@ export {
 } from "./layers.ts";
 export * from "./clip_text.ts";
 export * from "./taesd.ts";
+export * from "./blip_config.ts";
+export * from "./blip_vision.ts";
+export * from "./blip_text.ts";
+export * from "./blip_weights.ts";
+export * from "./random_blip.ts";
