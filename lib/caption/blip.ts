@@ -87,7 +87,10 @@ function checkArchitecture(dir: string, json: Json): void {
   }
 }
 
-/** The per-batch scorer: the decoder step graph over cached image keys/values. */
+/**
+ * The per-batch scorer: the decoder step graph over cached image keys/values, with the
+ * self-attention cache of the rows it last scored. It serves one search.
+ */
 class BlipScorer implements TokenScorer {
   readonly vocabSize: number;
   #session: OnnxSession;
@@ -96,6 +99,7 @@ class BlipScorer implements TokenScorer {
   #layers: number;
   #heads: number;
   #headDim: number;
+  #maxPositions: number;
   #past: HostTensor[] = [];
   #consumed = 0;
 
@@ -112,6 +116,7 @@ class BlipScorer implements TokenScorer {
     this.#layers = config.text.numHiddenLayers;
     this.#heads = config.text.numAttentionHeads;
     this.#headDim = config.text.hiddenSize / config.text.numAttentionHeads;
+    this.#maxPositions = config.text.maxPositionEmbeddings;
   }
 
   async next(sequences: readonly (readonly number[])[], parents: readonly number[]) {
@@ -133,8 +138,20 @@ class BlipScorer implements TokenScorer {
     }
     const fresh = sequences.map((s) => s.slice(this.#consumed));
     const width = fresh[0]!.length;
-    if (width === 0 || fresh.some((f) => f.length !== width)) {
+    if (width === 0) {
+      throw new RangeError(
+        "Cannot score: the sequences did not grow since the last call; a scorer serves one " +
+          "search, encode the images again for another",
+      );
+    }
+    if (fresh.some((f) => f.length !== width)) {
       throw new RangeError("Cannot score rows that grew by different numbers of tokens");
+    }
+    if (this.#consumed + width > this.#maxPositions) {
+      throw new RangeError(
+        `Cannot generate past ${this.#maxPositions} tokens (the decoder's ` +
+          `max_position_embeddings); ask for fewer new tokens`,
+      );
     }
     const ids = new BigInt64Array(rows * width);
     fresh.forEach((f, r) => f.forEach((t, i) => (ids[r * width + i] = BigInt(t))));

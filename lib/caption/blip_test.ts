@@ -260,3 +260,18 @@ Deno.test("BLIP on a random tiny model: prompts are continued and max_length app
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test({
+  name: "A BLIP scorer serves one search and says so when reused",
+  ignore: !hasShared,
+  fn: async () => {
+    const model = await BlipCaptionModel.load(sharedPath(DIR));
+    try {
+      const { scorer, promptIds } = await model.encode([await gradient()]);
+      await scorer.next([promptIds], [0]);
+      await assert.rejects(() => scorer.next([promptIds], [0]), /serves one search/);
+    } finally {
+      await model.release();
+    }
+  },
+});

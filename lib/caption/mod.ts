@@ -16,12 +16,12 @@
  *
  * @module
  */
-export { caption, type CaptionOptions, type CaptionResult, captionImages } from "./caption.ts";
+export { caption, captionImages, type CaptionOptions, type CaptionResult } from "./caption.ts";
 export type { CaptionModel, EncodedImages } from "./caption_model.ts";
 export { BlipCaptionModel, type LoadBlipOptions } from "./blip.ts";
 export {
-  blipPixelValues,
   type BlipImageProcessorConfig,
+  blipPixelValues,
   OPENAI_CLIP_MEAN,
   OPENAI_CLIP_STD,
   parseBlipImageProcessorConfig,
@@ -40,4 +40,4 @@ export {
   parseGenerationConfig,
   resolveGenerationConfig,
 } from "./generation_config.ts";
-export { openModelWeights, type ModelWeights } from "./model_weights.ts";
+export { type ModelWeights, openModelWeights } from "./model_weights.ts";
