@@ -155,7 +155,7 @@ export async function beamSearch(
   let sequences = prompts.flatMap((p) => Array.from({ length: K }, () => [...p]));
   let beamScores = Float64Array.from(sequences, (_, r) => (r % K === 0 ? 0 : -1e9));
   let parents = sequences.map((_, r) => r);
-  const context = { eosTokenIds, promptLength: start };
+  const context = { config, eosTokenIds, promptLength: start };
   const scores: Float32Array[] = [];
   while (true) {
     // 2. Score: log-softmax, processors, plus the beam's running score.
@@ -164,7 +164,7 @@ export async function beamSearch(
     for (let r = 0; r < batch * K; r++) {
       const row = logits.subarray(r * V, (r + 1) * V);
       logSoftmax(row);
-      processScores(row, sequences[r]!, config, context);
+      processScores(row, sequences[r]!, context);
     }
     if (setup.keepScores) scores.push(Float32Array.from(logits));
     const nextSequences: number[][] = [];

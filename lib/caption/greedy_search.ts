@@ -69,13 +69,13 @@ async function search(
   const sequences = prompts.map((p) => [...p]);
   const unfinished = new Array<boolean>(rows).fill(true);
   const parents = Array.from({ length: rows }, (_, r) => r);
-  const context = { eosTokenIds, promptLength: start };
+  const context = { config, eosTokenIds, promptLength: start };
   const scores: Float32Array[] = [];
   while (true) {
     const logits = await scorer.next(sequences, parents);
     for (let r = 0; r < rows; r++) {
       const row = logits.subarray(r * V, (r + 1) * V);
-      processScores(row, sequences[r]!, config, context);
+      processScores(row, sequences[r]!, context);
       let token: number;
       if (sample) {
         warpScores(row, config);

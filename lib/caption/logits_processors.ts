@@ -42,8 +42,10 @@ export function banEnd(scores: Float32Array, eosTokenIds: readonly number[]): vo
   for (const t of eosTokenIds) scores[t] = -Infinity;
 }
 
-/** What the processors need besides the config. */
+/** What the processors need: the config, the end tokens and the prompt length. */
 export interface ProcessContext {
+  /** The resolved generation config. */
+  config: GenerationConfig;
   /** End-of-sequence ids (banned below the minimum lengths). */
   eosTokenIds: readonly number[];
   /** Prompt length (for `minNewTokens`). */
@@ -60,17 +62,20 @@ export interface ProcessContext {
  * import { GENERATION_DEFAULTS } from "./generation_config.ts";
  * import { processScores } from "./logits_processors.ts";
  * const scores = Float32Array.of(1, 2, 3);
- * processScores(scores, [0, 2, 0], { ...GENERATION_DEFAULTS, noRepeatNgramSize: 2 },
- *   { eosTokenIds: [1], promptLength: 1 });
+ * processScores(scores, [0, 2, 0], {
+ *   config: { ...GENERATION_DEFAULTS, noRepeatNgramSize: 2 },
+ *   eosTokenIds: [1],
+ *   promptLength: 1,
+ * });
  * console.assert(scores[2] === -Infinity);
  * ```
  */
 export function processScores(
   scores: Float32Array,
   sequence: readonly number[],
-  config: GenerationConfig,
   context: ProcessContext,
 ): void {
+  const config = context.config;
   if (config.repetitionPenalty !== 1) {
     applyRepetitionPenalty(scores, sequence, config.repetitionPenalty);
   }

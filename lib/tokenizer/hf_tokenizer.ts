@@ -69,10 +69,18 @@ function specialTokens(config: Json, map: Json): { named: Map<string, string>; a
   return { named, all: [...new Set(all)] };
 }
 
+/** The optional files of a slow BERT tokenizer folder besides vocab.txt and its config. */
+export interface BertTokenizerFiles {
+  /** special_tokens_map.json (its entries win over tokenizer_config.json's). */
+  specialTokensMap?: Json;
+  /** added_tokens.json: token -> id, for tokens past the vocabulary. */
+  addedTokens?: Record<string, number>;
+}
+
 /**
  * The tokenizer.json that transformers' `BertConverter` makes from a BERT `vocab.txt` (one token
- * per line, id = line number), its tokenizer_config.json, special_tokens_map.json and
- * added_tokens.json (token -> id, for tokens past the vocabulary).
+ * per line, id = line number), its tokenizer_config.json, and optionally special_tokens_map.json
+ * and added_tokens.json.
  *
  * @example
  * ```ts
@@ -84,9 +92,10 @@ function specialTokens(config: Json, map: Json): { named: Map<string, string>; a
 export function bertTokenizerJson(
   vocabLines: readonly string[],
   tokenizerConfig: Json,
-  specialTokensMap: Json = {},
-  addedTokens: Record<string, number> = {},
+  options: BertTokenizerFiles = {},
 ): Json {
+  const specialTokensMap = options.specialTokensMap ?? {};
+  const addedTokens = options.addedTokens ?? {};
   const vocab: Record<string, number> = {};
   vocabLines.forEach((t, i) => {
     if (!(t in vocab)) vocab[t] = i;
@@ -214,12 +223,10 @@ export class HfTokenizer {
       const lines = (await Deno.readTextFile(file("vocab.txt"))).split("\n");
       if (lines.at(-1) === "") lines.pop();
       const added = await optional("added_tokens.json") as Record<string, number>;
-      const json = bertTokenizerJson(
-        lines.map((l) => l.replace(/\r$/, "")),
-        config,
-        await optional("special_tokens_map.json"),
-        added,
-      );
+      const json = bertTokenizerJson(lines.map((l) => l.replace(/\r$/, "")), config, {
+        specialTokensMap: await optional("special_tokens_map.json"),
+        addedTokens: added,
+      });
       return new HfTokenizer(json, config);
     }
     throw new ModelNotFoundError(`Cannot find a tokenizer in "${dir}"`, {

@@ -39,8 +39,7 @@ Deno.test({
       const vocab = Deno.readTextFileSync(sharedPath(`${DIR}/vocab.txt`)).trimEnd().split("\n");
       // A tokenizer.json that differs from vocab.txt: the folder's tokenizer.json must win.
       const json = bertTokenizerJson(vocab, { ...config, do_lower_case: false }, {
-        additional_special_tokens: ["[ENC]"],
-        bos_token: "[DEC]",
+        specialTokensMap: { additional_special_tokens: ["[ENC]"], bos_token: "[DEC]" },
       });
       await Deno.writeTextFile(join(dir, "tokenizer.json"), JSON.stringify(json));
       await Deno.writeTextFile(join(dir, "tokenizer_config.json"), JSON.stringify(config));
@@ -60,8 +59,8 @@ Deno.test("bertTokenizerJson() needs every special token in the vocabulary", () 
     () => bertTokenizerJson(["[PAD]", "[UNK]", "[CLS]", "[SEP]"], { bos_token: "[DEC]" }),
     (e: Error) => e instanceof RangeError && e.message.includes('"[DEC]"'),
   );
-  const json = bertTokenizerJson(["[PAD]", "[UNK]", "[CLS]", "[SEP]"], { bos_token: "[DEC]" }, {}, {
-    "[DEC]": 4,
+  const json = bertTokenizerJson(["[PAD]", "[UNK]", "[CLS]", "[SEP]"], { bos_token: "[DEC]" }, {
+    addedTokens: { "[DEC]": 4 },
   });
   const tok = new HfTokenizer(json, {});
   assert.equal(tok.tokenToId("[DEC]"), 4);

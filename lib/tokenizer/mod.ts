@@ -18,4 +18,4 @@ export type { ClipTokenizerFiles, ClipTokenizerOptions } from "./clip_tokenizer.
 export { fixText } from "./fix_text.ts";
 export { whitespaceClean } from "./python_re.ts";
 export { bertTokenizerJson, HfTokenizer } from "./hf_tokenizer.ts";
-export type { HfDecodeOptions, HfEncodeOptions } from "./hf_tokenizer.ts";
+export type { BertTokenizerFiles, HfDecodeOptions, HfEncodeOptions } from "./hf_tokenizer.ts";
