@@ -39,3 +39,8 @@ export * from "./esrgan_keys.ts";
 export * from "./esrgan_detect.ts";
 export * from "./esrgan_load.ts";
 export * from "./esrgan_cost.ts";
+export * from "./blip_config.ts";
+export * from "./blip_vision.ts";
+export * from "./blip_text.ts";
+export * from "./blip_weights.ts";
+export * from "./random_blip.ts";

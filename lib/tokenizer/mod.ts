@@ -17,3 +17,5 @@ export { ClipTokenizer } from "./clip_tokenizer.ts";
 export type { ClipTokenizerFiles, ClipTokenizerOptions } from "./clip_tokenizer.ts";
 export { fixText } from "./fix_text.ts";
 export { whitespaceClean } from "./python_re.ts";
+export { bertTokenizerJson, HfTokenizer } from "./hf_tokenizer.ts";
+export type { BertTokenizerFiles, HfDecodeOptions, HfEncodeOptions } from "./hf_tokenizer.ts";
