@@ -10,12 +10,11 @@ import { dirname, join } from "node:path";
 import {
   convertCheckpoint,
   exportOnnx,
-  findCachedTokenizer,
   findOriginalConfig,
-  tokenizerFilesIn,
+  resolveTokenizerDir,
   writeSingleFile,
 } from "../lib/convert/mod.ts";
-import { ModelNotFoundError, UsageError } from "../lib/errors.ts";
+import { UsageError } from "../lib/errors.ts";
 import { cacheRoot } from "../lib/hub/mod.ts";
 import { ConvertCkptJob } from "../lib/job/mod.ts";
 import { CHECKPOINT_CONFIGS } from "../lib/convert/mod.ts";
@@ -27,42 +26,6 @@ function root(): string {
     XDG_CACHE_HOME: Deno.env.get("XDG_CACHE_HOME"),
     HOME: Deno.env.get("HOME"),
   });
-}
-
-/**
- * The tokenizer folder: --tokenizer, $DENOISE_TOKENIZER, tokenizer/ beside the input, or one
- * from the cache.
- */
-export function resolveTokenizer(option: string | undefined, input: string): string {
-  const flag = option ?? Deno.env.get("DENOISE_TOKENIZER");
-  if (flag !== undefined) {
-    const found = tokenizerFilesIn(flag);
-    if (found === undefined) {
-      throw new UsageError(`The tokenizer folder "${flag}" has no vocab.json and merges.txt`, {
-        hint:
-          "pass the tokenizer/ folder of any SD model (SD 1.x, 2.x and SDXL share the vocabulary)",
-      });
-    }
-    return found;
-  }
-  const beside = tokenizerFilesIn(join(dirname(input), "tokenizer"));
-  if (beside !== undefined) return beside;
-  let cached: string | undefined;
-  try {
-    cached = findCachedTokenizer(root());
-  } catch {
-    cached = undefined;
-  }
-  if (cached !== undefined) return cached;
-  throw new ModelNotFoundError(
-    `Cannot convert "${input}": a single file holds no CLIP tokenizer vocabulary`,
-    {
-      hint: "pass --tokenizer DIR or set DENOISE_TOKENIZER (a folder with vocab.json and " +
-        "merges.txt, e.g. the tokenizer/ " +
-        "of any SD model), put a tokenizer/ folder next to the file, or pull a model with " +
-        '"denoise models pull ALIAS" so its tokenizer is reused',
-    },
-  );
 }
 
 /** The `convert-ckpt` command. */
@@ -104,15 +67,19 @@ export function convertCkptCommand() {
       "--vae <file>",
       "use this VAE (LDM or Diffusers key layout) instead of the checkpoint's",
     )
-    .option("--tokenizer <dir>", "folder with the CLIP vocab.json and merges.txt")
+    .option(
+      "--tokenizer <dir>",
+      "folder with the CLIP vocab.json and merges.txt (default: tokenizer/ beside the file, a " +
+        "cached model's, else the vocabulary shipped with denoise)",
+    )
     .option("--extract-ema", "use the EMA copy of the UNet weights (model_ema.*)")
     .option("--overwrite", "replace a non-empty output folder")
     .addHelpText(
       "after",
       examples([
         [
-          "denoise convert-ckpt v1-5-pruned-emaonly.safetensors -o sd15 --tokenizer clip/",
-          "single file -> Diffusers folder",
+          "denoise convert-ckpt v1-5-pruned-emaonly.safetensors -o sd15",
+          "single file -> Diffusers folder (the CLIP vocabulary ships with denoise)",
         ],
         [
           "denoise convert-ckpt 768-v-ema.ckpt -o sd21 --config sd2-v --dtype fp16",
@@ -175,7 +142,12 @@ export function convertCkptCommand() {
           },
         );
       }
-      const tokenizerDir = resolveTokenizer(options.tokenizer, input);
+      // Asked for once the file is known to be a checkpoint.
+      const tokenizerDir = () =>
+        resolveTokenizerDir(input, {
+          tokenizerDir: options.tokenizer ?? Deno.env.get("DENOISE_TOKENIZER"),
+          cacheDir: root(),
+        });
       const originalConfig = options.originalConfig ?? findOriginalConfig(input);
       if (originalConfig !== undefined && options.originalConfig === undefined) {
         ctx.info(`using the original config ${originalConfig}`);

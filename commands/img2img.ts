@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { Command } from "@commander-js/extra-typings";
+import { Command, Option } from "@commander-js/extra-typings";
+import { RESIZE_MODES } from "../lib/image/resize_mode.ts";
 import { UsageError } from "../lib/errors.ts";
 import { decodeImage, imageToTensor, type RawImage } from "../lib/image/codec.ts";
 import { decodeMask, type MaskImage } from "../lib/image/mask.ts";
@@ -20,6 +21,7 @@ import {
   finiteNumber,
   loadJobOption,
   nonNegativeInt,
+  positiveInt,
   runContext,
 } from "./common.ts";
 import {
@@ -56,6 +58,17 @@ export function img2imgCommand() {
     .argument("[prompt]", "the prompt, in A1111 syntax")
     .option("--image <file|->", "the input image (default: stdin)")
     .option(
+      "--width <px>",
+      "output width (default: the input's; see --resize-mode); with --inpaint-full-res the " +
+        "processing width",
+      positiveInt("--width"),
+    )
+    .option(
+      "--height <px>",
+      "output height (default: the input's); with --inpaint-full-res the processing height",
+      positiveInt("--height"),
+    )
+    .option(
       "--strength <s>",
       "how much to repaint, 0..1 (A1111 denoising strength; default 0.75)",
       finiteNumber("--strength"),
@@ -70,6 +83,14 @@ export function img2imgCommand() {
       "--inpaint-full-res",
       "inpaint only the masked area: a crop around the mask, processed at --width x --height " +
         '(default: the image size) and pasted back (A1111 "Inpaint area: Only masked")',
+    )
+    .addOption(
+      new Option(
+        "--resize-mode <mode>",
+        "with --width/--height different from the image's size: how the image (and mask) are " +
+          'brought to it, as A1111\'s "Resize mode" (default just-resize; latent-upscale resizes ' +
+          "the encoded latents instead)",
+      ).choices(RESIZE_MODES),
     )
     .option(
       "--inpaint-full-res-padding <px>",
@@ -91,6 +112,10 @@ export function img2imgCommand() {
       [
         'denoise img2img "a red hat" --image photo.png --mask hat.png -m ./sd15-inpainting --strength 1 -o hat.png',
         "inpaint the white part of the mask",
+      ],
+      [
+        'denoise img2img "a watercolor" --image wide.png -m sd15 --width 512 --height 512 --resize-mode crop-and-resize -o sq.png',
+        "A1111 resize to 512x512, cropping the sides",
       ],
     ]) + SEED_NOTE,
   );

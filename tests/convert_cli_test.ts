@@ -246,22 +246,41 @@ Deno.test({
       assert.equal(r.code, 0, r.stderr);
       assert.equal([...Deno.readDirSync(join(dir, "home", "converted"))].length, 1);
 
-      // Without a tokenizer anywhere: one line naming the fix.
+      // Without a tokenizer anywhere (a bare file, an empty cache, offline): the vocabulary
+      // shipped with denoise, the same image.
       await Deno.remove(join(m, "tokenizer"), { recursive: true });
-      const other = join(dir, "copy.safetensors");
-      await Deno.copyFile(file, other);
-      const bare = { DENOISE_HOME: join(dir, "home2") };
-      r = await runCli(["generate", ...args, "--model", join(m, "tiny_sd_ldm_fp16.safetensors")], {
-        env: bare,
-      });
-      assert.equal(r.code, 4, r.stderr);
-      assert.match(r.stderr, /tokenizer/);
-      assert.match(r.stderr, /DENOISE_TOKENIZER/);
-      // DENOISE_TOKENIZER names one.
+      const bare = { DENOISE_HOME: join(dir, "home2"), DENOISE_OFFLINE: "1" };
+      r = await runCli(
+        [
+          "generate",
+          ...args,
+          "--model",
+          join(m, "tiny_sd_ldm_fp16.safetensors"),
+          "-o",
+          join(
+            dir,
+            "e.png",
+          ),
+        ],
+        { env: bare },
+      );
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(
+        (await decodeImage(await Deno.readFile(join(dir, "e.png")))).data,
+        (await decodeImage(await Deno.readFile(join(dir, "a.png")))).data,
+      );
+      // DENOISE_TOKENIZER names one; a folder without the files is a usage error.
       r = await runCli(["generate", ...args, "--model", file, "-o", join(dir, "d.png")], {
         env: { ...bare, DENOISE_TOKENIZER: sharedPath("golden/models/tiny_sd/pipeline/tokenizer") },
       });
       assert.equal(r.code, 0, r.stderr);
+      const copy = join(dir, "copy.safetensors");
+      await Deno.copyFile(file, copy);
+      r = await runCli(["generate", ...args, "--model", copy], {
+        env: { DENOISE_HOME: join(dir, "home3"), DENOISE_TOKENIZER: dir },
+      });
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /tokenizer folder/);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
@@ -297,4 +316,50 @@ Deno.test("convert-ckpt --dry-run prints its Job and --job replays it; a missing
   const bad = await runCli(["convert-ckpt", "model.safetensors"]);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /output/);
+});
+
+Deno.test("a bad single file is refused for what it is, before any tokenizer question", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "denoise-badckpt-" });
+  try {
+    const env = { DENOISE_HOME: join(dir, "home"), DENOISE_TOKENIZER: join(dir, "no-such") };
+    const cases: Array<[string, Uint8Array]> = [
+      ["empty.safetensors", new Uint8Array()],
+      ["garbage.safetensors", new TextEncoder().encode("this is not a checkpoint at all")],
+      ["garbage.ckpt", new Uint8Array(64).fill(7)],
+    ];
+    for (const [name, bytes] of cases) {
+      const path = join(dir, name);
+      await Deno.writeFile(path, bytes);
+      for (
+        const args of [["convert-ckpt", path, "-o", join(dir, "out")], [
+          "generate",
+          "x",
+          "-m",
+          path,
+        ]]
+      ) {
+        const r = await runCli(args, { env });
+        assert.equal(r.code, 3, `${args.join(" ")}: ${r.stderr}`);
+        assert.doesNotMatch(r.stderr, /tokenizer/, r.stderr);
+        assert.equal(r.stderr.trim().split("\n").filter((l) => l.startsWith("denoise:")).length, 1);
+      }
+    }
+    // A valid safetensors file that is no SD checkpoint (a LoRA-like file).
+    const lora = join(dir, "lora.safetensors");
+    const header = JSON.stringify({
+      "lora_unet_x.lora_down.weight": { dtype: "F32", shape: [1], data_offsets: [0, 4] },
+    });
+    const head = new Uint8Array(8);
+    new DataView(head.buffer).setBigUint64(0, BigInt(header.length), true);
+    await Deno.writeFile(
+      lora,
+      new Uint8Array([...head, ...new TextEncoder().encode(header), 0, 0, 0, 0]),
+    );
+    const r = await runCli(["convert-ckpt", lora, "-o", join(dir, "out2")], { env });
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stderr, /UNet|Stable Diffusion|checkpoint/i);
+    assert.doesNotMatch(r.stderr, /tokenizer/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -31,7 +31,7 @@ import type { UnetConfig } from "../models/config.ts";
 /** The adapter fields of a generate / img2img Job. */
 export interface AdapterJob {
   prompt: string;
-  negative: string;
+  negative?: string | undefined;
   promptSyntax?: "a1111" | "plain";
   /** LoRA files with a scale and optional separate text-encoder / UNet scales. */
   lora?:
@@ -141,7 +141,7 @@ export function embeddingSpecs(job: AdapterJob): Array<{ path: string; token?: s
     e.token === undefined ? { path: e.path } : { path: e.path, token: e.token }
   );
   if (job.embeddingsDir !== undefined) {
-    const text = `${job.prompt}\n${job.negative}`.toLowerCase();
+    const text = `${job.prompt}\n${job.negative ?? ""}`.toLowerCase();
     const taken = new Set(specs.map((s) => s.token ?? basename(s.path, extname(s.path))));
     for (const path of walk(job.embeddingsDir, EMBEDDING_EXTENSIONS)) {
       const name = basename(path, extname(path));

@@ -9,10 +9,9 @@
  */
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { ModelNotFoundError } from "../errors.ts";
+import { join, resolve } from "node:path";
 import { convertCheckpoint, findOriginalConfig } from "./to_diffusers.ts";
-import { findCachedTokenizer, tokenizerFilesIn } from "./tokenizer_files.ts";
+import { resolveTokenizerDir } from "./tokenizer_files.ts";
 
 /** Bumped when conversion output changes, so stale cached folders are not reused. */
 const CONVERTER_REVISION = "2";
@@ -23,7 +22,7 @@ export interface ConvertedModelOptions {
   cacheDir: string;
   /**
    * Folder with vocab.json and merges.txt (`DENOISE_TOKENIZER`); default: tokenizer/ beside the
-   * file, then the cache.
+   * file, then the cache, then the vocabulary shipped with denoise.
    */
   tokenizerDir?: string;
   /** Called with a message when a conversion actually runs. */
@@ -58,29 +57,6 @@ async function fileKey(path: string, yaml: string | undefined): Promise<string> 
   return hash.digest("hex");
 }
 
-function tokenizerFor(file: string, options: ConvertedModelOptions): string {
-  if (options.tokenizerDir !== undefined) {
-    const found = tokenizerFilesIn(options.tokenizerDir);
-    if (found !== undefined) return found;
-    throw new ModelNotFoundError(
-      `Cannot run "${file}" directly: the tokenizer folder "${options.tokenizerDir}" has no ` +
-        "vocab.json and merges.txt",
-      { hint: "point DENOISE_TOKENIZER at the tokenizer/ folder of any SD model" },
-    );
-  }
-  const found = tokenizerFilesIn(join(dirname(file), "tokenizer")) ??
-    findCachedTokenizer(options.cacheDir);
-  if (found !== undefined) return found;
-  throw new ModelNotFoundError(
-    `Cannot run "${file}" directly: a single file holds no CLIP tokenizer vocabulary`,
-    {
-      hint: "set DENOISE_TOKENIZER to a folder with vocab.json and merges.txt (the tokenizer/ of " +
-        "any SD model), put a tokenizer/ folder next to the file, copy one to " +
-        `${join(options.cacheDir, "tokenizer")}, or pull any model with "denoise models pull"`,
-    },
-  );
-}
-
 /**
  * The Diffusers folder for a single-file checkpoint, converting it into the cache on first use.
  *
@@ -99,7 +75,9 @@ export async function convertedModelDir(
   const key = await fileKey(path, yaml);
   const dir = join(options.cacheDir, "converted", key);
   if (existsSync(join(dir, "model_index.json"))) return dir;
-  const tokenizerDir = tokenizerFor(path, options);
+  // Resolved once the file is known to be a checkpoint (convertCheckpoint asks after detecting).
+  const tokenizerDir = () =>
+    resolveTokenizerDir(path, { tokenizerDir: options.tokenizerDir, cacheDir: options.cacheDir });
   options.onMessage?.(`converting ${file} into ${dir}`);
   try {
     await convertCheckpoint(path, dir, {

@@ -44,4 +44,10 @@ export {
   findOriginalConfig,
 } from "./to_diffusers.ts";
 export { textEncodersFor, writeSingleFile, type WriteSingleFileOptions } from "./to_single_file.ts";
-export { findCachedTokenizer, tokenizerFilesIn, writeTokenizer } from "./tokenizer_files.ts";
+export {
+  findCachedTokenizer,
+  resolveTokenizerDir,
+  type ResolveTokenizerOptions,
+  tokenizerFilesIn,
+  writeTokenizer,
+} from "./tokenizer_files.ts";

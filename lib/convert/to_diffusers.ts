@@ -69,8 +69,11 @@ export interface ConvertCheckpointOptions {
   dtype?: OutputDtype;
   /** A separate VAE file (LDM or Diffusers key layout) replacing the checkpoint's. */
   vae?: string;
-  /** Folder with the CLIP vocab.json and merges.txt (required). */
-  tokenizerDir: string;
+  /**
+   * Folder with the CLIP vocab.json and merges.txt (required), or a function giving it, called
+   * only once the file is known to be a checkpoint.
+   */
+  tokenizerDir: string | (() => Promise<string>);
   /** Read the UNet from the `model_ema.*` copy. */
   extractEma?: boolean;
   /** The checkpoint's LDM inference YAML. */
@@ -351,16 +354,7 @@ export async function convertCheckpoint(
       `Cannot write to "${outDir}": the folder exists and is not empty; remove it or pass another -o`,
     );
   }
-  for (const f of ["vocab.json", "merges.txt"]) {
-    if (!existsSync(join(options.tokenizerDir, f))) {
-      throw new RangeError(
-        `Cannot use the tokenizer folder "${options.tokenizerDir}": it has no ${f}; ` +
-          "pass --tokenizer with the tokenizer/ folder of any SD model",
-      );
-    }
-  }
-
-  // 1. Open and detect.
+  // 1. Open and detect (the file is checked before anything else is asked of the user).
   const main = await openWeights(input);
   const sources: Sources = { main };
   try {
@@ -372,6 +366,17 @@ export async function convertCheckpoint(
       yaml,
       ...(globalStep !== undefined ? { globalStep } : {}),
     });
+    const tokenizerDir = typeof options.tokenizerDir === "string"
+      ? options.tokenizerDir
+      : await options.tokenizerDir();
+    for (const f of ["vocab.json", "merges.txt"]) {
+      if (!existsSync(join(tokenizerDir, f))) {
+        throw new RangeError(
+          `Cannot use the tokenizer folder "${tokenizerDir}": it has no ${f}; ` +
+            "pass --tokenizer with the tokenizer/ folder of any SD model",
+        );
+      }
+    }
     if (options.extractEma && !detected.hasEma) {
       throw new RangeError(
         `Cannot use --extract-ema: "${basename(input)}" has no model_ema.* weights`,
@@ -515,7 +520,7 @@ export async function convertCheckpoint(
       for (const te of detected.textEncoders) {
         const suffix = te.folder === "text_encoder" ? "" : "_2";
         await writeTokenizer(
-          options.tokenizerDir,
+          tokenizerDir,
           join(temp, `tokenizer${suffix}`),
           te.layout === "openclip" ? "!" : "<|endoftext|>",
         );

@@ -1,7 +1,8 @@
 /**
  * The CLIP tokenizer files a converted model needs. Single-file checkpoints hold no vocabulary,
- * so it comes from a folder the user names, a `tokenizer/` folder next to the checkpoint, or
- * any model already in the denoise cache: SD 1.x, 2.x and SDXL all use OpenAI's CLIP BPE
+ * so it comes from a folder the user names, a `tokenizer/` folder next to the checkpoint, any
+ * model already in the denoise cache, or else the vocabulary shipped with denoise
+ * (lib/tokenizer/clip_vocab): SD 1.x, 2.x and SDXL all use OpenAI's CLIP BPE
  * vocabulary; OpenCLIP towers (SD 2.x, SDXL's second encoder) pad with "!" instead of
  * `<|endoftext|>`, as Diffusers' tokenizer_2 folders do.
  *
@@ -9,7 +10,9 @@
  */
 import { existsSync, readdirSync } from "node:fs";
 import * as fsp from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
+import { UsageError } from "../errors.ts";
+import { builtinClipTokenizerDir } from "../tokenizer/builtin_vocab.ts";
 
 /**
  * The folder with vocab.json and merges.txt inside `dir`: `dir` itself, or its `tokenizer/`
@@ -90,4 +93,45 @@ export async function writeTokenizer(
   };
   await fsp.writeFile(join(outDir, "special_tokens_map.json"), sortedJson(map));
   await fsp.writeFile(join(outDir, "tokenizer_config.json"), sortedJson(config));
+}
+
+/** Options of {@linkcode resolveTokenizerDir}. */
+export interface ResolveTokenizerOptions {
+  /** A folder the user named (`--tokenizer`, `DENOISE_TOKENIZER`); it must hold the files. */
+  tokenizerDir?: string | undefined;
+  /** The denoise cache root (pulled models' tokenizers; the shipped vocabulary goes there). */
+  cacheDir: string;
+}
+
+/**
+ * The CLIP tokenizer folder for converting `checkpoint`: the folder the user named, else a
+ * `tokenizer/` beside the file, else one from the cache, else the vocabulary shipped with
+ * denoise, so a bare single file converts offline.
+ */
+export async function resolveTokenizerDir(
+  checkpoint: string,
+  options: ResolveTokenizerOptions,
+): Promise<string> {
+  if (options.tokenizerDir !== undefined) {
+    const found = tokenizerFilesIn(options.tokenizerDir);
+    if (found === undefined) {
+      throw new UsageError(
+        `The tokenizer folder "${options.tokenizerDir}" has no vocab.json and merges.txt`,
+        {
+          hint: "pass the tokenizer/ folder of any SD model (SD 1.x, 2.x and SDXL share the " +
+            "vocabulary), or leave it out to use the vocabulary shipped with denoise",
+        },
+      );
+    }
+    return found;
+  }
+  const beside = tokenizerFilesIn(join(dirname(resolve(checkpoint)), "tokenizer"));
+  if (beside !== undefined) return beside;
+  let cached: string | undefined;
+  try {
+    cached = findCachedTokenizer(options.cacheDir);
+  } catch {
+    cached = undefined;
+  }
+  return cached ?? await builtinClipTokenizerDir(options.cacheDir);
 }

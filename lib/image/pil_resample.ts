@@ -79,9 +79,15 @@ interface Coefficients {
   weights: Int32Array;
 }
 
-// precompute_coeffs + normalize_coeffs_8bpc (Resample.c).
-function coefficients(inSize: number, outSize: number, filter: Filter): Coefficients {
-  const scale = inSize / outSize;
+// precompute_coeffs + normalize_coeffs_8bpc (Resample.c); [in0, in1] is the box along the axis.
+function coefficients(
+  inSize: number,
+  outSize: number,
+  filter: Filter,
+  in0 = 0,
+  in1 = inSize,
+): Coefficients {
+  const scale = (in1 - in0) / outSize;
   const filterScale = Math.max(scale, 1);
   const support = filter.support * filterScale;
   const ksize = Math.ceil(support) * 2 + 1;
@@ -89,7 +95,7 @@ function coefficients(inSize: number, outSize: number, filter: Filter): Coeffici
   const weights = new Int32Array(outSize * ksize);
   const k = new Float64Array(ksize);
   for (let xx = 0; xx < outSize; xx++) {
-    const center = (xx + 0.5) * scale;
+    const center = in0 + (xx + 0.5) * scale;
     const ss = 1 / filterScale;
     // C's (int) truncates toward zero.
     const xmin = Math.max(Math.trunc(center - support + 0.5), 0);
@@ -199,4 +205,49 @@ export function pilResize(
     }
   }
   return { width, height, channels: c, data: out };
+}
+
+/**
+ * The line Pillow's `image.resize((w, n), box=(0, y, w, y))` (or its column form) repeats: a
+ * resize from a zero-extent box at row (column) `at` of the image, which A1111's "resize and
+ * fill" uses to stretch an edge into the bars. Every output line equals this one.
+ *
+ * @example
+ * ```ts
+ * import { pilZeroBoxLine } from "./pil_resample.ts";
+ * const image = { width: 1, height: 2, channels: 1 as const, data: Uint8Array.of(100, 200) };
+ * // bicubic around row 0: 1.125 * 100 - 0.125 * 200 = 87.5
+ * console.assert(pilZeroBoxLine(image, "rows", 0, "bicubic")[0] === 88);
+ * ```
+ */
+export function pilZeroBoxLine(
+  image: RawImage,
+  axis: "rows" | "columns",
+  at: number,
+  filter: PilFilter,
+): Uint8Array {
+  const kernel = FILTERS[filter];
+  if (kernel === undefined) throw new RangeError(`Unknown resampling filter "${filter}"`);
+  const c = image.channels;
+  const along = axis === "rows" ? image.height : image.width;
+  const across = axis === "rows" ? image.width : image.height;
+  const coeff = coefficients(along, 1, kernel, at, at);
+  const min = coeff.bounds[0]!;
+  const count = coeff.bounds[1]!;
+  const line = new Uint8Array(across * c);
+  const half = 1 << (PRECISION_BITS - 1);
+  for (let i = 0; i < across; i++) {
+    for (let ch = 0; ch < c; ch++) {
+      let ss = half;
+      for (let k = 0; k < count; k++) {
+        const j = min + k;
+        const index = axis === "rows"
+          ? (j * image.width + i) * c + ch
+          : (i * image.width + j) * c + ch;
+        ss += image.data[index]! * coeff.weights[k]!;
+      }
+      line[i * c + ch] = clip8(ss);
+    }
+  }
+  return line;
 }

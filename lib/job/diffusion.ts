@@ -5,6 +5,7 @@
  * @module
  */
 import { z } from "zod";
+import { RESIZE_MODES } from "../image/resize_mode.ts";
 import { SIGMA_SCHEDULES } from "../schedulers/sigma_schedules.ts";
 import { defineJob, Seed } from "./define.ts";
 
@@ -12,8 +13,12 @@ import { defineJob, Seed } from "./define.ts";
 export const diffusionFields = {
   /** The prompt, in A1111 syntax unless `promptSyntax` is "plain". */
   prompt: z.string().default(""),
-  /** The negative prompt. */
-  negative: z.string().default(""),
+  /**
+   * The negative prompt. Absent and empty differ, as in Diffusers: an SDXL model with
+   * `force_zeros_for_empty_prompt` uses zeros for the unconditional pass only when no negative
+   * is given, and encodes `""` when it is given empty.
+   */
+  negative: z.string().optional(),
   /** A model folder, single file or alias; required to run. */
   model: z.string().optional(),
   /** Sampling steps. */
@@ -120,6 +125,11 @@ export const Img2ImgJob = defineJob("img2img", {
   inpaintFullRes: z.boolean().default(false),
   /** A1111 "Masked area padding": pixels around the mask's bounding box. */
   inpaintFullResPadding: z.number().int().min(0).max(16384).default(32),
+  /**
+   * How the input is brought to `width` x `height` when they differ from its size (A1111's
+   * "Resize mode"; not used with `inpaintFullRes`, where the size is the processing size).
+   */
+  resizeMode: z.enum(RESIZE_MODES).default("just-resize"),
 });
 
 /** A `denoise img2img` Job. */

@@ -17,7 +17,7 @@ import {
 export interface InfotextJob {
   command: string;
   prompt: string;
-  negative: string;
+  negative?: string | undefined;
   steps: number;
   cfg?: number | undefined;
   sampler?: string | undefined;
@@ -111,7 +111,7 @@ export function infotextFor(job: InfotextJob, ctx: InfotextContext): string {
   params["Version"] = ctx.version;
   return formatInfotext({
     prompt: job.prompt,
-    negativePrompt: job.negative,
+    negativePrompt: job.negative ?? "",
     params,
     extraLines: [],
   });
@@ -143,7 +143,8 @@ export function jobFromInfotext(info: {
   if (s.sampler !== undefined) job.sampler = s.sampler;
   const schedule = scheduleFromA1111(s.scheduleType ?? "");
   if (schedule !== undefined) job.schedule = schedule;
-  if (!img2img && s.width !== undefined && s.height !== undefined) {
+  // A1111's Size is the output size for both (img2img resizes its input to it).
+  if (s.width !== undefined && s.height !== undefined) {
     job.width = s.width;
     job.height = s.height;
   }

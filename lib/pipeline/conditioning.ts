@@ -25,7 +25,8 @@ export interface Size {
 /** Prompt options of a Job. */
 export interface PromptOptions {
   prompt: string;
-  negative: string;
+  /** The negative prompt; absent is not the same as empty (see `force_zeros_for_empty_prompt`). */
+  negative?: string | undefined;
   steps: number;
   clipSkip: number;
   promptSyntax: PromptSyntax;
@@ -167,7 +168,7 @@ export async function encodeConditioning(
       prompt: options.prompt,
       // An LCM with a guidance embedding has no unconditional pass; Diffusers passes no negative
       // prompt, so it must not pad the prompt's chunks either.
-      negative: model.unet.config.timeCondProjDim !== null ? "" : options.negative,
+      negative: model.unet.config.timeCondProjDim !== null ? "" : options.negative ?? "",
       steps: options.steps,
     },
     tokenizers,
@@ -211,9 +212,10 @@ export async function encodeConditioning(
     crop,
     refiner ? { aestheticScore: 2.5 } : options.targetSize ?? size,
   );
-  // Diffusers zeroes the negative conditioning when no negative prompt is given and the model
-  // asks for it (force_zeros_for_empty_prompt).
-  const zeroNegative = options.negative === "" && model.forceZerosForEmptyPrompt;
+  // Diffusers zeroes the negative conditioning when no negative prompt is given
+  // (`negative_prompt is None`, not an empty one) and the model asks for it
+  // (force_zeros_for_empty_prompt).
+  const zeroNegative = options.negative === undefined && model.forceZerosForEmptyPrompt;
   const zeros = (e: { embedding: Embedding; pooled: Float32Array }) => ({
     embedding: { ...e.embedding, data: new Float32Array(e.embedding.data.length) },
     pooled: new Float32Array(e.pooled.length),

@@ -32,20 +32,17 @@ Deno.test("timeIds() orders original (h, w), crop (top, left), target (h, w) as 
   );
 });
 
-Deno.test("SDXL conditioning: two encoders concatenated, pooled embeds, zeroed empty negative", async () => {
+Deno.test("SDXL conditioning: two encoders concatenated, pooled embeds, zeros only for no negative", async () => {
   const dir = await makeTinyModel("sdxl", { seed: 2, tokenizerDir });
-  // Diffusers' StableDiffusionXLPipeline zeroes an empty negative by default.
+  // Diffusers' StableDiffusionXLPipeline zeroes the negative by default when none is given
+  // (negative_prompt is None), and encodes "" when it is given empty.
   const index = JSON.parse(await Deno.readTextFile(join(dir, "model_index.json")));
   assert.equal(index.force_zeros_for_empty_prompt, undefined);
   const cacheDir = await Deno.makeTempDir();
   const sd = await StableDiffusion.open(dir, { cacheDir, threads: 1 });
   try {
     const size = { width: 64, height: 64 };
-    const at = await encodeConditioning(sd, scheduler(4), {
-      ...BASE,
-      prompt: "a cat",
-      negative: "",
-    }, size);
+    const at = await encodeConditioning(sd, scheduler(4), { ...BASE, prompt: "a cat" }, size);
     const step = at(0);
     const cond = step.conds[0]!.cond;
     // 32 (CLIP-L hidden) + 32 (CLIP-G hidden) channels, 77 tokens.
@@ -54,8 +51,15 @@ Deno.test("SDXL conditioning: two encoders concatenated, pooled embeds, zeroed e
     assert.equal(cond.added!.text_embeds!.length, 32);
     assert.deepEqual([...cond.added!.time_ids!], [64, 64, 0, 0, 64, 64]);
     assert.ok(cond.embedding.data.some((v) => v !== 0));
-    assert.ok(step.uncond.embedding.data.every((v) => v === 0), "empty negative is zeroed");
+    assert.ok(step.uncond.embedding.data.every((v) => v === 0), "no negative: zeros");
     assert.ok(step.uncond.added!.text_embeds!.every((v) => v === 0));
+    const empty = (await encodeConditioning(sd, scheduler(4), {
+      ...BASE,
+      prompt: "a cat",
+      negative: "",
+    }, size))(0);
+    assert.ok(empty.uncond.embedding.data.some((v) => v !== 0), "an empty negative is encoded");
+    assert.ok(empty.uncond.added!.text_embeds!.some((v) => v !== 0));
     const withNegative = await encodeConditioning(
       sd,
       scheduler(4),

@@ -23,6 +23,7 @@ import { vaeFactor } from "../model_io/diffusers_folder.ts";
 import { batchGenerator, makeScheduler } from "./sampling.ts";
 import type { ScheduleName } from "../schedulers/mod.ts";
 import type { StableDiffusion } from "./stable_diffusion.ts";
+import { interpolateBilinear } from "../tensor/interpolate.ts";
 
 /** Builds the per-step conditioning of a run (see conditioning.ts). */
 export type Conditioner = (
@@ -81,6 +82,11 @@ export interface Img2ImgParams extends DiffusionParams {
   /** The input as `[1, 3, H, W]` pixels in [-1, 1]; H and W multiples of the VAE factor. */
   image: Nchw;
   strength: number;
+  /**
+   * A1111's "Just resize (latent upscale)": the image is encoded at its own size and its latents
+   * are resized to this size (`F.interpolate(mode="bilinear")`, as A1111 does) before noising.
+   */
+  latentResize?: { width: number; height: number };
 }
 
 /** The outcome of one batch. */
@@ -346,7 +352,9 @@ export async function refine(sd: StableDiffusion, p: RefineParams): Promise<Diff
  * 6. decode.
  */
 export async function img2img(sd: StableDiffusion, p: Img2ImgParams): Promise<DiffusionResult> {
-  const [, , height, width] = p.image.dims;
+  const [, , imageHeight, imageWidth] = p.image.dims;
+  checkSize(sd, imageWidth, imageHeight);
+  const { width, height } = p.latentResize ?? { width: imageWidth, height: imageHeight };
   checkSize(sd, width, height);
   // 1. Scheduler and timesteps
   const { scheduler, startIndex } = strengthSchedule(sd, p);
@@ -354,12 +362,16 @@ export async function img2img(sd: StableDiffusion, p: Img2ImgParams): Promise<Di
   const conditioning = await condition(sd, p, scheduler, { width, height });
   // 3. Encode the image; the posterior sample is the first draw of each image's generator
   const rng = batchGenerator(p.rng, p.seeds);
-  const init = await encodeImageLatents(sd, p.image, {
+  let init = await encodeImageLatents(sd, p.image, {
     n: p.seeds.length,
     rng,
     tiled: p.vaeTiling ?? false,
   });
   if (sd.options.lowMemory) await sd.releaseSession("vae_encoder");
+  if (p.latentResize !== undefined) {
+    const f = vaeFactor(sd.model);
+    init = interpolateBilinear(init, height / f, width / f);
+  }
   const shape = init.dims;
   // 4. Noise to the first kept timestep
   const noise = rng.randn(shape);

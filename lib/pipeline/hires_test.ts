@@ -6,14 +6,9 @@ import { UsageError } from "../errors.ts";
 import type { Nchw } from "../models/vae.ts";
 import { conditionerFor } from "./conditioning.ts";
 import { txt2img } from "./generate.ts";
-import {
-  hiresFirstPass,
-  hiresFix,
-  type HiresParams,
-  hiresSize,
-  interpolateBilinear,
-} from "./hires.ts";
+import { hiresFirstPass, hiresFix, type HiresParams, hiresSize } from "./hires.ts";
 import { StableDiffusion } from "./stable_diffusion.ts";
+import { interpolateBilinear } from "../tensor/interpolate.ts";
 
 Deno.test("interpolateBilinear() matches F.interpolate(mode='bilinear', align_corners=False)", () => {
   // PyTorch: F.interpolate(torch.tensor([[[[0., 1.]]]]), size=(1, 4), mode="bilinear")

@@ -7,7 +7,9 @@
  * @module
  */
 import { UsageError } from "../errors.ts";
+import { imageToTensor, tensorToImage } from "../image/codec.ts";
 import type { MaskImage } from "../image/mask.ts";
+import { resizeWithMode } from "../image/resize_mode.ts";
 import type { GenerateJob, Img2ImgJob } from "../job/diffusion.ts";
 import type { Nchw } from "../models/vae.ts";
 import {
@@ -74,6 +76,50 @@ function imageSize(image: Nchw): { width: number; height: number } {
   return { width: image.dims[3], height: image.dims[2] };
 }
 
+/**
+ * The img2img inputs brought to the Job's `width` x `height` with its resize mode (A1111's
+ * "Resize to"): pixel modes resize the image and the mask; "latent-upscale" leaves the image
+ * and asks img2img to resize its latents.
+ */
+function resizedInputs(job: Img2ImgJob, inputs: TaskInputs): {
+  image: Nchw;
+  mask?: MaskImage;
+  latentResize?: { width: number; height: number };
+} {
+  const image = inputImage(job, inputs);
+  const own = imageSize(image);
+  const width = job.width ?? own.width;
+  const height = job.height ?? own.height;
+  const unchanged = { image, ...(inputs.mask !== undefined ? { mask: inputs.mask } : {}) };
+  if (width === own.width && height === own.height) return unchanged;
+  if (job.resizeMode === "latent-upscale") {
+    if (inputs.mask !== undefined) {
+      throw new UsageError('The resize mode "latent-upscale" cannot be used with --mask', {
+        hint: "pick just-resize, crop-and-resize or resize-and-fill for inpainting",
+      });
+    }
+    return { image, latentResize: { width, height } };
+  }
+  const pixels = resizeWithMode(
+    tensorToImage(image.data, own.width, own.height),
+    width,
+    height,
+    job.resizeMode,
+  );
+  const out = {
+    image: { data: imageToTensor(pixels), dims: [1, 3, height, width] as Nchw["dims"] },
+  };
+  if (inputs.mask === undefined) return out;
+  const m = inputs.mask;
+  const resized = resizeWithMode(
+    { width: m.width, height: m.height, channels: 1, data: m.data },
+    width,
+    height,
+    job.resizeMode,
+  );
+  return { ...out, mask: { width, height, data: resized.data } };
+}
+
 /** The size a generate Job asks for, the model's default where it names none. */
 function generateSize(sd: StableDiffusion, job: GenerateJob): { width: number; height: number } {
   const size = defaultSize(sd.model);
@@ -105,11 +151,11 @@ const inpaintTask: DiffusionTask<Img2ImgJob> = {
   name: "inpaint",
   matches: (job, inputs) => job.command === "img2img" && inputs.mask !== undefined,
   run: async ({ sd, job, params, inputs }) => {
-    const image = inputImage(job, inputs);
+    const { image, mask } = resizedInputs(job, inputs);
     const result = await inpaint(sd, {
       ...params,
       image,
-      mask: inputs.mask!,
+      mask: mask!,
       strength: job.strength,
       ...(job.maskBlur !== undefined ? { maskBlur: job.maskBlur } : {}),
     });
@@ -121,9 +167,14 @@ const img2imgTask: DiffusionTask<Img2ImgJob> = {
   name: "img2img",
   matches: (job) => job.command === "img2img",
   run: async ({ sd, job, params, inputs }) => {
-    const image = inputImage(job, inputs);
-    const result = await img2img(sd, { ...params, image, strength: job.strength });
-    return { result, ...imageSize(image), recorded: {} };
+    const { image, latentResize } = resizedInputs(job, inputs);
+    const result = await img2img(sd, {
+      ...params,
+      image,
+      strength: job.strength,
+      ...(latentResize !== undefined ? { latentResize } : {}),
+    });
+    return { result, ...(latentResize ?? imageSize(image)), recorded: {} };
   },
 };
 

@@ -37,8 +37,17 @@ export interface ClipTokenizerFiles {
   addedTokens?: Record<string, number>;
 }
 
-// GPT-2 / CLIP byte <-> printable character table (tokenization_clip.py bytes_to_unicode).
-function byteTable(): string[] {
+/**
+ * GPT-2 / CLIP byte <-> printable character table (tokenization_clip.py `bytes_to_unicode`):
+ * entry `b` is the character byte `b` is written as in vocab.json and merges.txt.
+ *
+ * @example
+ * ```ts
+ * import { byteTable } from "./clip_tokenizer.ts";
+ * console.assert(byteTable()[0x61] === "a" && byteTable()[0x20] === "\u0120");
+ * ```
+ */
+export function byteTable(): string[] {
   const table = new Array<string>(256);
   let extra = 0;
   for (let b = 0; b < 256; b++) {
