@@ -13,6 +13,7 @@ import { img2imgCommand } from "./commands/img2img.ts";
 import { metaCommand } from "./commands/meta.ts";
 import { modelsCommand } from "./commands/models.ts";
 import { samplersCommand } from "./commands/samplers.ts";
+import { exitWithParent, restoreCallerDirectory, startedByDenoTask } from "./commands/process.ts";
 import { ExitCode, exitCodeFor, formatError } from "./lib/errors.ts";
 
 /** The denoise version, from deno.json. */
@@ -82,10 +83,52 @@ function writeStdout(text: string): void {
   while (written < bytes.length) written += Deno.stdout.writeSync(bytes.subarray(written));
 }
 
+/** The deepest (sub)command the arguments name, as `denoise generate` or `denoise meta read`. */
+function helpFor(program: AnyCommand, args: readonly string[]): string {
+  const words = ["denoise"];
+  let command = program;
+  for (const arg of args) {
+    if (arg.startsWith("-")) continue;
+    const sub = command.commands.find((c) => c.name() === arg || c.aliases().includes(arg));
+    if (sub === undefined) break;
+    words.push(sub.name());
+    command = sub;
+  }
+  return words.join(" ");
+}
+
+/**
+ * The first argument that is neither a global option nor its value, when it names no command:
+ * commander would show the top-level help for `denoise upscale --help` and exit 0.
+ */
+function unknownCommand(program: AnyCommand, args: readonly string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === "--progress") {
+      i++;
+      continue;
+    }
+    if (arg.startsWith("-")) continue;
+    const known = arg === "help" ||
+      program.commands.some((c) => c.name() === arg || c.aliases().includes(arg));
+    return known ? undefined : arg;
+  }
+  return undefined;
+}
+
 /** Runs the CLI with the given arguments and returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   const program = buildProgram();
   const debug = args.includes("--debug");
+  const unknown = unknownCommand(program, args);
+  if (unknown !== undefined) {
+    const names = program.commands.map((c) => c.name());
+    writeStderr(
+      `denoise: unknown command "${unknown}"\nhint: the commands are ${names.join(", ")}; ` +
+        `see "denoise --help"\n`,
+    );
+    return ExitCode.usage;
+  }
   try {
     await program.parseAsync(args, { from: "user" });
     return ExitCode.ok;
@@ -98,8 +141,8 @@ export async function main(args: string[]): Promise<number> {
         return ExitCode.ok;
       }
       if (error.code === "commander.executeSubCommandAsync") return ExitCode.failure;
-      // Commander has already printed its one-line message.
-      writeStderr(`hint: see "denoise --help"\n`);
+      // Commander has already printed its one-line message; point at the right help.
+      writeStderr(`hint: see "${helpFor(program, args)} --help"\n`);
       return ExitCode.usage;
     }
     const code = exitCodeFor(error);
@@ -109,6 +152,10 @@ export async function main(args: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
+  if (startedByDenoTask()) {
+    restoreCallerDirectory();
+    exitWithParent();
+  }
   Deno.addSignalListener("SIGINT", () => {
     writeStderr("\ndenoise: interrupted\n");
     Deno.exit(ExitCode.interrupted);

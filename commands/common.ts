@@ -6,6 +6,7 @@
  */
 import { type Command, Option } from "@commander-js/extra-typings";
 import { UsageError } from "../lib/errors.ts";
+import { setOnnxLogLevel } from "../lib/onnx/session.ts";
 import { createProgressReporter, type ProgressMode, type ProgressReporter } from "../lib/io/mod.ts";
 import type { z } from "zod";
 import { writeOutput } from "../lib/io/output.ts";
@@ -58,7 +59,10 @@ export function stderrColor(): boolean {
 export function runContext(command: { optsWithGlobals(): object }): RunContext {
   const globals = command.optsWithGlobals() as GlobalOptions;
   const quiet = globals.quiet === true;
+  // onnxruntime's own log lines only with --debug (every failure reaches us as an error).
+  if (globals.debug) setOnnxLogLevel("warning");
   const mode: ProgressMode = quiet ? "none" : globals.progress ?? "auto";
+  const json = globals.progress === "json";
   const progress = createProgressReporter(mode, {
     sink: { write: writeStderr },
     isTerminal: Deno.stderr.isTerminal(),
@@ -67,10 +71,15 @@ export function runContext(command: { optsWithGlobals(): object }): RunContext {
   return {
     globals,
     progress,
+    // Under --progress json every stderr line is a JSON object, so machines can parse the stream.
     info: (message) => {
-      if (!quiet) writeStderr(`${message}\n`);
+      if (quiet) return;
+      writeStderr(json ? `${JSON.stringify({ event: "info", message })}\n` : `${message}\n`);
     },
-    warn: (message) => writeStderr(`warning: ${message}\n`),
+    warn: (message) =>
+      writeStderr(
+        json ? `${JSON.stringify({ event: "warning", message })}\n` : `warning: ${message}\n`,
+      ),
     debug: (message) => {
       if (globals.debug) writeStderr(`debug: ${message}\n`);
     },

@@ -16,6 +16,9 @@ import { type ScheduleName, SIGMA_SCHEDULES } from "../lib/schedulers/mod.ts";
 import type { ImageFormat } from "../lib/image/codec.ts";
 import { writeFileAtomic, writeOutput } from "../lib/io/output.ts";
 import type { MadeImage, RunEnvironment } from "../lib/pipeline/run.ts";
+import { DEFAULT_MAX_PIXELS } from "../lib/pipeline/resolve.ts";
+import { seedValue } from "../lib/pipeline/batch.ts";
+import { resolveThreads } from "../lib/onnx/threads.ts";
 import { type AnyCommand, finiteNumber, positiveInt, type RunContext } from "./common.ts";
 
 /** The values of the flags {@linkcode addDiffusionOptions} adds. */
@@ -51,6 +54,7 @@ export interface DiffusionOptions {
   device: "cpu" | "cuda";
   precision?: "fp32" | "fp16";
   threads?: number;
+  maxPixels?: number;
   lowMemory?: true;
   job?: string;
   dryRun?: true;
@@ -155,8 +159,14 @@ export function addDiffusionOptions<C extends AnyCommand>(command: C): C {
     )
     .option(
       "--threads <n>",
-      "threads per model evaluation (default: all cores)",
+      "threads per model evaluation (default: $DENOISE_THREADS, else every core this process " +
+        "may use; never more)",
       positiveInt("--threads"),
+    )
+    .option(
+      "--max-pixels <n>",
+      `refuse outputs above this many pixels (default: $DENOISE_MAX_PIXELS, else ${DEFAULT_MAX_PIXELS})`,
+      positiveInt("--max-pixels"),
     )
     .option("--low-memory", "keep only one model in memory at a time")
     .option("--job <file>", "read the job from a JSON file, an image made by denoise, or - (stdin)")
@@ -216,6 +226,14 @@ function loraArg(value: string, previous: LoraFlag[] | undefined): LoraFlag[] {
   }
   const path = parts.join(":");
   if (path === "") throw new UsageError(`"--lora" needs a file, got "${value}"`);
+  // "FILE:abc" where FILE exists: a misspelt scale, not a file named "FILE:abc".
+  const at = value.lastIndexOf(":");
+  if (numbers.length === 0 && at > 0 && !existsSync(value) && existsSync(value.slice(0, at))) {
+    throw new UsageError(
+      `"--lora ${value}": the scale "${value.slice(at + 1)}" is not a number`,
+      { hint: "write --lora FILE:SCALE[:UNET_SCALE], e.g. --lora detail.safetensors:0.7" },
+    );
+  }
   const flag: LoraFlag = { path, scale: numbers[0] ?? 1 };
   if (numbers[1] !== undefined) flag.unet = numbers[1];
   return [...(previous ?? []), flag];
@@ -231,12 +249,38 @@ function embeddingArg(value: string, previous: EmbeddingFlag[] | undefined): Emb
   return [...(previous ?? []), flag];
 }
 
-/** The run environment from the process environment and flags. */
-export function runEnvironment(options: {
-  threads?: number | undefined;
-  device?: "cpu" | "cuda" | undefined;
-  lowMemory?: boolean | undefined;
-}): RunEnvironment {
+/** A positive integer from an environment variable, or undefined when it is unset. */
+function envInt(name: string): number | undefined {
+  const value = Deno.env.get(name);
+  if (value === undefined || value === "") return undefined;
+  if (!/^\s*\d+\s*$/.test(value) || Number(value) < 1) {
+    throw new UsageError(`${name} must be a positive integer, got "${value}"`);
+  }
+  return Number(value);
+}
+
+/**
+ * The run environment from the process environment and flags. Threads: `--threads`, else
+ * `DENOISE_THREADS`, else every core this process may use, and never more than those (a warning
+ * says when a request was lowered). The pixel budget: `--max-pixels`, else `DENOISE_MAX_PIXELS`.
+ */
+export function runEnvironment(
+  options: {
+    threads?: number | undefined;
+    device?: "cpu" | "cuda" | undefined;
+    lowMemory?: boolean | undefined;
+    maxPixels?: number | undefined;
+  },
+  ctx?: Pick<RunContext, "warn">,
+): RunEnvironment {
+  const threads = resolveThreads(options.threads ?? envInt("DENOISE_THREADS"));
+  if (threads.cappedFrom !== undefined) {
+    ctx?.warn(
+      `${threads.cappedFrom} threads asked for, but this process may use ${threads.threads} ` +
+        `core(s); using ${threads.threads}`,
+    );
+  }
+  const maxPixels = options.maxPixels ?? envInt("DENOISE_MAX_PIXELS");
   const lockPath = Deno.env.get("DENOISE_MODELS_LOCK");
   const lock = lockPath === undefined
     ? parseLock(JSON.stringify(builtinLock), "the built-in models.lock.json")
@@ -248,8 +292,9 @@ export function runEnvironment(options: {
       HOME: Deno.env.get("HOME"),
     }),
     lock,
-    threads: options.threads,
+    threads: threads.threads,
     device: options.device ?? "cpu",
+    ...(maxPixels !== undefined ? { maxPixels } : {}),
     lowMemory: options.lowMemory ?? false,
     version: denoConfig.version,
     tokenizerDir: Deno.env.get("DENOISE_TOKENIZER"),
@@ -268,8 +313,9 @@ export interface OutputPlan {
 }
 
 /**
- * Decides where `count` images go: `-o FILE` (one image), `-o DIR` (created when missing, and
- * used for several images), or stdout (one image).
+ * Decides where `count` images go: `-o FILE` (one image), `-o DIR` (a trailing slash, an
+ * existing folder, or an extension-less path when several images are made; created when
+ * missing), or stdout (one image).
  */
 export async function planOutput(
   output: string | undefined,
@@ -285,9 +331,12 @@ export async function planOutput(
     : ext === ".webp"
     ? "webp"
     : undefined;
-  const isDir = output !== undefined &&
+  // A folder when the path says so (a trailing slash, an existing folder) or several images are
+  // made; one image goes to the file named, whatever its extension (format from --format, else
+  // the extension, else PNG).
+  const isDir = output !== undefined && output !== "-" &&
     (output.endsWith("/") || (existsSync(output) && statSync(output).isDirectory()) ||
-      (fromExt === undefined && ext === ""));
+      (fromExt === undefined && ext === "" && (count > 1 || multiple)));
   if (output === undefined || output === "-") {
     if (count > 1 || multiple) {
       throw new UsageError(`This run makes ${count} images; stdout takes one`, {
@@ -352,7 +401,8 @@ export async function writeImage(
   options.ctx.info(`wrote ${path}`);
   if (options.json) {
     await writeOutput(
-      JSON.stringify({ path, seed: image.seed.toString(), job: image.job }) + "\n",
+      // The seed as the Job has it: a number when exact, else a decimal string.
+      JSON.stringify({ path, seed: seedValue(image.seed), job: image.job }) + "\n",
       { binary: false },
     );
   }

@@ -131,7 +131,7 @@ export function generateCommand() {
     );
     let summary;
     try {
-      summary = await runJobs(runEnvironment(options), jobs, {
+      summary = await runJobs(runEnvironment(options, ctx), jobs, {
         shard,
         isMade: madeCheck(plan, options.overwrite),
         onPlan: ({ skippedBatches }) => {

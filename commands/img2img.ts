@@ -153,7 +153,7 @@ export function img2imgCommand() {
     const count = countImages([job]);
     const plan = await planOutput(options.output, options.format, count, false);
     try {
-      await runJobs(runEnvironment(options), [job], {
+      await runJobs(runEnvironment(options, ctx), [job], {
         isMade: madeCheck(plan, options.overwrite),
         inputs: { image, ...(mask !== undefined ? { mask } : {}) },
         format: plan.format,

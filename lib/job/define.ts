@@ -99,6 +99,8 @@ export function describeIssues(issues: readonly z.core.$ZodIssue[]): string {
         ? `unknown field${issue.keys.length > 1 ? "s" : ""} ${
           issue.keys.map((k) => `"${k}"`).join(", ")
         }`
+        : issue.code === "invalid_type" && /received undefined$/.test(issue.message)
+        ? "is required"
         : issue.message;
       return path ? `"${path}": ${text}` : text;
     })
@@ -109,7 +111,8 @@ export function describeIssues(issues: readonly z.core.$ZodIssue[]): string {
 export const Seed = z.union([
   z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
   z.string().regex(/^\d{1,20}$/, "expected a decimal integer").refine(
-    (s) => BigInt(s) < 2n ** 64n,
+    // The refinement also runs when the pattern failed: only convert digits.
+    (s) => /^\d{1,20}$/.test(s) && BigInt(s) < 2n ** 64n,
     "must be below 2^64",
   ),
 ]);

@@ -65,7 +65,8 @@ Deno.test("jobFromInfotext() inverts infotextFor() for generate, hires and img2i
   );
   assert.equal(masked.maskBlur, 6, "A1111's Mask blur comes back");
   assert.equal(again.sampler, "Euler a");
-  assert.equal(again.width, undefined, "img2img takes its size from the input image");
+  // A1111's Size is img2img's output size too ("Resize to"): the input is brought to it.
+  assert.deepEqual([again.width, again.height], [CTX.width, CTX.height]);
 });
 
 Deno.test("infotextFor() writes A1111's Only masked fields and jobFromInfotext() reads them", () => {

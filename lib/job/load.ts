@@ -75,6 +75,15 @@ export async function loadJobDocument(
   const input = await readInput(path, { ...options, what: "job" });
   const format = sniffFormat(input.bytes);
   if (format === "png" || format === "jpeg" || format === "webp") {
+    // Strictly: a truncated or damaged image is an error, not a source of a partial job.
+    try {
+      readMetadata(input.bytes);
+    } catch (error) {
+      throw new InputError(
+        `Cannot read the job in ${input.label}: ${(error as Error).message}`,
+        { hint: "the image is damaged or truncated; pass the complete file", cause: error },
+      );
+    }
     const job = jobFromImage(input.bytes);
     if (job === undefined) {
       throw new InputError(`The image in ${input.label} holds no denoise job`, {

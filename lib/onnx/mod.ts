@@ -7,6 +7,7 @@
 export * from "./graph.ts";
 export * from "./model_file.ts";
 export * from "./session.ts";
+export * from "./threads.ts";
 export { decodeModelProto, encodeModelProto } from "./proto.ts";
 export type { ModelMessage } from "./proto.ts";
 export * from "./cache.ts";

@@ -7,6 +7,8 @@
  */
 import * as ort from "onnxruntime-node";
 import type { ElemType } from "./graph.ts";
+import { ModelNotFoundError } from "../errors.ts";
+import { resolveThreads } from "./threads.ts";
 
 /** Execution providers denoise knows how to ask for. */
 export type ExecutionProvider = "cpu" | "cuda";
@@ -16,7 +18,10 @@ export type OptimizationLevel = "disabled" | "basic" | "extended" | "all";
 
 /** Options of {@linkcode createSession}. */
 export interface SessionOptions {
-  /** Threads inside one op (default: ORT's choice, the number of physical cores). */
+  /**
+   * Threads inside one op (default: the cores this process may use, see threads.ts; never more
+   * than them).
+   */
   threads?: number;
   /** Threads across independent ops (default 1: sequential execution). */
   interOpThreads?: number;
@@ -195,7 +200,7 @@ function ortOptions(options: SessionOptions): ort.InferenceSession.SessionOption
     executionMode: (options.interOpThreads ?? 1) > 1 ? "parallel" : "sequential",
   };
   const extra: Record<string, string> = {};
-  if (options.threads !== undefined) o.intraOpNumThreads = options.threads;
+  o.intraOpNumThreads = resolveThreads(options.threads).threads;
   if (options.freeDimensions !== undefined) o.freeDimensionOverrides = options.freeDimensions;
   if (options.optimizedModelPath !== undefined) {
     o.optimizedModelFilePath = options.optimizedModelPath;
@@ -229,13 +234,34 @@ export async function createSession(
     return new OnnxSession(session);
   } catch (e) {
     const what = typeof model === "string" ? `"${model}"` : `a ${model.byteLength}-byte model`;
-    const msg = e instanceof Error ? e.message.split("\n")[0] : String(e);
-    const hint = options.executionProvider === "cuda"
-      ? "; check that the CUDA build of onnxruntime is installed, or use the cpu provider"
-      : "";
-    throw new Error(`Cannot load ONNX model ${what}: ${msg}${hint}`, { cause: e });
+    const msg = (e instanceof Error ? e.message.split("\n")[0] : String(e)) ?? "";
+    if (options.executionProvider === "cuda" && /shared library|providers_|CUDA|cuda/i.test(msg)) {
+      throw new ModelNotFoundError(
+        "Cannot use --device cuda: onnxruntime-node's CUDA provider is not installed " +
+          `(${msg.replace(/^.*?: /, "")})`,
+        {
+          hint: "onnxruntime-node downloads it in an install script, which Deno skips unless " +
+            "allowed: run `deno install --allow-scripts=npm:onnxruntime-node` on a machine with " +
+            "CUDA 12 and cuDNN 9 (see docs/distribution.md), or use --device cpu",
+          cause: e,
+        },
+      );
+    }
+    throw new Error(`Cannot load ONNX model ${what}: ${msg}`, { cause: e });
   }
 }
+
+/**
+ * Sets how much onnxruntime itself prints on stderr (default "fatal": nothing, since every
+ * failure also reaches the caller as an error; `--debug` raises it).
+ */
+export function setOnnxLogLevel(level: "verbose" | "info" | "warning" | "error" | "fatal"): void {
+  ort.env.logLevel = level;
+}
+
+// ORT prints its own coloured log lines (ignoring NO_COLOR) before an error reaches us; the error
+// itself says what went wrong, so ORT stays quiet unless asked.
+ort.env.logLevel = "fatal";
 
 /** The ORT version denoise runs with (part of cache keys: optimised models depend on it). */
 export const ORT_VERSION: string = ort.env.versions.common ?? "unknown";

@@ -230,6 +230,9 @@ export async function denoiseLatents(options: DenoiseOptions): Promise<Float32Ar
       if (hook.afterStep) latents = hook.afterStep(latents, i);
     }
     options.onProgress?.({ task: "denoise", step: i - start + 1, total: total - start });
+    // onnxruntime-node resolves run() without giving the event loop a turn, so a whole loop
+    // would run as one chain of microtasks: signals (Ctrl-C) and timers wait until it ends.
+    await new Promise((resolve) => setTimeout(resolve, 0));
   }
   return latents;
 }

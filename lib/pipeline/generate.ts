@@ -47,6 +47,8 @@ export interface DiffusionParams {
   conditioner: Conditioner;
   /** Free the text encoders once this run's conditioning is built (its last use in a run). */
   releaseTextEncoders?: boolean;
+  /** Refuse outputs above this many pixels (default: no limit). */
+  maxPixels?: number | undefined;
   /**
    * Loop plug-ins the run adds to every denoising loop of the task (after the task's own), e.g.
    * ControlNet residuals.
@@ -111,8 +113,19 @@ export function timestepCutoff(config: Record<string, unknown>, fraction: number
   return Math.round(trainSteps - fraction * trainSteps);
 }
 
-/** Checks that a size fits the VAE grid. */
-export function checkSize(sd: StableDiffusion, width: number, height: number): void {
+/** Checks that a size fits the VAE grid and the pixel budget. */
+export function checkSize(
+  sd: StableDiffusion,
+  width: number,
+  height: number,
+  maxPixels?: number,
+): void {
+  if (maxPixels !== undefined && width * height > maxPixels) {
+    throw new UsageError(
+      `Image size ${width}x${height} is ${width * height} pixels, above the limit of ${maxPixels}`,
+      { hint: "pass --max-pixels N (or set DENOISE_MAX_PIXELS) to allow larger images" },
+    );
+  }
   const f = vaeFactor(sd.model);
   if (width % f !== 0 || height % f !== 0) {
     throw new UsageError(
@@ -269,7 +282,7 @@ async function finish(
  * same generator feeds ancestral noise); 5. VAE decode.
  */
 export async function txt2img(sd: StableDiffusion, p: Txt2ImgParams): Promise<DiffusionResult> {
-  checkSize(sd, p.width, p.height);
+  checkSize(sd, p.width, p.height, p.maxPixels);
   // 1. Scheduler
   const scheduler = makeScheduler(sd.model.schedulerConfig, p.sampler, p.schedule);
   scheduler.setTimesteps(p.steps);
@@ -355,7 +368,7 @@ export async function img2img(sd: StableDiffusion, p: Img2ImgParams): Promise<Di
   const [, , imageHeight, imageWidth] = p.image.dims;
   checkSize(sd, imageWidth, imageHeight);
   const { width, height } = p.latentResize ?? { width: imageWidth, height: imageHeight };
-  checkSize(sd, width, height);
+  checkSize(sd, width, height, p.maxPixels);
   // 1. Scheduler and timesteps
   const { scheduler, startIndex } = strengthSchedule(sd, p);
   // 2. Conditioning

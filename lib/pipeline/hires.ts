@@ -21,6 +21,7 @@ import { imageToTensor, type RawImage, resizeImage } from "../image/codec.ts";
 import type { Nchw } from "../models/vae.ts";
 import type { NoiseGenerator } from "../rng/mod.ts";
 import {
+  checkSize,
   condition,
   decodeImages,
   encodeImageLatents,
@@ -106,6 +107,7 @@ function truncatedImage(pixels: Float32Array, width: number, height: number): Ra
 export async function hiresFix(sd: StableDiffusion, p: HiresParams): Promise<HiresResult> {
   const f = vaeFactor(sd.model);
   const target = hiresSize(p.width, p.height, { scale: p.hiresScale, factor: f });
+  checkSize(sd, target.width, target.height, p.maxPixels);
   const steps = p.hiresSteps ?? p.steps;
   if (!(p.hiresStrength > 0 && p.hiresStrength <= 1)) {
     throw new UsageError(`Hires strength ${p.hiresStrength} leaves no denoising step`, {

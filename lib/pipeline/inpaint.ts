@@ -212,7 +212,7 @@ export interface InpaintResult {
  */
 export async function inpaint(sd: StableDiffusion, p: InpaintParams): Promise<InpaintResult> {
   const [, , height, width] = p.image.dims;
-  checkSize(sd, width, height);
+  checkSize(sd, width, height, p.maxPixels);
   checkInputs(sd, p);
   // 1. Scheduler and timesteps
   const { scheduler, startIndex } = strengthSchedule(sd, p);

@@ -25,7 +25,16 @@ export interface RunEnvironment {
   version: string;
   /** CLIP tokenizer folder for single-file checkpoints (`DENOISE_TOKENIZER`). */
   tokenizerDir?: string | undefined;
+  /** Largest output in pixels a run may make (default {@linkcode DEFAULT_MAX_PIXELS}). */
+  maxPixels?: number;
 }
+
+/**
+ * The default pixel budget of one output image: 4096 x 4096. Beyond it memory grows past what
+ * most machines hold (a 16384 x 16384 run went past 8 GB on a tiny model); `--max-pixels` or
+ * `DENOISE_MAX_PIXELS` raises it.
+ */
+export const DEFAULT_MAX_PIXELS = 4096 * 4096;
 
 /** Resolves `--model` (a folder or an alias from the lock) to a Diffusers folder. */
 export async function resolveModel(spec: string | undefined, env: RunEnvironment): Promise<string> {

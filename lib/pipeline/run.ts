@@ -28,7 +28,13 @@ import { type BatchTask, planBatches, type Shard, shardBatches } from "./batch.t
 import { conditionerFor } from "./conditioning.ts";
 import type { LoopHook } from "./denoise.ts";
 import type { DiffusionParams } from "./generate.ts";
-import { defaultCfg, modelName, resolveModel, type RunEnvironment } from "./resolve.ts";
+import {
+  DEFAULT_MAX_PIXELS,
+  defaultCfg,
+  modelName,
+  resolveModel,
+  type RunEnvironment,
+} from "./resolve.ts";
 import { StableDiffusion } from "./stable_diffusion.ts";
 import {
   DIFFUSION_TASKS,
@@ -237,6 +243,7 @@ export class DiffusionRunner {
         conditioner: conditionerFor({ ...job, embeddings: adapters.tokens }),
         // The text encoders are not needed after the last batch's conditioning (a hires pass
         // conditions again, so it keeps them).
+        maxPixels: this.env.maxPixels ?? DEFAULT_MAX_PIXELS,
         releaseTextEncoders: index === batches.length - 1 &&
           (job.command !== "generate" || job.hiresScale === undefined),
         ...(hooks.length > 0 ? { hooks } : {}),
