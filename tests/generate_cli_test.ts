@@ -178,7 +178,7 @@ Deno.test("batch images get deterministic names, one JSON line each, and a rerun
   let r = await runCli(args, { env: ENV });
   assert.equal(r.code, 0, r.stderr);
   const lines = r.text.trim().split("\n").map((l) => JSON.parse(l));
-  assert.deepEqual(lines.map((l) => l.seed), ["100", "101", "102"]);
+  assert.deepEqual(lines.map((l) => l.seed), [100, 101, 102]);
   const names = listDir(dir);
   assert.equal(names.length, 3);
   assert.deepEqual(lines.map((l) => l.path.split("/").pop()).sort(), names);

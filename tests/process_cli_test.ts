@@ -25,7 +25,9 @@ function taskCommand(args: string[], cwd: string, env: Record<string, string> = 
   return new Deno.Command(Deno.execPath(), {
     args: ["task", "-q", "--config", join(REPO_ROOT, "deno.json"), "denoise", ...args],
     cwd,
-    env: { NO_COLOR: "1", ...ENV, ...env },
+    // deno task keeps an INIT_CWD it inherits (as npm does), and this suite itself runs under
+    // `deno task test`: set it as a user's shell would have it.
+    env: { NO_COLOR: "1", ...ENV, INIT_CWD: cwd, ...env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
