@@ -11,8 +11,8 @@
  */
 import { Gunzip } from "fflate";
 import { decodeImage } from "../image/codec.ts";
-import { parseInfotext, summarizeInfotext } from "./a1111.ts";
-import type { ImageMetadata } from "./read.ts";
+import { parseInfotext } from "./a1111.ts";
+import { a1111Metadata, type ImageMetadata } from "./read.ts";
 import { concatBytes, decodeUtf8 } from "./text.ts";
 
 /** Decoded 8-bit pixels, interleaved. */
@@ -123,8 +123,7 @@ export async function addStealthInfo(
     const found = decodeStealthInfo(image);
     if (found === undefined) return;
     meta.stealth = found;
-    const info = parseInfotext(found.text);
-    meta.a1111 = { source: "stealth", ...info, summary: summarizeInfotext(info.params) };
+    meta.a1111 = a1111Metadata("stealth", parseInfotext(found.text));
     if (!meta.generators.includes("a1111")) meta.generators.push("a1111");
   } catch (error) {
     meta.warnings.push(`stealth pnginfo unreadable: ${(error as Error).message ?? error}`);
