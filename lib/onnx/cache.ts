@@ -24,7 +24,8 @@
 import { createHash } from "node:crypto";
 import * as fsp from "node:fs/promises";
 import { join } from "node:path";
-import { acquireBuildLock, type BuildLockOptions } from "./build_lock.ts";
+import { toIoError } from "../errors.ts";
+import { acquireBuildLock, type BuildLock, type BuildLockOptions } from "./build_lock.ts";
 import { noteHardLinks } from "./content_identity.ts";
 import type { OnnxModel } from "./graph.ts";
 import { writeModel, type WriteModelOptions } from "./model_file.ts";
@@ -131,8 +132,15 @@ export async function cachedModel(
   const dir = join(cacheDir, key);
   const path = join(dir, MODEL_FILE);
   if (await exists(join(dir, DONE_FILE))) return { path, dir, hit: true };
-  await fsp.mkdir(cacheDir, { recursive: true });
-  const lock = await acquireBuildLock(join(cacheDir, `${key}.lock`), options.lock ?? {});
+  let lock: BuildLock;
+  try {
+    await fsp.mkdir(cacheDir, { recursive: true });
+    lock = await acquireBuildLock(join(cacheDir, `${key}.lock`), options.lock ?? {});
+  } catch (error) {
+    throw toIoError(error, `Cannot write the cache folder "${cacheDir}"`, {
+      hint: "choose a cache folder you can write to",
+    });
+  }
   try {
     // Another process may have finished the entry while this one waited for the lock.
     if (await exists(join(dir, DONE_FILE))) return { path, dir, hit: true };
