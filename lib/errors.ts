@@ -75,6 +75,31 @@ export class InputError extends DenoiseError {
   }
 }
 
+/**
+ * Weights that do not fit (exit 3): a tensor of the wrong shape, missing or left over, or an
+ * adapter whose shapes do not fit the model. A `TypeError` by meaning, as builders throw for a
+ * wrong shape, that the CLI counts as bad input rather than a bug.
+ *
+ * @example
+ * ```ts
+ * import { exitCodeFor, WeightsError } from "./errors.ts";
+ * const err = new WeightsError('"conv_in.bias" has shape [16, 2], expected [32]');
+ * console.assert(err instanceof TypeError && exitCodeFor(err) === 3);
+ * ```
+ */
+export class WeightsError extends TypeError {
+  /** Process exit code: bad input. */
+  readonly exitCode: ExitCodeValue = ExitCode.badInput;
+  /** What the user can do about it, if known. */
+  readonly hint: string | undefined;
+
+  constructor(message: string, options: DenoiseErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.hint = options.hint;
+  }
+}
+
 /** A model or other named resource is missing (exit 4). */
 export class ModelNotFoundError extends DenoiseError {
   constructor(message: string, options: DenoiseErrorOptions = {}) {
@@ -103,7 +128,7 @@ export class NetworkError extends DenoiseError {
  * I/O.
  */
 export function exitCodeFor(error: unknown): ExitCodeValue {
-  if (error instanceof DenoiseError) return error.exitCode;
+  if (error instanceof DenoiseError || error instanceof WeightsError) return error.exitCode;
   if (ioReason(error) !== undefined) return ExitCode.io;
   if (error instanceof RangeError || error instanceof SyntaxError) return ExitCode.badInput;
   return ExitCode.failure;
@@ -218,7 +243,9 @@ export function toIoError(
  */
 export function formatError(error: unknown, options: { debug?: boolean } = {}): string {
   let message = error instanceof Error ? error.message : String(error);
-  const reason = error instanceof DenoiseError ? undefined : ioReason(error);
+  const reason = error instanceof DenoiseError || error instanceof WeightsError
+    ? undefined
+    : ioReason(error);
   if (reason !== undefined) {
     // A file-system error nobody wrapped: say what failed in plain words, not Deno's.
     const path = ioPath(message);
@@ -228,7 +255,9 @@ export function formatError(error: unknown, options: { debug?: boolean } = {}): 
   }
   const firstLine = message.split("\n")[0] ?? "";
   let text = `denoise: ${firstLine}`;
-  const hint = error instanceof DenoiseError ? error.hint : undefined;
+  const hint = error instanceof DenoiseError || error instanceof WeightsError
+    ? error.hint
+    : undefined;
   if (hint) text += `\nhint: ${hint}`;
   if (options.debug) {
     let current: unknown = error;

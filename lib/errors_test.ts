@@ -7,6 +7,7 @@ import {
   IoError,
   toIoError,
   UsageError,
+  WeightsError,
 } from "./errors.ts";
 
 Deno.test("exitCodeFor() maps typed and built-in errors to documented codes", () => {
@@ -50,4 +51,14 @@ Deno.test("exitCodeFor()/formatError(): file-system errors nobody wrapped are I/
   const wrapped = toIoError(full, 'Cannot write "/dev/full"');
   assert.ok(wrapped instanceof IoError);
   assert.equal(formatError(wrapped), 'denoise: Cannot write "/dev/full": no space left on device');
+});
+
+Deno.test("WeightsError is a TypeError that exits 3 without the bug hint", () => {
+  const e = new WeightsError('Cannot build X: misshapen "w" [2] (expected [3])', { hint: "h" });
+  assert.ok(e instanceof TypeError);
+  assert.equal(exitCodeFor(e), ExitCode.badInput);
+  assert.equal(
+    formatError(e),
+    'denoise: Cannot build X: misshapen "w" [2] (expected [3])\nhint: h',
+  );
 });
