@@ -6,9 +6,9 @@
  * limit and leave the process below a memory cap.
  *
  * Counts and seeds come from the environment:
- * - `DENOISE_FUZZ_RUNS`: cases per reader (default 200; `deno task fuzz` runs 10,000);
+ * - `DENOISE_FUZZ_RUNS`: cases per reader (default 300; `deno task fuzz` runs 10,000);
  * - `DENOISE_FUZZ_SEED`: fast-check's seed (default a fixed one, so the normal test run is
- *   deterministic; `deno task fuzz` picks a random one and prints it);
+ *   deterministic; "random" picks one and prints it, as `deno task fuzz` does);
  * - `DENOISE_FUZZ_MAX_MS`: the slowest a case may be (default 5000 ms);
  * - `DENOISE_FUZZ_MAX_RSS_MB`: the resident-memory cap (default 3072 MB).
  *
@@ -28,9 +28,14 @@ function envNumber(name: string, fallback: number): number {
 }
 
 /** Cases per reader. */
-export const RUNS: number = Math.floor(envNumber("DENOISE_FUZZ_RUNS", 200));
+export const RUNS: number = Math.floor(envNumber("DENOISE_FUZZ_RUNS", 300));
 /** fast-check's seed. */
-export const SEED: number = Math.floor(envNumber("DENOISE_FUZZ_SEED", 20241117));
+export const SEED: number = Deno.env.get("DENOISE_FUZZ_SEED") === "random"
+  ? Math.floor(Math.random() * 2 ** 31)
+  : Math.floor(envNumber("DENOISE_FUZZ_SEED", 20241117));
+if (Deno.env.get("DENOISE_FUZZ_SEED") === "random") {
+  console.log(`fuzz: DENOISE_FUZZ_SEED=${SEED} replays this run`);
+}
 const MAX_MS = envNumber("DENOISE_FUZZ_MAX_MS", 5000);
 const MAX_RSS = envNumber("DENOISE_FUZZ_MAX_RSS_MB", 3072) * 2 ** 20;
 
