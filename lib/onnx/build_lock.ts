@@ -2,8 +2,11 @@
  * A lock file that lets one process at a time build a cache entry; the others wait, then use
  * what the winner made. The lock is created with O_EXCL (`createNew`) and holds the owner's
  * pid, host and a nonce; the owner touches it every few seconds. A lock is stale, and is broken,
- * when its owner on this host is no longer running or it has not been touched for `staleMs`
- * (a crashed owner elsewhere, a reused pid, a hung process).
+ * when its owner on this host is no longer running, when an owner on another host (a shared
+ * folder) or an unreadable lock has not been touched for `staleMs`, or when a running owner on
+ * this host has not touched it for 10 x `staleMs` (a reused pid, a hung process). A live owner
+ * is given that long because ORT's optimisation blocks its event loop, and so its touches, for
+ * tens of seconds on big models.
  *
  * The lock saves duplicated work; it is not what keeps entries whole. Entries are still built
  * in a temporary folder and renamed into place, so a lock broken by mistake costs a second
@@ -17,7 +20,10 @@ import process from "node:process";
 
 /** Options of {@linkcode acquireBuildLock}. */
 export interface BuildLockOptions {
-  /** A lock untouched for this long is stale (default 60 s); the owner touches it 4x as often. */
+  /**
+   * A lock of another host untouched for this long is stale (default 60 s; 10x that for a running
+   * owner on this host); the owner touches it 4x as often.
+   */
   staleMs?: number;
   /** Called once when the lock is held by another live process and this one starts waiting. */
   onWait?: (owner: LockOwner) => void;
@@ -159,9 +165,10 @@ function parseOwner(text: string): LockOwner | undefined {
 }
 
 function isStale(state: LockState, staleMs: number): boolean {
-  if (Date.now() - state.mtimeMs > staleMs) return true;
+  const age = Date.now() - state.mtimeMs;
   const owner = state.owner;
-  return owner !== undefined && owner.host === hostname() && !isRunning(owner.pid);
+  if (owner === undefined || owner.host !== hostname()) return age > staleMs;
+  return !isRunning(owner.pid) || age > 10 * staleMs;
 }
 
 /** Whether a process with this pid runs on this host (unknown counts as running). */

@@ -68,6 +68,17 @@ Deno.test(
     Deno.writeTextFileSync(path, JSON.stringify({ ...owner(1), host: "elsewhere" }));
     Deno.utimeSync(path, old, old);
     await (await acquireBuildLock(path, { staleMs: 5_000 })).release();
+    // A running owner on this host whose touches stopped (ORT blocking its event loop) is
+    // waited for up to 10 x staleMs, then taken over (a reused pid, a hung process).
+    Deno.writeTextFileSync(path, JSON.stringify(owner(Deno.pid)));
+    const quiet = new Date(Date.now() - 2_000);
+    Deno.utimeSync(path, quiet, quiet);
+    await assert.rejects(
+      acquireBuildLock(path, { staleMs: 500, signal: AbortSignal.timeout(300) }),
+      (e: unknown) => e instanceof DOMException && e.name === "TimeoutError",
+    );
+    Deno.utimeSync(path, old, old);
+    await (await acquireBuildLock(path, { staleMs: 500 })).release();
     // A live owner that touches its lock is waited for.
     const live = await acquireBuildLock(path, { staleMs: 200 });
     const signal = AbortSignal.timeout(600);
