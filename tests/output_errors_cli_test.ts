@@ -63,8 +63,12 @@ Deno.test("writing to /proc, /dev/full or a full stdout exits 5 with one plain l
       await denoise(["meta", "read", png], { redirect: " > /dev/full" }),
       /^denoise: Cannot write to stdout: no space left on device$/,
     );
-    const ok = await denoise([...write, "-o", "/dev/null"], {});
-    assert.equal(ok.code, 0, ok.stderr);
+    if (Deno.statSync("/dev/null").isCharDevice) {
+      // Allowed by Deno's sandbox, and written in place (never replaced by a renamed file).
+      const ok = await denoise([...write, "-o", "/dev/null"], {});
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.ok(Deno.statSync("/dev/null").isCharDevice);
+    }
     assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["in.png"]);
   } finally {
     await Deno.remove(dir, { recursive: true });
