@@ -615,7 +615,9 @@ function orderedDict(args: PickleValue[]): PickleDict {
   const map: PickleDict = new Map();
   const items = args[0];
   if (items === undefined) return map;
-  if (!Array.isArray(items)) throw new RangeError("Invalid pickle: OrderedDict(items) needs a list");
+  if (!Array.isArray(items)) {
+    throw new RangeError("Invalid pickle: OrderedDict(items) needs a list");
+  }
   for (const pair of items) {
     if (!Array.isArray(pair) || pair.length !== 2) {
       throw new RangeError("Invalid pickle: OrderedDict items must be pairs");
