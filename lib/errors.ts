@@ -75,6 +75,31 @@ export class InputError extends DenoiseError {
   }
 }
 
+/**
+ * Weights that do not fit (exit 3): a tensor of the wrong shape, missing or left over, or an
+ * adapter whose shapes do not fit the model. A `TypeError` by meaning, as builders throw for a
+ * wrong shape, that the CLI counts as bad input rather than a bug.
+ *
+ * @example
+ * ```ts
+ * import { exitCodeFor, WeightsError } from "./errors.ts";
+ * const err = new WeightsError('"conv_in.bias" has shape [16, 2], expected [32]');
+ * console.assert(err instanceof TypeError && exitCodeFor(err) === 3);
+ * ```
+ */
+export class WeightsError extends TypeError {
+  /** Process exit code: bad input. */
+  readonly exitCode: ExitCodeValue = ExitCode.badInput;
+  /** What the user can do about it, if known. */
+  readonly hint: string | undefined;
+
+  constructor(message: string, options: DenoiseErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.hint = options.hint;
+  }
+}
+
 /** A model or other named resource is missing (exit 4). */
 export class ModelNotFoundError extends DenoiseError {
   constructor(message: string, options: DenoiseErrorOptions = {}) {
@@ -98,22 +123,118 @@ export class NetworkError extends DenoiseError {
 
 /**
  * The exit code for any thrown value. Built-in errors thrown by the library for bad values or
- * bad text (RangeError, SyntaxError) count as bad input; file-system errors count as I/O.
+ * bad text (RangeError, SyntaxError) count as bad input; file-system errors (Deno's error
+ * classes, Deno's sandbox refusing a system path, errno-coded errors such as ENOSPC) count as
+ * I/O.
  */
 export function exitCodeFor(error: unknown): ExitCodeValue {
-  if (error instanceof DenoiseError) return error.exitCode;
-  if (error instanceof Deno.errors.NotFound) return ExitCode.io;
-  if (error instanceof Deno.errors.PermissionDenied) return ExitCode.io;
-  if (error instanceof Deno.errors.BrokenPipe) return ExitCode.io;
+  if (error instanceof DenoiseError || error instanceof WeightsError) return error.exitCode;
+  if (ioReason(error) !== undefined) return ExitCode.io;
   if (error instanceof RangeError || error instanceof SyntaxError) return ExitCode.badInput;
-  if (isNodeSystemError(error)) return ExitCode.io;
   return ExitCode.failure;
 }
 
-function isNodeSystemError(error: unknown): boolean {
-  if (!(error instanceof Error)) return false;
+/** Plain reasons for errno codes that Deno reports as a bare Error with a `code`. */
+const ERRNO_REASONS: Record<string, string> = {
+  ENOSPC: "no space left on device",
+  EDQUOT: "disk quota exceeded",
+  EROFS: "read-only file system",
+  EACCES: "permission denied",
+  EPERM: "operation not permitted",
+  ENOENT: "no such file or directory",
+  ENOTDIR: "a part of the path is not a folder",
+  EISDIR: "it is a folder",
+  EEXIST: "it already exists",
+  EIO: "input/output error",
+  EFBIG: "file too large",
+  EMFILE: "too many open files",
+  ENFILE: "too many open files",
+  ENAMETOOLONG: "file name too long",
+  ELOOP: "too many levels of symbolic links",
+  EXDEV: "not on the same file system",
+  ETXTBSY: "the file is busy",
+  EBUSY: "the device or file is busy",
+  EPIPE: "the reading end of the pipe closed",
+  ENXIO: "no such device",
+  ENODEV: "no such device",
+};
+
+/**
+ * The plain reason of a file-system error ("no space left on device", "permission denied"), or
+ * `undefined` for anything else.
+ *
+ * @example
+ * ```ts
+ * import { ioReason } from "./errors.ts";
+ * console.assert(ioReason(new Deno.errors.NotFound("x")) === "no such file or directory");
+ * console.assert(ioReason(new TypeError("x")) === undefined);
+ * ```
+ */
+export function ioReason(error: unknown): string | undefined {
+  if (!(error instanceof Error)) return undefined;
+  const E = Deno.errors;
+  if (error instanceof E.NotFound) return "no such file or directory";
+  if (error instanceof E.PermissionDenied) return "permission denied";
+  if (error instanceof E.IsADirectory) return "it is a folder";
+  if (error instanceof E.NotADirectory) return "a part of the path is not a folder";
+  if (error instanceof E.AlreadyExists) return "it already exists";
+  if (error instanceof E.FilesystemLoop) return "too many levels of symbolic links";
+  if (error instanceof E.BrokenPipe) return "the reading end of the pipe closed";
+  if (error instanceof E.WriteZero) return "the device accepted no more bytes";
+  if (error instanceof E.Busy) return "the device or file is busy";
+  if (error instanceof E.NotCapable) {
+    // Deno asks for --allow-all before it touches /dev (but /dev/null), /proc or /sys.
+    return "denoise does not read or write system paths such as /dev, /proc and /sys";
+  }
   const code = (error as { code?: unknown }).code;
-  return typeof code === "string" && /^E[A-Z]+$/.test(code) && "syscall" in error;
+  if (typeof code !== "string" || !/^E[A-Z0-9]+$/.test(code)) return undefined;
+  const known = ERRNO_REASONS[code];
+  if (known !== undefined) return known;
+  // Other errno codes: a Node-style system error, or Deno's "... (os error N)".
+  if ("syscall" in error || /\(os error \d+\)/.test(error.message)) {
+    return plainOsMessage(error.message);
+  }
+  return undefined;
+}
+
+/** "Disk full (os error 28): open '/x'" -> "disk full". */
+function plainOsMessage(message: string): string {
+  const text = message.replace(/\s*\(os error \d+\).*$/s, "").replace(/^[A-Z]+: /, "");
+  return text.charAt(0).toLowerCase() + text.slice(1);
+}
+
+/** Deno's messages name the path in a few shapes; returns it when one is found. */
+function ioPath(message: string): string | undefined {
+  return /^Requires \w+ access to "([^"]*)"/.exec(message)?.[1] ??
+    /: (?:open|mkdir|stat|lstat|rename|remove|link|realpath|readdir|copy|truncate|utime) '([^']*)'/
+      .exec(message)?.[1];
+}
+
+/**
+ * Wraps a file-system error in an {@linkcode IoError} that reads as one plain line,
+ * `<prefix>: <reason>`; other values are returned unchanged.
+ *
+ * @example
+ * ```ts
+ * import { IoError, toIoError } from "./errors.ts";
+ * const e = toIoError(new Deno.errors.PermissionDenied("x"), 'Cannot write "a.png"');
+ * console.assert(e instanceof IoError && e.message === 'Cannot write "a.png": permission denied');
+ * ```
+ */
+export function toIoError(
+  error: unknown,
+  prefix: string,
+  options: { hint?: string } = {},
+): unknown {
+  if (error instanceof IoError) return error;
+  const reason = ioReason(error);
+  if (reason === undefined) return error;
+  let hint = options.hint;
+  if (hint === undefined && error instanceof Deno.errors.NotFound) hint = "check the path";
+  if (hint === undefined && error instanceof Deno.errors.NotCapable) {
+    hint = "use a file in a regular folder (or /dev/null)";
+  }
+  return new IoError(`${prefix}: ${reason}`, { cause: error, ...(hint ? { hint } : {}) });
 }
 
 /**
@@ -121,10 +242,22 @@ function isNodeSystemError(error: unknown): boolean {
  * With `debug`, the stack trace and the cause chain follow.
  */
 export function formatError(error: unknown, options: { debug?: boolean } = {}): string {
-  const message = error instanceof Error ? error.message : String(error);
+  let message = error instanceof Error ? error.message : String(error);
+  const reason = error instanceof DenoiseError || error instanceof WeightsError
+    ? undefined
+    : ioReason(error);
+  if (reason !== undefined) {
+    // A file-system error nobody wrapped: say what failed in plain words, not Deno's.
+    const path = ioPath(message);
+    message = path === undefined
+      ? reason.charAt(0).toUpperCase() + reason.slice(1)
+      : `Cannot use "${path}": ${reason}`;
+  }
   const firstLine = message.split("\n")[0] ?? "";
   let text = `denoise: ${firstLine}`;
-  const hint = error instanceof DenoiseError ? error.hint : undefined;
+  const hint = error instanceof DenoiseError || error instanceof WeightsError
+    ? error.hint
+    : undefined;
   if (hint) text += `\nhint: ${hint}`;
   if (options.debug) {
     let current: unknown = error;

@@ -54,9 +54,8 @@ Deno.test("models list/pull/where/verify work against a local hub", async () => 
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(paths, [`/owner/tiny/resolve/${REVISION}/unet/config.json`]);
     // Under --progress json every stderr line is JSON; the progress events are these.
-    const progress = r.stderr.split("\n").filter((l) => l.startsWith("{")).map((l) =>
-      JSON.parse(l)
-    ).filter((e) => e.event === "progress");
+    const progress = r.stderr.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l))
+      .filter((e) => e.event === "progress");
     assert.ok(progress.length > 0 && progress.at(-1).step === PAYLOAD.length, r.stderr);
 
     r = await runCli(["models", "where", "tiny"], { env });

@@ -13,6 +13,7 @@
  * @module
  */
 import { basename, extname } from "node:path";
+import { WeightsError } from "../errors.ts";
 import type { TensorSource } from "../onnx/graph.ts";
 import { readSource } from "../onnx/model_file.ts";
 import { openWeights } from "../weights/mod.ts";
@@ -53,7 +54,7 @@ const TOKEN_TABLE = "text_model.embeddings.token_embedding.weight";
 function asMatrix(path: string, key: string, t: DenseTensor): DenseTensor {
   if (t.shape.length === 1) return { data: t.data, shape: [1, t.shape[0]!] };
   if (t.shape.length === 2 && t.shape[0]! > 0) return t;
-  throw new TypeError(
+  throw new WeightsError(
     `Cannot use embedding "${basename(path)}": "${key}" has shape [${
       t.shape.join(", ")
     }], expected [vectors, width] or [width]`,

@@ -14,6 +14,7 @@
  * @module
  */
 import { basename } from "node:path";
+import { WeightsError } from "../errors.ts";
 import type { TensorSource } from "../onnx/graph.ts";
 import { readSource } from "../onnx/model_file.ts";
 import { SafetensorsFile } from "../weights/safetensors.ts";
@@ -252,16 +253,24 @@ function checkFit(
     const target = found.entry.weight;
     const targetShape = target === undefined ? undefined : found.shapes.get(target);
     const shape = deltaShape(module.algorithm, shapes);
+    const tensors = Object.entries(shapes).filter(([role]) => role !== "alpha")
+      .map(([role, s]) => `${role} ${fmt(s)}`).join(", ");
     if (target === undefined || targetShape === undefined) {
-      throw new TypeError(
+      throw new WeightsError(
         `Cannot apply LoRA "${file}": "${module.key}" changes a weight, but its module has none`,
       );
     }
-    if (shape === undefined || !fitsShape(shape, targetShape)) {
-      throw new TypeError(
+    if (shape === undefined) {
+      throw new WeightsError(
+        `Cannot apply LoRA "${file}": the tensors of "${module.key}" do not fit together ` +
+          `(${tensors}), so it cannot change "${target}" of shape ${fmt(targetShape)}`,
+      );
+    }
+    if (!fitsShape(shape, targetShape)) {
+      throw new WeightsError(
         `Cannot apply LoRA "${file}": "${module.key}" changes a weight of shape ${
-          fmt(shape ?? [])
-        }, but "${target}" has shape ${fmt(targetShape)}`,
+          fmt(shape)
+        }, but "${target}" has shape ${fmt(targetShape)} (its tensors: ${tensors})`,
       );
     }
     out.push({ path, module, part: "weight", target, targetShape });
@@ -270,7 +279,7 @@ function checkFit(
     const bias = found.entry.bias;
     const biasShape = bias === undefined ? undefined : found.shapes.get(bias);
     if (bias === undefined || biasShape === undefined || !fitsShape(shapes.diff_b!, biasShape)) {
-      throw new TypeError(
+      throw new WeightsError(
         `Cannot apply LoRA "${file}": "${module.key}" changes a bias of shape ${
           fmt(shapes.diff_b!)
         }, which its module does not have`,
@@ -298,6 +307,16 @@ async function readModule(lora: LoraFile, module: LoraModule): Promise<ModuleTen
   return out;
 }
 
+/** The module's change, its errors naming the file. */
+function deltaOf(merge: PlannedMerge, tensors: ModuleTensors) {
+  try {
+    return moduleDelta(merge.module.key, merge.module.algorithm, tensors);
+  } catch (error) {
+    if (!(error instanceof WeightsError)) throw error;
+    throw new WeightsError(`Cannot apply LoRA "${basename(merge.path)}": ${error.message}`);
+  }
+}
+
 async function applyMerges(
   sources: Map<string, TensorSource>,
   merges: readonly PlannedMerge[],
@@ -323,7 +342,7 @@ async function applyMerges(
       if (merge.part === "bias") {
         change = tensors.diff_b!.data;
       } else {
-        const { delta, rank } = moduleDelta(merge.module.key, merge.module.algorithm, tensors);
+        const { delta, rank } = deltaOf(merge, tensors);
         // A1111 network.py calc_scale: alpha / dim when both are known, else 1.
         const alpha = tensors.alpha?.data[0];
         const factor = rank !== undefined && alpha !== undefined ? alpha / rank : 1;

@@ -6,10 +6,12 @@
  * network_full.py, network.py `apply_weight_decompose`) and LyCORIS `lycoris/functional/`
  * (`rebuild_tucker`); written from reading them, not copied.
  *
- * Accumulation is in float64; results are float32.
+ * Accumulation is in float64; results are float32. Tensors that do not fit together throw a
+ * {@linkcode WeightsError} (bad input, exit 3) naming the module and the shapes.
  *
  * @module
  */
+import { WeightsError } from "../errors.ts";
 
 /** A float32 tensor read from a file. */
 export interface DenseTensor {
@@ -116,23 +118,46 @@ export interface ModuleDelta {
 
 function need(t: ModuleTensors, role: string, key: string): DenseTensor {
   const v = t[role];
-  if (v === undefined) throw new TypeError(`LoRA module "${key}" has no "${role}" tensor`);
+  if (v === undefined) throw new WeightsError(`LoRA module "${key}" has no "${role}" tensor`);
   return v;
+}
+
+/**
+ * Why `up`, `down` and `mid` shapes cannot make a low-rank product, or undefined when they can:
+ * `up [out, R1, (1, 1)]`, `down [R2, rest...]`, R1 = R2 without `mid`, else `mid [R1, R2, ...]`.
+ */
+export function lowRankMisfit(
+  up: readonly number[],
+  down: readonly number[],
+  mid?: readonly number[],
+): string | undefined {
+  const fmt = (s: readonly number[]) => `[${s.join(", ")}]`;
+  if (up.length < 2 || down.length < 1) {
+    return `up ${fmt(up)} and down ${fmt(down)} are not matrices`;
+  }
+  const rank = mid === undefined ? down[0]! : mid[0]!;
+  if (product(up) !== up[0]! * rank) {
+    return mid === undefined
+      ? `up ${fmt(up)} does not fit down ${fmt(down)}`
+      : `up ${fmt(up)} does not fit mid ${fmt(mid)}`;
+  }
+  if (mid !== undefined && (mid.length < 2 || mid[1] !== down[0])) {
+    return `mid ${fmt(mid)} does not fit down ${fmt(down)}`;
+  }
+  return undefined;
 }
 
 /** `up [out, r, (1, 1)] @ down [r, rest...]`, or Tucker with `mid`. */
 function lowRank(
+  key: string,
   up: DenseTensor,
   down: DenseTensor,
   mid: DenseTensor | undefined,
 ): DenseTensor {
+  const misfit = lowRankMisfit(up.shape, down.shape, mid?.shape);
+  if (misfit !== undefined) throw new WeightsError(`LoRA module "${key}": ${misfit}`);
   const out = up.shape[0]!;
   const rank = down.shape[0]!;
-  if (product(up.shape) !== out * (mid ? mid.shape[0]! : rank)) {
-    throw new TypeError(
-      `up ${JSON.stringify(up.shape)} does not fit down ${JSON.stringify(down.shape)}`,
-    );
-  }
   if (mid !== undefined) {
     const inFeatures = product(down.shape.slice(1));
     const data = tucker(mid, down.data, up.data, out, inFeatures);
@@ -155,15 +180,18 @@ export function moduleDelta(
   switch (algorithm) {
     case "lora": {
       const down = need(t, "down", key);
-      return { delta: lowRank(need(t, "up", key), down, t.mid), rank: down.shape[0]! };
+      return { delta: lowRank(key, need(t, "up", key), down, t.mid), rank: down.shape[0]! };
     }
     case "loha": {
       // network_hada.py: w1 = w1a @ w1b (or Tucker with t1), same for w2; delta = w1 * w2.
       const w1b = need(t, "hada_w1_b", key);
-      const w1 = lowRank(need(t, "hada_w1_a", key), w1b, t.hada_t1);
-      const w2 = lowRank(need(t, "hada_w2_a", key), need(t, "hada_w2_b", key), t.hada_t2);
+      const w1 = lowRank(key, need(t, "hada_w1_a", key), w1b, t.hada_t1);
+      const w2 = lowRank(key, need(t, "hada_w2_a", key), need(t, "hada_w2_b", key), t.hada_t2);
       if (w1.data.length !== w2.data.length) {
-        throw new TypeError(`LoHa module "${key}": its two halves have different sizes`);
+        throw new WeightsError(
+          `LoHa module "${key}": its two halves have different sizes ` +
+            `([${w1.shape.join(", ")}] and [${w2.shape.join(", ")}])`,
+        );
       }
       const data = new Float32Array(w1.data.length);
       for (let i = 0; i < data.length; i++) data[i] = w1.data[i]! * w2.data[i]!;
@@ -176,9 +204,9 @@ export function moduleDelta(
       // network_lokr.py: w1 = lokr_w1 or w1a @ w1b; w2 = lokr_w2 or w2a @ w2b (Tucker with t2);
       // delta = kron(w1, w2); the rank is w1b's, else w2b's, else there is no alpha scaling.
       const w1 = t.lokr_w1 ??
-        lowRank(need(t, "lokr_w1_a", key), need(t, "lokr_w1_b", key), undefined);
+        lowRank(key, need(t, "lokr_w1_a", key), need(t, "lokr_w1_b", key), undefined);
       const w2 = t.lokr_w2 ??
-        lowRank(need(t, "lokr_w2_a", key), need(t, "lokr_w2_b", key), t.lokr_t2);
+        lowRank(key, need(t, "lokr_w2_a", key), need(t, "lokr_w2_b", key), t.lokr_t2);
       const rank = t.lokr_w1_b?.shape[0] ?? t.lokr_w2_b?.shape[0];
       return { delta: kron(w1, w2), rank };
     }
@@ -197,14 +225,17 @@ export function deltaShape(
     down?: readonly number[],
     mid?: readonly number[],
   ) =>
-    up && down
+    up && down && lowRankMisfit(up, down, mid) === undefined
       ? mid ? [up[0]!, product(down.slice(1)), ...mid.slice(2)] : [up[0]!, ...down.slice(1)]
       : undefined;
   switch (algorithm) {
     case "lora":
       return lowRankShape(shapes.up, shapes.down, shapes.mid);
-    case "loha":
-      return lowRankShape(shapes.hada_w2_a, shapes.hada_w2_b, shapes.hada_t2);
+    case "loha": {
+      const w1 = lowRankShape(shapes.hada_w1_a, shapes.hada_w1_b, shapes.hada_t1);
+      const w2 = lowRankShape(shapes.hada_w2_a, shapes.hada_w2_b, shapes.hada_t2);
+      return w1 && w2 && product(w1) === product(w2) ? w2 : undefined;
+    }
     case "lokr": {
       const w1 = shapes.lokr_w1 ?? lowRankShape(shapes.lokr_w1_a, shapes.lokr_w1_b);
       const w2 = shapes.lokr_w2 ?? lowRankShape(shapes.lokr_w2_a, shapes.lokr_w2_b, shapes.lokr_t2);
@@ -241,7 +272,7 @@ export function doraChange(
   const perRow = magnitude.data.length === out && (magnitude.shape[0] === out);
   const perColumn = !perRow && magnitude.data.length === (shape[1] ?? 1);
   if (!perRow && !perColumn) {
-    throw new TypeError(
+    throw new WeightsError(
       `DoRA magnitude ${JSON.stringify(magnitude.shape)} fits neither the rows nor the ` +
         `columns of a ${JSON.stringify(shape)} weight`,
     );

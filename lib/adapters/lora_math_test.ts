@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
+import { WeightsError } from "../errors.ts";
 import {
   deltaShape,
   doraChange,
   fitsShape,
   kron,
+  lowRankMisfit,
   matmul,
   moduleDelta,
   tucker,
@@ -100,4 +102,33 @@ Deno.test("doraChange() rescales W + dW to the magnitude per column (LyCORIS) or
   assert.deepEqual([...col].map((v) => Math.round(v * 1e5) / 1e5), [3, 0, 8, 2]);
   const row = doraChange(w, dw, [2, 2], t([6, Math.sqrt(17)], [2]));
   assert.deepEqual([...row].map((v) => Math.round(v * 1e5) / 1e5), [3, 0, 4, 1]);
+});
+
+Deno.test("moduleDelta() throws WeightsError naming the module when tensors do not fit", () => {
+  const z = (shape: number[]) => ({
+    data: new Float32Array(shape.reduce((a, b) => a * b, 1)),
+    shape,
+  });
+  assert.equal(lowRankMisfit([32, 3], [4, 32]), "up [32, 3] does not fit down [4, 32]");
+  assert.equal(
+    lowRankMisfit([8, 2], [3, 5], [2, 4, 3, 3]),
+    "mid [2, 4, 3, 3] does not fit down [3, 5]",
+  );
+  assert.equal(lowRankMisfit([8, 2], [4, 5], [2, 4, 3, 3]), undefined);
+  assert.throws(
+    () => moduleDelta("m", "lora", { up: z([32, 3]), down: z([4, 32]) }),
+    (e: unknown) =>
+      e instanceof WeightsError &&
+      e.message === 'LoRA module "m": up [32, 3] does not fit down [4, 32]',
+  );
+  assert.equal(deltaShape("lora", { up: [32, 3], down: [4, 32] }), undefined);
+  assert.equal(
+    deltaShape("loha", {
+      hada_w1_a: [4, 2],
+      hada_w1_b: [2, 6],
+      hada_w2_a: [4, 2],
+      hada_w2_b: [2, 5],
+    }),
+    undefined,
+  );
 });

@@ -1,15 +1,19 @@
 /**
  * Running a single-file checkpoint directly: it is converted once into a Diffusers folder in the
  * cache, `<cacheDir>/converted/<key>/`, and that folder is reused while the file is unchanged.
- * The key is the SHA-256 of the safetensors header plus the file size (the header lists every
- * tensor's name, dtype, shape and offsets, so any re-save changes it), or of the whole file for
- * .ckpt, together with the LDM YAML found beside it and the converter revision.
+ * The key is the SHA-256 of the whole file (hashed once and remembered by path, size, times and
+ * inode, lib/onnx/content_identity.ts), together with the LDM YAML found beside it and the
+ * converter revision. (A key from the safetensors header alone is not enough: two fine-tunes of
+ * one architecture have the same header, and one would silently run the other's weights.) One
+ * process converts while others wait for it (a build lock).
  *
  * @module
  */
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { acquireBuildLock } from "../onnx/build_lock.ts";
+import { contentIdentity } from "../onnx/content_identity.ts";
 import { convertCheckpoint, findOriginalConfig } from "./to_diffusers.ts";
 import { resolveTokenizerDir } from "./tokenizer_files.ts";
 
@@ -29,30 +33,11 @@ export interface ConvertedModelOptions {
   onMessage?: (message: string) => void;
 }
 
-async function fileKey(path: string, yaml: string | undefined): Promise<string> {
+async function fileKey(path: string, yaml: string | undefined, cacheDir: string): Promise<string> {
   const hash = createHash("sha256");
   hash.update(`denoise-converted-${CONVERTER_REVISION}\0`);
-  const file = await Deno.open(path, { read: true });
-  try {
-    const size = (await file.stat()).size;
-    hash.update(`${size}\0`);
-    const head = new Uint8Array(8);
-    const n = await file.read(head);
-    const headerLength = n === 8 ? Number(new DataView(head.buffer).getBigUint64(0, true)) : -1;
-    const isSafetensors = headerLength > 1 && headerLength + 8 <= size && headerLength < 1e8;
-    hash.update(head.subarray(0, n ?? 0));
-    // safetensors: the JSON header; anything else: the whole file.
-    let left = isSafetensors ? headerLength : Infinity;
-    const buf = new Uint8Array(1 << 20);
-    while (left > 0) {
-      const got = await file.read(buf.subarray(0, Math.min(buf.length, left)));
-      if (got === null) break;
-      hash.update(buf.subarray(0, got));
-      left -= got;
-    }
-  } finally {
-    file.close();
-  }
+  const id = await contentIdentity(path, { indexDir: cacheDir });
+  hash.update(`${id.size}\0${id.sha256}`);
   if (yaml !== undefined) hash.update(`\0yaml\0${await Deno.readTextFile(yaml)}`);
   return hash.digest("hex");
 }
@@ -72,14 +57,21 @@ export async function convertedModelDir(
 ): Promise<string> {
   const path = resolve(file);
   const yaml = findOriginalConfig(path);
-  const key = await fileKey(path, yaml);
+  const key = await fileKey(path, yaml, options.cacheDir);
   const dir = join(options.cacheDir, "converted", key);
   if (existsSync(join(dir, "model_index.json"))) return dir;
-  // Resolved once the file is known to be a checkpoint (convertCheckpoint asks after detecting).
-  const tokenizerDir = () =>
-    resolveTokenizerDir(path, { tokenizerDir: options.tokenizerDir, cacheDir: options.cacheDir });
-  options.onMessage?.(`converting ${file} into ${dir}`);
+  // One process converts; others wait for it and then use its folder.
+  await Deno.mkdir(join(options.cacheDir, "converted"), { recursive: true });
+  const lock = await acquireBuildLock(`${dir}.lock`, {
+    onWait: () => options.onMessage?.(`waiting for another process converting ${file}`),
+  });
   try {
+    if (existsSync(join(dir, "model_index.json"))) return dir;
+    // Resolved once the file is known to be a checkpoint (convertCheckpoint asks after
+    // detecting).
+    const tokenizerDir = () =>
+      resolveTokenizerDir(path, { tokenizerDir: options.tokenizerDir, cacheDir: options.cacheDir });
+    options.onMessage?.(`converting ${file} into ${dir}`);
     await convertCheckpoint(path, dir, {
       tokenizerDir,
       // The graphs compute in float32; fp32 files also load where fp16 ones are cast in place.
@@ -87,10 +79,8 @@ export async function convertedModelDir(
       overwrite: true,
       ...(yaml !== undefined ? { originalConfig: yaml } : {}),
     });
-  } catch (error) {
-    // Another process may have finished the same conversion first.
-    if (existsSync(join(dir, "model_index.json"))) return dir;
-    throw error;
+    return dir;
+  } finally {
+    await lock.release();
   }
-  return dir;
 }

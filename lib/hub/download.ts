@@ -8,7 +8,7 @@
  */
 import { createHash, type Hash } from "node:crypto";
 import { dirname } from "node:path";
-import { InputError, ModelNotFoundError, NetworkError } from "../errors.ts";
+import { InputError, ModelNotFoundError, NetworkError, toIoError } from "../errors.ts";
 
 /** Options for {@linkcode downloadFile}. */
 export interface DownloadOptions {
@@ -75,7 +75,11 @@ export async function downloadFile(
   const doFetch = options.fetch ?? fetch;
   const part = `${dest}.part`;
   const retries = options.retries ?? 3;
-  await Deno.mkdir(dirname(dest), { recursive: true });
+  try {
+    await Deno.mkdir(dirname(dest), { recursive: true });
+  } catch (error) {
+    throw toIoError(error, `Cannot create the folder "${dirname(dest)}"`);
+  }
   let resumedFrom = -1;
   let lastError: unknown;
 

@@ -4,7 +4,7 @@
  * @module
  */
 import { join } from "node:path";
-import { ModelNotFoundError } from "../errors.ts";
+import { ModelNotFoundError, toIoError } from "../errors.ts";
 import type { ProgressCallback } from "../io/progress.ts";
 import { modelDir } from "./cache.ts";
 import { downloadFile, sha256File } from "./download.ts";
@@ -88,6 +88,14 @@ export async function pullModel(
       `Model "${alias}" is missing ${missing.length} file(s) and DENOISE_OFFLINE=1 forbids downloads`,
       { hint: `unset DENOISE_OFFLINE and run "denoise models pull ${alias}"` },
     );
+  }
+  try {
+    await Deno.mkdir(dir, { recursive: true });
+  } catch (error) {
+    throw toIoError(error, `Cannot create the model folder "${dir}"`, {
+      hint: "models go under DENOISE_HOME (else $XDG_CACHE_HOME/denoise, else ~/.cache/denoise); " +
+        "point DENOISE_HOME at a folder you can write to",
+    });
   }
   const endpoint = options.endpoint ?? DEFAULT_ENDPOINT;
   const headers: Record<string, string> = {};

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { crc32 } from "node:zlib";
 import sharp from "sharp";
 import { InputError } from "../errors.ts";
 
@@ -56,11 +57,48 @@ export async function decodeImage(
       data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
     };
   } catch (error) {
+    // libvips says "Unknown error" or "libpng read error" for a damaged PNG; say what is wrong.
+    const damage = pngDamage(bytes);
+    if (damage !== undefined) {
+      throw new InputError(`Cannot decode the image from ${label}: ${damage}`, {
+        hint:
+          "the file is damaged (cut short or corrupted in transfer); export or download it again",
+        cause: error,
+      });
+    }
     throw new InputError(`Cannot decode the image from ${label}: ${firstLine(error)}`, {
       hint: "pass a PNG, JPEG, WebP or GIF image",
       cause: error,
     });
   }
+}
+
+const PNG_SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10];
+
+/**
+ * The first structural problem of a PNG (a chunk cut short, a bad CRC, no IEND), or undefined
+ * when the bytes are not a PNG or none is found. Only called when decoding failed.
+ */
+export function pngDamage(bytes: Uint8Array): string | undefined {
+  if (bytes.length < 8 || PNG_SIGNATURE.some((b, i) => bytes[i] !== b)) return undefined;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let at = 8;
+  while (at + 12 <= bytes.length) {
+    const length = view.getUint32(at);
+    const type = String.fromCharCode(...bytes.subarray(at + 4, at + 8));
+    if (!/^[A-Za-z]{4}$/.test(type)) return `the PNG chunk at byte ${at} has an invalid type`;
+    if (at + 12 + length > bytes.length) {
+      return `the PNG is cut short: chunk "${type}" at byte ${at} claims ${length} bytes but ` +
+        `only ${bytes.length - at - 12} remain`;
+    }
+    const stored = view.getUint32(at + 8 + length);
+    if (crc32(bytes.subarray(at + 4, at + 8 + length)) !== stored) {
+      return `PNG chunk "${type}" at byte ${at} fails its CRC check`;
+    }
+    if (type === "IEND") return undefined;
+    at += 12 + length;
+  }
+  return "the PNG is cut short: the IEND chunk is missing";
 }
 
 /** Options for {@linkcode encodeImage}. */

@@ -3,7 +3,9 @@
  *
  * @module
  */
-import { InputError, IoError, UsageError } from "../errors.ts";
+import { InputError, toIoError, UsageError } from "../errors.ts";
+
+export { toIoError };
 
 /** Largest input denoise reads into memory (images, JSON): 1 GiB. */
 export const MAX_INPUT_BYTES = 1 << 30;
@@ -96,28 +98,4 @@ export async function readFileChecked(path: string): Promise<Uint8Array> {
   } catch (error) {
     throw toIoError(error, `Cannot read "${path}"`);
   }
-}
-
-/** Wraps a file-system error in an {@linkcode IoError} with a readable reason. */
-export function toIoError(error: unknown, prefix: string): unknown {
-  if (error instanceof Deno.errors.NotFound) {
-    return new IoError(`${prefix}: no such file or directory`, {
-      cause: error,
-      hint: "check the path",
-    });
-  }
-  if (error instanceof Deno.errors.PermissionDenied) {
-    return new IoError(`${prefix}: permission denied`, { cause: error });
-  }
-  if (error instanceof Deno.errors.IsADirectory) {
-    return new IoError(`${prefix}: it is a directory`, { cause: error });
-  }
-  if (error instanceof Error && !(error instanceof IoError) && isFsError(error)) {
-    return new IoError(`${prefix}: ${error.message}`, { cause: error });
-  }
-  return error;
-}
-
-function isFsError(error: Error): boolean {
-  return Object.values(Deno.errors).some((cls) => error instanceof cls);
 }

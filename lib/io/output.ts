@@ -6,8 +6,7 @@
  * @module
  */
 import { basename, dirname, join } from "node:path";
-import { IoError, UsageError } from "../errors.ts";
-import { toIoError } from "./input.ts";
+import { IoError, ioReason, toIoError, UsageError } from "../errors.ts";
 
 /** A writable standard stream, as Deno.stdout is. */
 export interface StdStream {
@@ -17,7 +16,9 @@ export interface StdStream {
 
 /**
  * Writes `data` to `path` atomically: a temp file in the same folder, flushed, then renamed.
- * The temp file is removed if anything fails.
+ * The temp file is removed if anything fails. A path that names an existing device, FIFO or
+ * socket (`/dev/null`, a named pipe) is written directly, since renaming over it would replace
+ * it. Every file-system failure becomes a one-line {@linkcode IoError}.
  */
 export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
   const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
@@ -26,6 +27,7 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
     dir,
     `.${basename(path)}.${Deno.pid}.${crypto.randomUUID().slice(0, 8)}.tmp`,
   );
+  let usedTemp = false;
   try {
     const info = await Deno.stat(path).catch(() => undefined);
     if (info?.isDirectory) {
@@ -33,19 +35,29 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
         hint: "pass a file name, e.g. -o out.png",
       });
     }
+    if (info !== undefined && !info.isFile) {
+      using file = await Deno.open(path, { write: true });
+      await writeAllTo(file, bytes);
+      return;
+    }
+    usedTemp = true;
     const file = await Deno.open(temp, { write: true, createNew: true, mode: 0o644 });
     try {
-      let written = 0;
-      while (written < bytes.length) written += await file.write(bytes.subarray(written));
+      await writeAllTo(file, bytes);
       await file.syncData();
     } finally {
       file.close();
     }
     await Deno.rename(temp, path);
   } catch (error) {
-    await Deno.remove(temp).catch(() => {});
+    if (usedTemp) await Deno.remove(temp).catch(() => {});
     throw toIoError(error, `Cannot write "${path}"`);
   }
+}
+
+async function writeAllTo(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  let written = 0;
+  while (written < bytes.length) written += await file.write(bytes.subarray(written));
 }
 
 /** Options for {@linkcode writeOutput}. */
@@ -80,17 +92,22 @@ export async function writeOutput(
   await writeStream(stdout.writable, bytes);
 }
 
-/** Writes all bytes to a stream without closing it, mapping a closed pipe to an IoError. */
+/**
+ * Writes all bytes to a stream without closing it, mapping a failed write (a closed pipe, a
+ * full disk) to a one-line {@linkcode IoError}.
+ */
 export async function writeStream(
   writable: WritableStream<Uint8Array>,
   bytes: Uint8Array,
+  options: { label?: string } = {},
 ): Promise<void> {
   const writer = writable.getWriter();
   try {
     await writer.write(bytes);
   } catch (error) {
-    if (error instanceof Deno.errors.BrokenPipe) {
-      throw new IoError("Cannot write to stdout: the reading end of the pipe closed", {
+    const reason = ioReason(error);
+    if (reason !== undefined) {
+      throw new IoError(`Cannot write to ${options.label ?? "stdout"}: ${reason}`, {
         cause: error,
       });
     }

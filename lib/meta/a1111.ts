@@ -9,11 +9,18 @@
  * (optional extra lines added by extensions, e.g. sd-dynamic-prompts' "Template: ...")
  * ```
  *
- * Semantics follow A1111's `modules/infotext_utils.py` (`parse_generation_parameters`, its
- * `re_param` regex, `quote`/`unquote`), with two deliberate differences so that
- * `parseInfotext(formatInfotext(x))` equals `x`: prompt lines are kept exactly (A1111 strips
- * each line), and lines after the parameters line are kept as `extraLines` (A1111 folds them
- * into the prompt).
+ * {@linkcode parseInfotext} reads it as A1111 v1.10's `parse_generation_parameters`
+ * (`modules/infotext_utils.py`) does: the whole text is stripped and split at "\n"; the last
+ * line is the parameters line when its `re_param` regex finds 3 or more `Key: value` pairs;
+ * every other line is stripped (Python's `str.strip`, so Unicode whitespace too); the first line
+ * starting with "Negative prompt:" begins the negative prompt, and that prefix is removed from
+ * any line that starts with it; lines are joined with "\n", leading empty lines dropped; a value
+ * that starts and ends with `"` is JSON-decoded (A1111's `unquote`) and a pair with an empty
+ * value is skipped. Two readings go further, only where A1111 finds no parameters line at all:
+ * a last line of 1-2 pairs that starts with "Steps:" and holds nothing else, and a "Steps:"
+ * parameters line followed by extension lines (kept as `extraLines`, where A1111 folds them and
+ * the parameters into the prompt). A1111's paste-time extras (styles, hypernet tags, defaults,
+ * "Size" split into "Size-1"/"Size-2") are not applied; `summarizeInfotext` types the fields.
  *
  * @module
  */
@@ -30,11 +37,32 @@ export interface Infotext {
   extraLines: string[];
 }
 
+/** What {@linkcode parseInfotext} returns: the reading plus the text it was read from. */
+export interface ParsedInfotext extends Infotext {
+  /** The infotext exactly as found, before any stripping. */
+  raw: string;
+}
+
+// Python's str.isspace() / re `\s` on str: JS `\s` lacks U+001C-U+001F and U+0085 and adds
+// U+FEFF, so the class is spelt out.
+const PY_SPACE =
+  "\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
 // A1111 re_param: key = a word char then word chars, spaces, "-" or "/"; value = a JSON-style
-// quoted string or anything up to the next comma. Python's \w is Unicode-aware, hence \p{..}.
-const PARAM_RE = /\s*([\p{L}\p{N}_][\p{L}\p{N}_ \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)/gu;
+// quoted string or anything up to the next comma. Python's \w is Unicode-aware, hence \p{..};
+// its "." matches anything but "\n" (JS "." also stops at "\r", U+2028 and U+2029).
+const PARAM_RE = new RegExp(
+  `[${PY_SPACE}]*([\\p{L}\\p{N}_][\\p{L}\\p{N}_ \\-/]+):[${PY_SPACE}]*` +
+    `("(?:\\\\[^\\n]|[^\\\\"])+"|[^,]*)(?:,|$)`,
+  "gu",
+);
 const KEY_RE = /^[\p{L}\p{N}_][\p{L}\p{N}_ \-/]+$/u;
+const STRIP_RE = new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, "gu");
 const NEGATIVE = "Negative prompt:";
+
+/** Python's `str.strip()` with no argument. */
+function pyStrip(text: string): string {
+  return text.replace(STRIP_RE, "");
+}
 
 function findParams(line: string): Array<[string, string]> {
   const out: Array<[string, string]> = [];
@@ -42,15 +70,21 @@ function findParams(line: string): Array<[string, string]> {
   return out;
 }
 
-/**
- * A1111's test (3 or more `Key: value` pairs), widened to accept a shorter line that starts with
- * "Steps:" and consists of nothing but pairs, so infotexts with 1-2 parameters round-trip.
- */
-function isParamsLine(line: string): boolean {
+/** Sets `key` on a plain record, "__proto__" included. */
+function setField(record: Record<string, string>, key: string, value: string): void {
+  Object.defineProperty(record, key, {
+    value,
+    enumerable: true,
+    writable: true,
+    configurable: true,
+  });
+}
+
+/** The widened test for a last line of 1-2 pairs: starts with "Steps:" and holds only pairs. */
+function isShortStepsLine(line: string): boolean {
+  if (!pyStrip(line).startsWith("Steps:")) return false;
   const found = [...line.matchAll(PARAM_RE)];
-  if (found.length >= 3) return true;
-  if (found.length === 0 || !/^\s*Steps:/.test(line)) return false;
-  return found.reduce((n, m) => n + m[0].length, 0) === line.length;
+  return found.length > 0 && found.reduce((n, m) => n + m[0].length, 0) === line.length;
 }
 
 /** A1111 `unquote`: JSON-decodes a value that starts and ends with a double quote. */
@@ -65,71 +99,86 @@ export function unquoteValue(value: string): string {
 }
 
 /**
- * A1111 `quote`, widened so every value survives a round trip: a value containing a comma,
- * colon, double quote, line break or other control character, or with leading or trailing
- * whitespace, becomes a JSON string; anything else is written as is.
+ * A1111 `quote`, widened so every value survives a round trip: an empty value, or one
+ * containing a comma, colon, double quote, line break or other control character, or with
+ * leading or trailing whitespace, becomes a JSON string; anything else is written as is.
  */
 export function quoteValue(value: string): string {
   // deno-lint-ignore no-control-regex
-  if (/[,:"\u0000-\u001f\u2028\u2029]|^\s|\s$/u.test(value)) return JSON.stringify(value);
+  if (value === "" || /[,:"\u0000-\u001f\u0085\u2028\u2029]|^\s|\s$/u.test(value)) {
+    return JSON.stringify(value);
+  }
   return value;
 }
 
 /**
- * Parses an A1111 infotext. Never throws: text without a parameters line is all prompt.
+ * A1111's prompt reading of some lines: each stripped, the first one starting with
+ * "Negative prompt:" (and that prefix on any later line) switching to the negative prompt,
+ * joined with "\n" with leading empty lines dropped.
+ */
+function readPromptLines(lines: string[]): { prompt: string; negativePrompt: string } {
+  let prompt = "";
+  let negativePrompt = "";
+  let inNegative = false;
+  for (const raw of lines) {
+    let line = pyStrip(raw);
+    if (line.startsWith(NEGATIVE)) {
+      inNegative = true;
+      line = pyStrip(line.slice(NEGATIVE.length));
+    }
+    if (inNegative) negativePrompt += (negativePrompt === "" ? "" : "\n") + line;
+    else prompt += (prompt === "" ? "" : "\n") + line;
+  }
+  return { prompt, negativePrompt };
+}
+
+/**
+ * Parses an A1111 infotext as A1111 v1.10 does (see the module notes). Never throws: text
+ * without a parameters line is all prompt.
  *
  * @example
  * ```ts
  * import { parseInfotext } from "./a1111.ts";
- * const info = parseInfotext('a cat\nNegative prompt: dog\nSteps: 20, Seed: 1, Size: 512x768');
+ * const info = parseInfotext('a cat \nNegative prompt: dog\nSteps: 20, Seed: 1, Size: 512x768');
  * console.assert(info.prompt === "a cat" && info.params["Seed"] === "1");
+ * console.assert(info.raw.startsWith("a cat \n"));
  * ```
  */
-export function parseInfotext(text: string): Infotext {
-  const lines = text.split("\n");
-  // Ignore trailing empty lines (A1111 strips the whole text first).
-  let last = lines.length - 1;
-  while (last > 0 && lines[last]!.trim() === "") last--;
+export function parseInfotext(text: string): ParsedInfotext {
+  const lines = pyStrip(text).split("\n");
+  const last = lines.length - 1;
   let paramsAt = -1;
-  if (isParamsLine(lines[last]!)) {
+  if (findParams(lines[last]!).length >= 3 || isShortStepsLine(lines[last]!)) {
     paramsAt = last;
   } else {
     // Extensions append lines after the parameters line; A1111's params line starts "Steps:".
     for (let i = last - 1; i >= 0; i--) {
-      const line = lines[i]!;
-      if (/^\s*Steps:/.test(line) && isParamsLine(line)) {
+      const line = pyStrip(lines[i]!);
+      if (line.startsWith("Steps:") && findParams(line).length >= 3) {
         paramsAt = i;
         break;
       }
     }
   }
-  const promptLines = paramsAt >= 0 ? lines.slice(0, paramsAt) : lines;
-  const extraLines = paramsAt >= 0 ? lines.slice(paramsAt + 1, last + 1) : [];
-  const positive: string[] = [];
-  const negative: string[] = [];
-  let inNegative = false;
-  for (const line of promptLines) {
-    if (!inNegative && line.startsWith(NEGATIVE)) {
-      inNegative = true;
-      const rest = line.slice(NEGATIVE.length);
-      negative.push(rest.startsWith(" ") ? rest.slice(1) : rest);
-    } else if (inNegative) {
-      negative.push(line);
-    } else {
-      positive.push(line);
-    }
-  }
+  const { prompt, negativePrompt } = readPromptLines(
+    paramsAt >= 0 ? lines.slice(0, paramsAt) : lines,
+  );
+  const extraLines = paramsAt >= 0 ? lines.slice(paramsAt + 1) : [];
   const params: Record<string, string> = {};
   if (paramsAt >= 0) {
-    for (const [key, value] of findParams(lines[paramsAt]!)) params[key] = unquoteValue(value);
+    for (const [key, value] of findParams(pyStrip(lines[paramsAt]!))) {
+      // A1111 indexes value[0] inside a try block: an empty value raises and is skipped.
+      if (value !== "") setField(params, key, unquoteValue(value));
+    }
   }
-  return { prompt: positive.join("\n"), negativePrompt: negative.join("\n"), params, extraLines };
+  return { prompt, negativePrompt, params, extraLines, raw: text };
 }
 
 /**
- * Formats an infotext the way A1111 writes it. Throws `RangeError` for a key A1111's parser
- * cannot read back (it must start with a letter, digit or "_" and hold only those, spaces,
- * "-" and "/") or for input that would not parse back to itself.
+ * Formats an infotext the way A1111 writes it. Reading the result back gives `info` with each
+ * prompt line stripped, as A1111 reads it. Throws `RangeError` for a key A1111's parser cannot
+ * read back (it must start with a letter, digit or "_" and hold only those, spaces, "-" and "/")
+ * or for input that would read back differently.
  *
  * @example
  * ```ts
@@ -163,9 +212,17 @@ export function formatInfotext(info: Infotext): string {
   return text;
 }
 
+/** A1111's reading of prompt text on its own: lines stripped, leading empty lines dropped. */
+function strippedLines(text: string): string {
+  let out = "";
+  for (const line of text.split("\n")) out += (out === "" ? "" : "\n") + pyStrip(line);
+  return out;
+}
+
 function checkRoundTrip(info: Infotext, text: string): void {
   const back = parseInfotext(text);
-  const same = back.prompt === info.prompt && back.negativePrompt === info.negativePrompt &&
+  const same = back.prompt === strippedLines(info.prompt) &&
+    back.negativePrompt === strippedLines(info.negativePrompt) &&
     back.extraLines.length === info.extraLines.length &&
     back.extraLines.every((line, i) => line === info.extraLines[i]) &&
     sameRecord(back.params, info.params);

@@ -6,7 +6,12 @@
  *
  * @module
  */
-import { type Infotext, type InfotextSummary, parseInfotext, summarizeInfotext } from "./a1111.ts";
+import {
+  type InfotextSummary,
+  type ParsedInfotext,
+  parseInfotext,
+  summarizeInfotext,
+} from "./a1111.ts";
 import { type ExifFields, parseExif, readExifFields } from "./exif.ts";
 import { EXIF_HEADER, isApp1, isJpeg, jpegSize, readJpegSegments, XMP_HEADER } from "./jpeg.ts";
 import { looksLikeJson, parseJsonText } from "./json_text.ts";
@@ -39,8 +44,11 @@ export type Generator =
   | "fooocus"
   | "kohya";
 
-/** A1111 infotext found in an image, with where it came from. */
-export interface A1111Metadata extends Infotext {
+/**
+ * A1111 infotext found in an image, with where it came from: prompts and parameters as A1111
+ * reads them, and `raw`, the text as found.
+ */
+export interface A1111Metadata extends ParsedInfotext {
   /** "parameters" (PNG text chunk), "exif.userComment" (JPEG/WebP) or "stealth" (pixel LSBs). */
   source: "parameters" | "exif.userComment" | "stealth";
   /** Typed well-known fields (steps, seed, width, height, hires, loraHashes ...). */
@@ -281,6 +289,26 @@ function parseJsonInto(key: string, text: string, out: ImageMetadata): unknown {
   return r.value;
 }
 
+/**
+ * The `a1111` block of {@linkcode ImageMetadata} for a parsed infotext: typed summary added, the
+ * bulky raw text last.
+ *
+ * @example
+ * ```ts
+ * import { parseInfotext } from "./a1111.ts";
+ * import { a1111Metadata } from "./read.ts";
+ * const a = a1111Metadata("parameters", parseInfotext("a cat \nSteps: 20, Seed: 1, Size: 8x8"));
+ * console.assert(a.prompt === "a cat" && a.summary.width === 8 && a.raw.startsWith("a cat "));
+ * ```
+ */
+export function a1111Metadata(
+  source: A1111Metadata["source"],
+  info: ParsedInfotext,
+): A1111Metadata {
+  const { raw, ...rest } = info;
+  return { source, ...rest, summary: summarizeInfotext(info.params), raw };
+}
+
 function interpret(out: ImageMetadata): void {
   const gens = new Set<Generator>();
   const byKey = new Map<string, string>();
@@ -314,8 +342,7 @@ function interpret(out: ImageMetadata): void {
   const parameters = byKey.get("parameters");
   const isObject = (v: unknown) => typeof v === "object" && v !== null && !Array.isArray(v);
   if (parameters !== undefined && !isObject(out.json["parameters"])) {
-    const info = parseInfotext(parameters);
-    out.a1111 = { source: "parameters", ...info, summary: summarizeInfotext(info.params) };
+    out.a1111 = a1111Metadata("parameters", parseInfotext(parameters));
     gens.add("a1111");
   } else if (
     out.exif?.userComment !== undefined && !isObject(out.json["exif.userComment"])
@@ -323,7 +350,7 @@ function interpret(out: ImageMetadata): void {
     // Unlike the "parameters" chunk, a UserComment may be any caption: require a params line.
     const info = parseInfotext(out.exif.userComment);
     if (Object.keys(info.params).length > 0) {
-      out.a1111 = { source: "exif.userComment", ...info, summary: summarizeInfotext(info.params) };
+      out.a1111 = a1111Metadata("exif.userComment", info);
       gens.add("a1111");
     }
   }
@@ -360,8 +387,7 @@ export async function addStealthInfo(
     const found = decodeStealthInfo(image);
     if (found === undefined) return;
     meta.stealth = found;
-    const info = parseInfotext(found.text);
-    meta.a1111 = { source: "stealth", ...info, summary: summarizeInfotext(info.params) };
+    meta.a1111 = a1111Metadata("stealth", parseInfotext(found.text));
     if (!meta.generators.includes("a1111")) meta.generators.push("a1111");
   } catch (error) {
     meta.warnings.push(`stealth pnginfo unreadable: ${(error as Error).message ?? error}`);

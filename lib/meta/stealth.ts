@@ -100,8 +100,15 @@ function gunzipCapped(data: Uint8Array, maxBytes: number): Uint8Array {
     if (total > maxBytes) throw new RangeError(`stealth pnginfo inflates past ${maxBytes} bytes`);
     parts.push(chunk);
   });
-  for (let i = 0; i < data.length; i += 4096) {
-    stream.push(data.subarray(i, Math.min(i + 4096, data.length)), i + 4096 >= data.length);
+  try {
+    for (let i = 0; i < data.length; i += 4096) {
+      stream.push(data.subarray(i, Math.min(i + 4096, data.length)), i + 4096 >= data.length);
+    }
+    if (data.length === 0) stream.push(new Uint8Array(), true);
+  } catch (error) {
+    if (error instanceof RangeError) throw error;
+    // fflate throws plain Errors ("invalid gzip data", "unexpected EOF") for damaged data.
+    throw new SyntaxError(`stealth pnginfo data does not gunzip: ${(error as Error).message}`);
   }
   return concatBytes(parts);
 }

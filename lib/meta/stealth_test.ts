@@ -60,3 +60,15 @@ Deno.test({
     assert.equal(meta.a1111?.summary.seed, 2015833630);
   },
 });
+
+Deno.test("decodeStealthInfo() reports damaged gzip data as a SyntaxError", () => {
+  const gz = gzipSync(encodeUtf8("a cat\nSteps: 20"));
+  const damaged = gz.slice();
+  damaged.set([0xff, 0xff], 10); // an invalid deflate block type
+  for (const payload of [damaged, gz.subarray(0, 12)]) {
+    assert.throws(
+      () => decodeStealthInfo(hide("stealth_pngcomp", payload, "alpha")),
+      (e: unknown) => e instanceof SyntaxError && /does not gunzip/.test(String(e)),
+    );
+  }
+});

@@ -50,9 +50,9 @@ export const EXIF_PARAMETERS_KEY = "parameters";
 
 /**
  * Applies `edit` to a PNG, JPEG or WebP image and returns the new file. Throws `SyntaxError`
- * for a file that is not a supported image or is damaged (a bad CRC or truncation: the writer
- * never copies corrupt data), `RangeError` for a bad keyword or a key JPEG/WebP cannot hold,
- * `TypeError` for GIF.
+ * for a file that is not a supported image (GIF included) or is damaged (a bad CRC or
+ * truncation: the writer never copies corrupt data), `RangeError` for a bad keyword or a key
+ * JPEG/WebP cannot hold.
  *
  * @example
  * ```ts
@@ -76,7 +76,7 @@ export function writeMetadata(
   if (isWebp(bytes)) return writeWebp(bytes, edit);
   const head = decodeLatin1(bytes.subarray(0, 6));
   if (head === "GIF87a" || head === "GIF89a") {
-    throw new TypeError("Writing metadata to GIF is not supported; convert the image to PNG");
+    throw new SyntaxError("Writing metadata to GIF is not supported; convert the image to PNG");
   }
   throw new SyntaxError("not a PNG, JPEG or WebP image (unrecognised first bytes)");
 }

@@ -74,7 +74,7 @@ Deno.test("writeMetadata() on PNG: compress, strip, no-op and refusal of damaged
   assert.throws(() => writeMetadata(png.subarray(0, png.length - 12), {}), /IEND chunk is missing/);
   assert.throws(() => writeMetadata(png, { set: { "": "v" } }), RangeError);
   const gif = encodeLatin1("GIF89a\x01\x00\x01\x00");
-  assert.throws(() => writeMetadata(gif, { set: { k: "v" } }), TypeError);
+  assert.throws(() => writeMetadata(gif, { set: { k: "v" } }), SyntaxError);
   assert.throws(() => writeMetadata(encodeUtf8("hello"), {}), SyntaxError);
 });
 

@@ -9,7 +9,7 @@
 import { join } from "node:path";
 import { InputError } from "../errors.ts";
 import type { OnnxModel, TensorSource } from "../onnx/graph.ts";
-import { cacheKey, createCachedSession, fileIdentity } from "../onnx/cache.ts";
+import { cacheKey, contentIdentity, createCachedSession } from "../onnx/cache.ts";
 import { readSource } from "../onnx/model_file.ts";
 import type { ExecutionProvider, OnnxSession } from "../onnx/session.ts";
 import { tensorSources } from "../onnx/tensor_sources.ts";
@@ -59,13 +59,13 @@ export interface ComponentSpec {
 }
 
 /** The cache key of a component: graph revision, kind, config, weight file identity, edits. */
-export async function componentKey(spec: ComponentSpec): Promise<string> {
+export async function componentKey(spec: ComponentSpec, cacheDir?: string): Promise<string> {
   return `${spec.kind}-${
     cacheKey({
       revision: GRAPH_REVISION,
       kind: spec.kind,
       config: spec.config,
-      file: await fileIdentity(spec.weights),
+      file: await contentIdentity(spec.weights, { indexDir: cacheDir }),
       transform: spec.transform?.key ?? null,
       // Only float16 adds to the key, so float32 graphs cached before keep their keys.
       ...(spec.floatType === "float16" ? { floatType: "float16" } : {}),
@@ -117,7 +117,7 @@ export async function openComponent(
   spec: ComponentSpec,
   options: EngineOptions,
 ): Promise<OnnxSession> {
-  const key = await componentKey(spec);
+  const key = await componentKey(spec, options.cacheDir);
   // The weight file stays open until the model is written: converted tensors (fp16 -> fp32,
   // merged LoRA deltas) are read from it then, not while the graph is built.
   let file: SafetensorsFile | undefined;

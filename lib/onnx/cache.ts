@@ -1,33 +1,57 @@
 /**
  * On-disk cache of built models (and ORT's optimised versions of them), keyed by a content
- * hash of what went into the build: weight identities, adapters, dtype, execution provider,
- * builder version. The cache folder is passed in by the caller (lib reads no environment).
+ * hash of what went into the build: weight contents ({@linkcode contentIdentity}), adapters,
+ * dtype, execution provider, builder version. The cache folder is passed in by the caller (lib
+ * reads no environment).
  *
  * Layout: `<cacheDir>/<key>/model.onnx` with its external data beside it (hard links to the
  * source .safetensors, `model.onnx.data` for converted tensors), and
  * `optimized-<ep>-<level>.onnx` (+ data) once a session saved one. Entries are built in a
  * temporary folder and renamed into place, so a crash never leaves half an entry.
  *
+ * One process at a time builds an entry (or its optimised model): it holds
+ * `<cacheDir>/<key>.lock` (or `<key>/optimized-<ep>-<level>.lock`) while it works, and others
+ * wait, then use what it made (lib/onnx/build_lock.ts). The holder first removes temporaries
+ * that crashed builders left.
+ *
  * Hard links keep a replaced or deleted source file's old bytes alive until the entry is
- * removed; delete stale entries with {@linkcode removeCacheEntry}.
+ * removed; delete stale entries with {@linkcode removeCacheEntry}. A weight file rewritten in
+ * place (same inode) changes the bytes under the entries that link it: its new content gets a
+ * new key, but an entry keyed by its old content then holds the new bytes until removed.
  *
  * @module
  */
 import { createHash } from "node:crypto";
 import * as fsp from "node:fs/promises";
 import { join } from "node:path";
+import { toIoError } from "../errors.ts";
+import { acquireBuildLock, type BuildLock, type BuildLockOptions } from "./build_lock.ts";
+import { noteHardLinks } from "./content_identity.ts";
 import type { OnnxModel } from "./graph.ts";
 import { writeModel, type WriteModelOptions } from "./model_file.ts";
 import { createSession, type OnnxSession, ORT_VERSION, type SessionOptions } from "./session.ts";
 
-/** Identity of a file for cache keys: changes when the file is replaced or rewritten. */
+export {
+  type ContentIdentity,
+  contentIdentity,
+  type ContentIdentityOptions,
+  HASH_INDEX_FILE,
+  hashFile,
+} from "./content_identity.ts";
+export type { BuildLockOptions, LockOwner } from "./build_lock.ts";
+
+/** Path, size and modification time of a file. */
 export interface FileIdentity {
   path: string;
   size: number;
   mtimeMs: number;
 }
 
-/** Path, size and modification time of a file (cheap: no hashing of contents). */
+/**
+ * Path, size and modification time of a file (cheap: no hashing of contents). Not for cache
+ * keys: a file replaced by one of the same size and mtime (`cp -p`) keeps its identity; key by
+ * {@linkcode contentIdentity} instead.
+ */
 export async function fileIdentity(path: string): Promise<FileIdentity> {
   const real = await fsp.realpath(path);
   const stat = await fsp.stat(real);
@@ -67,6 +91,8 @@ export function cacheKey(parts: unknown): string {
 export interface CachedModelOptions {
   /** How to write the model when building it. */
   write?: WriteModelOptions;
+  /** How to wait for another process building the same entry (e.g. `onWait` to say so). */
+  lock?: BuildLockOptions;
 }
 
 /** A model file in the cache. */
@@ -84,11 +110,13 @@ const DONE_FILE = "complete";
 
 /**
  * Returns the cached model for `key`, calling `build` and writing the result (external data,
- * hard links) only when the entry is absent.
+ * hard links) only when the entry is absent. While one caller builds, others with the same key
+ * (in this or another process) wait and then return the entry it made (`hit: true`).
  *
  * @example
  * ```ts ignore
- * const key = cacheKey({ weights: await fileIdentity(file), builder: "clip_text@1" });
+ * const weights = await contentIdentity(file, { indexDir: cacheDir });
+ * const key = cacheKey({ weights, builder: "clip_text@1" });
  * const { path } = await cachedModel(cacheDir, key, () => buildClipTextModel(config, sources));
  * ```
  */
@@ -104,26 +132,55 @@ export async function cachedModel(
   const dir = join(cacheDir, key);
   const path = join(dir, MODEL_FILE);
   if (await exists(join(dir, DONE_FILE))) return { path, dir, hit: true };
-  await fsp.mkdir(cacheDir, { recursive: true });
-  const tmp = join(cacheDir, `${key}.tmp-${crypto.randomUUID()}`);
+  let lock: BuildLock;
   try {
-    const model = await build();
-    await writeModel(model, join(tmp, MODEL_FILE), options.write ?? {});
-    await fsp.writeFile(join(tmp, DONE_FILE), new Date().toISOString());
-    // A stale incomplete entry is replaced; a complete one written meanwhile by another
-    // process wins and ours is dropped.
-    if (await exists(dir) && !(await exists(join(dir, DONE_FILE)))) {
-      await fsp.rm(dir, { recursive: true, force: true });
-    }
+    await fsp.mkdir(cacheDir, { recursive: true });
+    lock = await acquireBuildLock(join(cacheDir, `${key}.lock`), options.lock ?? {});
+  } catch (error) {
+    throw toIoError(error, `Cannot write the cache folder "${cacheDir}"`, {
+      hint: "choose a cache folder you can write to",
+    });
+  }
+  try {
+    // Another process may have finished the entry while this one waited for the lock.
+    if (await exists(join(dir, DONE_FILE))) return { path, dir, hit: true };
+    await removeTemporaries(cacheDir, `${key}.tmp-`);
+    const tmp = join(cacheDir, `${key}.tmp-${crypto.randomUUID()}`);
     try {
-      await fsp.rename(tmp, dir);
-    } catch (e) {
-      if (!(await exists(join(dir, DONE_FILE)))) throw e;
+      const model = await build();
+      const written = await writeModel(model, join(tmp, MODEL_FILE), options.write ?? {});
+      await noteHardLinks(written.dataFiles);
+      await fsp.writeFile(join(tmp, DONE_FILE), new Date().toISOString());
+      // A stale incomplete entry is replaced; a complete one written meanwhile by a process
+      // that did not take the lock wins and ours is dropped.
+      if (await exists(dir) && !(await exists(join(dir, DONE_FILE)))) {
+        await fsp.rm(dir, { recursive: true, force: true });
+      }
+      try {
+        await fsp.rename(tmp, dir);
+      } catch (e) {
+        if (!(await exists(join(dir, DONE_FILE)))) throw e;
+      }
+    } finally {
+      await fsp.rm(tmp, { recursive: true, force: true });
     }
   } finally {
-    await fsp.rm(tmp, { recursive: true, force: true });
+    await lock.release();
   }
   return { path, dir, hit: false };
+}
+
+/** Removes the files and folders in `dir` whose names start with `prefix`. */
+async function removeTemporaries(dir: string, prefix: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await fsp.readdir(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (name.startsWith(prefix)) await fsp.rm(join(dir, name), { recursive: true, force: true });
+  }
 }
 
 /** Options of {@linkcode createCachedSession}. */
@@ -149,7 +206,8 @@ export interface CachedSession {
 
 /**
  * Creates a session for a cached model: builds and writes it on a miss, and (by default) has
- * ORT save its optimised graph so the next start skips optimisation.
+ * ORT save its optimised graph so the next start skips optimisation. One process at a time
+ * optimises an entry; the others wait and load what it saved.
  */
 export async function createCachedSession(
   cacheDir: string,
@@ -158,15 +216,17 @@ export async function createCachedSession(
   options: CachedSessionOptions = {},
 ): Promise<CachedSession> {
   const entry = await cachedModel(cacheDir, key, build, options);
-  const { cacheOptimized = true, write: _write, ...sessionOptions } = options;
+  const { cacheOptimized = true, write: _write, lock: lockOptions, ...sessionOptions } = options;
   if (!cacheOptimized || sessionOptions.optimizationLevel === "disabled") {
     const session = await createSession(entry.path, sessionOptions);
     return { session, hit: entry.hit, optimizedHit: false, dir: entry.dir };
   }
   const ep = sessionOptions.executionProvider ?? "cpu";
   const level = sessionOptions.optimizationLevel ?? "all";
-  const optimized = join(entry.dir, `optimized-${ep}-${level}.onnx`);
-  if (await exists(optimized)) {
+  const name = `optimized-${ep}-${level}`;
+  const optimized = join(entry.dir, `${name}.onnx`);
+  const loadOptimized = async (): Promise<CachedSession | undefined> => {
+    if (!(await exists(optimized))) return undefined;
     try {
       const session = await createSession(optimized, {
         ...sessionOptions,
@@ -174,20 +234,41 @@ export async function createCachedSession(
       });
       return { session, hit: entry.hit, optimizedHit: true, dir: entry.dir };
     } catch {
-      // A damaged or incompatible optimised model: rebuild it below.
-      await fsp.rm(optimized, { force: true });
+      return undefined;
     }
-  }
-  // ORT writes the optimised model under a temporary name (its data file keeps that name, which
-  // the model references); renaming the .onnx last makes it appear complete or not at all.
-  const tmp = join(entry.dir, `optimized-${ep}-${level}.tmp-${crypto.randomUUID()}.onnx`);
-  const session = await createSession(entry.path, { ...sessionOptions, optimizedModelPath: tmp });
+  };
+  const ready = await loadOptimized();
+  if (ready !== undefined) return ready;
+  const lock = await acquireBuildLock(join(entry.dir, `${name}.lock`), lockOptions ?? {});
   try {
-    await fsp.rename(tmp, optimized);
-  } catch {
-    // Not fatal: the session works; the next start optimises again.
+    // Saved by another process while this one waited.
+    const saved = await loadOptimized();
+    if (saved !== undefined) return saved;
+    // Nothing usable is saved, so every earlier attempt's files are garbage: a damaged or
+    // incompatible model, the data file it referenced, a crashed optimiser's temporaries.
+    await fsp.rm(optimized, { force: true });
+    await removeTemporaries(entry.dir, `${name}.tmp-`);
+    // ORT writes the optimised model under a temporary name (its data file keeps that name,
+    // which the model references); renaming the .onnx last makes it appear complete or not at
+    // all.
+    const tmp = join(entry.dir, `${name}.tmp-${crypto.randomUUID()}.onnx`);
+    let session: OnnxSession;
+    try {
+      session = await createSession(entry.path, { ...sessionOptions, optimizedModelPath: tmp });
+    } catch (error) {
+      await removeTemporaries(entry.dir, `${name}.tmp-`);
+      throw error;
+    }
+    try {
+      await fsp.rename(tmp, optimized);
+    } catch {
+      // Not fatal: the session works; the next start optimises again.
+      await removeTemporaries(entry.dir, `${name}.tmp-`);
+    }
+    return { session, hit: entry.hit, optimizedHit: false, dir: entry.dir };
+  } finally {
+    await lock.release();
   }
-  return { session, hit: entry.hit, optimizedHit: false, dir: entry.dir };
 }
 
 /** Deletes one cache entry (its folder), e.g. after its source weights changed. */

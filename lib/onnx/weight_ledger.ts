@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { WeightsError } from "../errors.ts";
 import type { GraphBuilder, TensorSource, Value } from "./graph.ts";
 
 /** Options of {@linkcode WeightLedger}. */
@@ -91,7 +92,8 @@ export class WeightLedger {
   }
 
   /**
-   * Throws a TypeError listing missing, misshapen and unused weights, if there are any.
+   * Throws a {@linkcode WeightsError} (a TypeError the CLI counts as bad input, exit 3) listing
+   * missing, misshapen and unused weights, if there are any.
    *
    * @example
    * ```ts
@@ -108,7 +110,7 @@ export class WeightLedger {
     const unused = this.unused();
     if (unused.length > 0) parts.push(`unused ${list(unused.map((n) => `"${n}"`))}`);
     if (parts.length > 0) {
-      throw new TypeError(
+      throw new WeightsError(
         `Cannot build ${this.what}: ${parts.join("; ")}; ` +
           `check that the weights match the config (architecture and sizes)`,
       );

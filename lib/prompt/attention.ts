@@ -8,6 +8,7 @@
  * @module
  */
 import { asciiDigits, PY_SPACE, PY_WORD_END, PY_WORD_START } from "../tokenizer/python_re.ts";
+import { MAX_NESTING } from "./grammar.ts";
 
 /** One `[text, weight]` pair; BREAK is `["BREAK", -1]`. */
 export type AttentionPair = [string, number];
@@ -46,8 +47,10 @@ function pythonFloat(text: string): number | undefined {
  * Splits a prompt into `[text, weight]` pairs like A1111's `parse_prompt_attention`: `(x)`
  * multiplies by 1.1, `[x]` divides by 1.1, `(x:w)` multiplies by w, `\(` `\)` `\[` `\]` `\\`
  * are literal, unclosed brackets apply to the end, neighbours with equal weights are merged and
- * BREAK (a whole word, upper case) becomes `["BREAK", -1]`. Never throws. One deviation:
- * where A1111 raises ValueError on a weight such as `(a:1.2.3)`, the `:1.2.3)` is kept as text.
+ * BREAK (a whole word, upper case) becomes `["BREAK", -1]`. Two deviations: where A1111 raises
+ * ValueError on a weight such as `(a:1.2.3)`, the `:1.2.3)` is kept as text; and more than
+ * {@linkcode MAX_NESTING} brackets open at once throw a RangeError (A1111's time grows with
+ * the square of the nesting, and its schedule parser gives up on such prompts first).
  *
  * @example
  * ```ts
@@ -78,10 +81,14 @@ export function parsePromptAttention(text: string): AttentionPair[] {
     const weightText = m[1];
     if (token.startsWith("\\")) {
       res.push([token.slice(1), 1.0]);
-    } else if (token === "(") {
-      round.push(res.length);
-    } else if (token === "[") {
-      square.push(res.length);
+    } else if (token === "(" || token === "[") {
+      (token === "(" ? round : square).push(res.length);
+      if (round.length + square.length > MAX_NESTING) {
+        throw new RangeError(
+          `Cannot read the prompt's emphasis: more than ${MAX_NESTING} brackets are open at ` +
+            `offset ${m.index}`,
+        );
+      }
     } else if (weightText !== undefined && round.length > 0) {
       const weight = pythonFloat(weightText);
       if (weight === undefined) pushText(token);
@@ -98,16 +105,12 @@ export function parsePromptAttention(text: string): AttentionPair[] {
   for (const pos of square) multiplyRange(pos, 1 / 1.1);
   if (res.length === 0) res.push(["", 1.0]);
 
-  // Merge runs of identical weights.
-  for (let i = 0; i + 1 < res.length;) {
-    const a = res[i] as AttentionPair;
-    const b = res[i + 1] as AttentionPair;
-    if (a[1] === b[1]) {
-      a[0] += b[0];
-      res.splice(i + 1, 1);
-    } else {
-      i++;
-    }
+  // Merge runs of identical weights (A1111 splices them pairwise; one pass gives the same).
+  const merged: AttentionPair[] = [];
+  for (const pair of res) {
+    const last = merged[merged.length - 1];
+    if (last !== undefined && last[1] === pair[1]) last[0] += pair[0];
+    else merged.push(pair);
   }
-  return res;
+  return merged;
 }

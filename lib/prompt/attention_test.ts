@@ -71,3 +71,22 @@ Deno.test("parsePromptAttention() equals A1111's output on 400 random prompts", 
     assert.deepEqual(parsePromptAttention(c.prompt), c.attention, JSON.stringify(c.prompt));
   }
 });
+
+Deno.test("parsePromptAttention() stays fast on hostile prompts and refuses over-deep nesting", () => {
+  // More than MAX_NESTING open brackets: a RangeError (quadratic time before: 7 s at 20,000).
+  assert.throws(
+    () => parsePromptAttention("[a:".repeat(20_000) + "x" + "]".repeat(20_000)),
+    (e: unknown) =>
+      e instanceof RangeError && /more than 200 brackets are open at offset 600/.test(String(e)),
+  );
+  assert.throws(() => parsePromptAttention("(]".repeat(300)), RangeError);
+  // 100,000 escapes merge into one pair in linear time (pairwise splicing was quadratic).
+  const start = performance.now();
+  const pairs = parsePromptAttention("\\(".repeat(100_000));
+  assert.deepEqual(pairs, [["(".repeat(100_000), 1]]);
+  assert.ok(performance.now() - start < 2000, `took ${performance.now() - start} ms`);
+  // At the limit, the weights are still A1111's: (x) 200 deep is 1.1^200 applied in order.
+  let w = 1;
+  for (let i = 0; i < 200; i++) w *= 1.1;
+  assert.deepEqual(parsePromptAttention("(".repeat(200) + "x" + ")".repeat(200)), [["x", w]]);
+});

@@ -285,11 +285,47 @@ function parseError(err: IRecognitionException, text: string): BracketError {
 }
 
 /**
+ * Deepest bracket nesting parsed. The parser recurses once per level (and backtracks from each
+ * top-level bracket), so a prompt of thousands of "(" would overflow the stack; A1111's own
+ * parser (lark, under Python's recursion limit of 1000) gives up on such prompts too.
+ */
+export const MAX_NESTING = 200;
+
+/** The first bracket that opens level MAX_NESTING + 1 (escapes skipped), or -1. */
+function tooDeepAt(text: string): number {
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x5c) i++; // "\": the next character is escaped
+    else if (c === 0x28 || c === 0x5b) {
+      if (++depth > MAX_NESTING) return i;
+    } else if ((c === 0x29 || c === 0x5d) && depth > 0) depth--;
+  }
+  return -1;
+}
+
+/**
  * Parses the bracket structure of an A1111 prompt. `tolerant` (A1111's behaviour) turns
  * brackets that open no construct into literal `stray` nodes; `strict` reports them. Never
- * throws: failures come back as `{ ok: false, error }`.
+ * throws: failures come back as `{ ok: false, error }`, brackets nested deeper than
+ * {@linkcode MAX_NESTING} levels included.
  */
 export function parseBrackets(text: string, mode: "tolerant" | "strict"): BracketParse {
+  const deep = tooDeepAt(text);
+  if (deep >= 0) {
+    const before = text.slice(0, deep);
+    const line = before.split("\n").length;
+    const column = deep - (before.lastIndexOf("\n") + 1) + 1;
+    return {
+      ok: false,
+      error: {
+        offset: deep,
+        line,
+        column,
+        message: `brackets nest deeper than ${MAX_NESTING} levels`,
+      },
+    };
+  }
   const lexed = lexer.tokenize(text);
   const firstLexError = lexed.errors[0];
   if (firstLexError !== undefined) return { ok: false, error: lexError(firstLexError) };

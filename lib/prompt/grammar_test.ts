@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { parsePromptAttention } from "./attention.ts";
 import { parseComposite } from "./composite.ts";
-import { nodesToText, parseBrackets } from "./grammar.ts";
+import { MAX_NESTING, nodesToText, parseBrackets } from "./grammar.ts";
 import { extractNetworks } from "./networks.ts";
 import { parsePrompt } from "./parse_prompt.ts";
 import { promptSchedules } from "./schedule.ts";
@@ -93,4 +93,24 @@ Deno.test("parsePrompt() reports the column of the first bracket error", () => {
   const ok = parsePrompt("style: anime, (cat:1.2) <lora:x:0.5> AND [a|b]:0.7");
   assert.deepEqual(ok.parts.map((p) => p.weight), [1, 0.7]);
   assert.equal(ok.networks[0]?.name, "x");
+});
+
+Deno.test("parseBrackets() refuses nesting deeper than MAX_NESTING instead of overflowing the stack", () => {
+  const deep = "(".repeat(MAX_NESTING + 1) + "x" + ")".repeat(MAX_NESTING + 1);
+  for (const mode of ["tolerant", "strict"] as const) {
+    const r = parseBrackets(deep, mode);
+    assert.ok(
+      !r.ok && r.error.offset === MAX_NESTING && /nest deeper than 200/.test(r.error.message),
+    );
+    assert.ok(parseBrackets("(".repeat(MAX_NESTING) + "x" + ")".repeat(MAX_NESTING), mode).ok);
+  }
+  // 50,000 levels: a stack overflow (RangeError: Maximum call stack size exceeded) before.
+  const huge = "[a:".repeat(50_000) + "x" + "]".repeat(50_000);
+  assert.throws(
+    () => parsePrompt(huge),
+    (e: unknown) => e instanceof SyntaxError && /column 601/.test(String(e)),
+  );
+  assert.deepEqual(promptSchedules(huge, 20), [[20, huge]]);
+  // Escaped brackets do not count.
+  assert.ok(parseBrackets("\\(".repeat(1000), "strict").ok);
 });

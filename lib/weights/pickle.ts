@@ -615,10 +615,12 @@ function orderedDict(args: PickleValue[]): PickleDict {
   const map: PickleDict = new Map();
   const items = args[0];
   if (items === undefined) return map;
-  if (!Array.isArray(items)) throw new TypeError("Invalid pickle: OrderedDict(items) needs a list");
+  if (!Array.isArray(items)) {
+    throw new RangeError("Invalid pickle: OrderedDict(items) needs a list");
+  }
   for (const pair of items) {
     if (!Array.isArray(pair) || pair.length !== 2) {
-      throw new TypeError("Invalid pickle: OrderedDict items must be pairs");
+      throw new RangeError("Invalid pickle: OrderedDict items must be pairs");
     }
     map.set(pair[0] as PickleValue, pair[1] as PickleValue);
   }
@@ -639,7 +641,7 @@ export function plainGlobals(): Map<string, PickleGlobal> {
   add("builtins.frozenset", (args) => new Set(Array.isArray(args[0]) ? args[0] : []));
   add("_codecs.encode", (args) => {
     const [text, encoding] = args;
-    if (typeof text !== "string") throw new TypeError("Invalid pickle: _codecs.encode(text)");
+    if (typeof text !== "string") throw new RangeError("Invalid pickle: _codecs.encode(text)");
     if (encoding === "latin1" || encoding === "latin-1") {
       return Uint8Array.from(text, (c) => c.charCodeAt(0) & 0xff);
     }

@@ -108,20 +108,20 @@ const STORAGE_DTYPES: Record<string, Dtype> = {
 
 function int(v: PickleValue, what: string): number {
   if (typeof v !== "number" || !Number.isSafeInteger(v)) {
-    throw new TypeError(`Invalid torch pickle: ${what} is not an integer`);
+    throw new RangeError(`Invalid torch pickle: ${what} is not an integer`);
   }
   return v;
 }
 
 function intList(v: PickleValue, what: string): number[] {
-  if (!Array.isArray(v)) throw new TypeError(`Invalid torch pickle: ${what} is not a tuple`);
+  if (!Array.isArray(v)) throw new RangeError(`Invalid torch pickle: ${what} is not a tuple`);
   return v.map((x, i) => int(x as PickleValue, `${what}[${i}]`));
 }
 
 function rebuildTensor(args: PickleValue[]): TensorRef {
   const [storage, offset, size, stride] = args;
   if (!(storage instanceof StorageRef)) {
-    throw new TypeError("Invalid torch pickle: a tensor is rebuilt from something not a storage");
+    throw new RangeError("Invalid torch pickle: a tensor is rebuilt from something not a storage");
   }
   const ref = new TensorRef(
     storage,
@@ -143,18 +143,18 @@ function rebuildTensor(args: PickleValue[]): TensorRef {
 function numpyScalar(args: PickleValue[]): PickleValue {
   const [dtype, data] = args;
   if (!(dtype instanceof PickleObject) || dtype.className !== "numpy.dtype") {
-    throw new TypeError("Invalid pickle: numpy scalar without a numpy.dtype");
+    throw new RangeError("Invalid pickle: numpy scalar without a numpy.dtype");
   }
   const spec = dtype.args[0];
   const state = dtype.state;
   const order = Array.isArray(state) ? state[1] : "<";
   if (typeof spec !== "string" || !(data instanceof Uint8Array)) {
-    throw new TypeError("Invalid pickle: malformed numpy scalar");
+    throw new RangeError("Invalid pickle: malformed numpy scalar");
   }
   const m = /^([fiub])(\d)$/.exec(spec);
   const size = m ? Number(m[2]) : 0;
   if (!m || data.byteLength !== size) {
-    throw new TypeError(`Unsupported numpy scalar of dtype "${spec}"; only bool, int and float`);
+    throw new RangeError(`Unsupported numpy scalar of dtype "${spec}"; only bool, int and float`);
   }
   const le = order !== ">";
   const v = new DataView(data.buffer, data.byteOffset, data.byteLength);
@@ -177,7 +177,7 @@ function numpyScalar(args: PickleValue[]): PickleValue {
       return Number.isSafeInteger(Number(big)) ? Number(big) : big;
     }
   }
-  throw new TypeError(`Unsupported numpy scalar of dtype "${spec}"`);
+  throw new RangeError(`Unsupported numpy scalar of dtype "${spec}"`);
 }
 
 /** Every Python global a torch weights file may name, and what each builds. */
@@ -305,7 +305,7 @@ export class TorchArchive {
         const [, type, key, location, numel] = pid;
         const dtype = type instanceof PickleGlobal ? type.tag : undefined;
         if (typeof dtype !== "string" || typeof key !== "string") {
-          throw new TypeError(`Invalid torch pickle in "${name}": a storage id is malformed`);
+          throw new RangeError(`Invalid torch pickle in "${name}": a storage id is malformed`);
         }
         const count = int(numel ?? null, "storage size");
         const entry = z.entries.get(`${prefix}/data/${key}`);
