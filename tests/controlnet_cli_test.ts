@@ -111,6 +111,43 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "a single-file .pth net (read by the safe unpickler, config from shapes) gives the golden PNG",
+  ignore: !hasShared,
+  fn: async () => {
+    const { readAllTensors, writeTorchCheckpoint } = await import("../lib/convert/testing.ts");
+    const pth = join(WORK, "tiny_controlnet.pth");
+    await writeTorchCheckpoint(
+      pth,
+      await readAllTensors(join(SET, "controlnet/diffusion_pytorch_model.safetensors")),
+    );
+    const r = await runCli([
+      "controlnet",
+      "a photo of a cat",
+      "-m",
+      GOLDEN_MODEL,
+      "--control",
+      `${pth}:${SET}/control_edges.png`,
+      "--steps",
+      "4",
+      "--cfg",
+      "7.5",
+      "--seed",
+      "0",
+    ], { env: ENV });
+    assert.equal(r.code, 0, r.stderr);
+    const diff = await maxPixelDiff(
+      r.stdout,
+      await Deno.readFile(join(SET, "controlnet_scale1.0.png")),
+    );
+    console.log(`PNG maxdiff ${diff}/255 (tolerance 1)`);
+    assert.ok(diff <= 1, `maxdiff ${diff} > 1`);
+    const params = (readMetadata(r.stdout).a1111 as { params: Record<string, string> }).params;
+    assert.match(params["ControlNet 0"]!, /Model: tiny_controlnet,/);
+  },
+});
+
 Deno.test("meta read | controlnet --job - remakes the image; a changed control image is refused", async () => {
   const dir = await Deno.makeTempDir({ dir: WORK });
   const edges = join(dir, "edges.png");
@@ -269,6 +306,46 @@ Deno.test("SD 2.x and SDXL nets run on their models; hires fix resizes the contr
   ]);
   const meta = readMetadata(hires);
   assert.deepEqual([meta.width, meta.height], [128, 128]);
+});
+
+Deno.test("a net named by an alias of models.lock.json (pulled into the cache) runs; an unpulled one is exit 4", async () => {
+  const home = await Deno.makeTempDir({ dir: WORK });
+  const revision = "0123456789abcdef0123456789abcdef01234567";
+  const files = ["config.json", "diffusion_pytorch_model.safetensors"];
+  const lock = {
+    version: 1,
+    models: {
+      "tiny-canny": {
+        description: "a tiny random ControlNet (test)",
+        family: "sd1",
+        source: { hub: "huggingface", repo: "test/tiny-canny", revision },
+        layout: "diffusers",
+        files: files.map((path) => ({ path, size: null, sha256: null })),
+        verified: false,
+      },
+    },
+  };
+  const lockPath = join(home, "models.lock.json");
+  await Deno.writeTextFile(lockPath, JSON.stringify(lock));
+  const env = { DENOISE_HOME: home, DENOISE_MODELS_LOCK: lockPath };
+  const args = ["controlnet", ...BASE, "--steps", "1", "--control", `tiny-canny:${EDGES}`, "-q"];
+  const missing = await runCli(args, { env });
+  assert.equal(missing.code, 4, missing.stderr);
+  assert.match(missing.stderr, /^denoise: ControlNet "tiny-canny" is not downloaded/);
+  const dir = join(home, "models", "tiny-canny", revision);
+  await Deno.mkdir(dir, { recursive: true });
+  for (const f of files) await Deno.copyFile(join(SD15_NET, f), join(dir, f));
+  const r = await runCli(args, { env });
+  assert.equal(r.code, 0, r.stderr);
+  const byPath = await run([
+    "controlnet",
+    ...BASE,
+    "--steps",
+    "1",
+    "--control",
+    `${SD15_NET}:${EDGES}`,
+  ]);
+  assert.equal(await maxPixelDiff(r.stdout, byPath), 0);
 });
 
 Deno.test("--control parsing: paths with ':', stdin, @inpaint, SCALE:START:END (--dry-run)", async () => {
