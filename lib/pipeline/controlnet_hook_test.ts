@@ -193,3 +193,28 @@ Deno.test("controlnetHook() feeds zeros when no net is active at a step", async 
     assert.ok(r.data.every((v) => v === 0));
   }
 });
+
+Deno.test("controlnetHook() with composable prompts (a AND b): every conditional pass gets its own residuals", async () => {
+  const calls: Call[] = [];
+  const hook = controlnetHook([unit(0, calls)], { guessMode: true, vaeFactor: 8, unet: "u" });
+  const { input, state } = step(0, 4);
+  // A third pass (the second sub-prompt, hidden 30).
+  const hidden = new Float32Array(3 * 8);
+  hidden.set(input.hiddenStates, 0);
+  hidden.fill(30, 16);
+  const three: UnetInput = {
+    ...input,
+    sample: new Float32Array(3 * 16).map((_, i) => input.sample[i % 16]!),
+    sampleShape: [3, 4, 2, 2],
+    hiddenStates: hidden,
+    hiddenShape: [3, 2, 4],
+  };
+  const out = await hook.beforeUnet!(three, {
+    ...state,
+    passes: [...state.passes, state.passes[1]!],
+  });
+  assert.deepEqual(calls[0]!.feeds.sample!.dims, [2, 4, 2, 2], "the two conditional passes");
+  assert.equal(residual(out, SPECS.length - 1, 0), 0);
+  assert.equal(residual(out, SPECS.length - 1, 1), 1 + 20);
+  assert.equal(residual(out, SPECS.length - 1, 2), 1 + 30);
+});
