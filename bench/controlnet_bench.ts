@@ -46,6 +46,7 @@ import {
 import { buildUnet } from "../lib/models/unet.ts";
 import { SD15_UNET, TINY_SD15_UNET } from "../tests/fixtures/configs.ts";
 import { TINY_MODELS } from "../tests/fixtures/random_model.ts";
+import { writeByteTokenizer } from "../tests/fixtures/tokenizer.ts";
 import { encodeImage } from "../lib/image/codec.ts";
 import { ControlnetJob } from "../lib/job/controlnet.ts";
 import { createRandomControlnet, createRandomModel } from "../lib/models/random.ts";
@@ -157,7 +158,10 @@ async function pipelineSteps() {
   const dir = await Deno.makeTempDir({ prefix: "denoise-controlnet-bench-pipeline-" });
   globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
   const model = join(dir, "model");
-  await createRandomModel(TINY_MODELS.sd15, model, { seed: 0 });
+  await createRandomModel(TINY_MODELS.sd15, model, {
+    seed: 0,
+    tokenizerDir: await writeByteTokenizer(join(dir, "tokenizer")),
+  });
   await createRandomControlnet(TINY_CONTROLNET, join(dir, "net"), { seed: 1 });
   const env = { cacheDir: join(dir, "cache"), threads: 2, version: "bench" };
   const sd = await StableDiffusion.open(model, { cacheDir: env.cacheDir, threads: 2 });
