@@ -2,7 +2,10 @@
  * ControlNet benchmarks: the cost of one denoising step with a ControlNet against one without.
  *
  * `deno task bench` runs the short part: a tiny SD 1.x-shaped UNet step alone (the baseline) and
- * with a tiny ControlNet before it.
+ * with a tiny ControlNet before it, at the model level (one UNet graph with residual inputs, fed
+ * zeros without a net) and through the pipeline path (a tiny model opened as StableDiffusion: the
+ * plain UNet graph without a net; with one, the ControlNet extension's loop hook, which runs the
+ * net registered as a component and switches the call to the residual UNet).
  *
  * `DENOISE_BENCH_CONTROLNET=1 deno run -A bench/controlnet_bench.ts` measures the real shapes at
  * 256 px (32x32 latents): an SD 1.5-shaped UNet (`runwayml/stable-diffusion-v1-5` config) and an
@@ -42,6 +45,15 @@ import {
 } from "../lib/models/random.ts";
 import { buildUnet } from "../lib/models/unet.ts";
 import { SD15_UNET, TINY_SD15_UNET } from "../tests/fixtures/configs.ts";
+import { TINY_MODELS } from "../tests/fixtures/random_model.ts";
+import { writeByteTokenizer } from "../tests/fixtures/tokenizer.ts";
+import { encodeImage } from "../lib/image/codec.ts";
+import { ControlnetJob } from "../lib/job/controlnet.ts";
+import { createRandomControlnet, createRandomModel } from "../lib/models/random.ts";
+import { ControlImages } from "../lib/pipeline/control_image.ts";
+import { controlnetExtension } from "../lib/pipeline/controlnet.ts";
+import type { StepState, UnetInput } from "../lib/pipeline/denoise.ts";
+import { StableDiffusion } from "../lib/pipeline/stable_diffusion.ts";
 import { writeRandomSafetensors } from "./random_safetensors.ts";
 
 /** lllyasviel/control_v11p_sd15_canny config.json (the values that differ from defaults). */
@@ -130,6 +142,88 @@ Deno.bench("tiny UNet step 2x4x16x16 with a tiny ControlNet", {
   group: "tiny-controlnet",
 }, async (b) => {
   const s = await tinySteps();
+  b.start();
+  await s.with();
+  b.end();
+});
+
+// ---------------------------------------------------------------------------------------------
+// The pipeline path (always): a tiny SD 1.x-shaped model opened as StableDiffusion, its UNet
+// call without a net (the plain "unet" graph), and with the ControlNet extension's loop hook
+// (net registered as a component, residual UNet "unet_controlnet") before the same call.
+
+let pipeline: { without: () => Promise<void>; with: () => Promise<void> } | undefined;
+async function pipelineSteps() {
+  if (pipeline !== undefined) return pipeline;
+  const dir = await Deno.makeTempDir({ prefix: "denoise-controlnet-bench-pipeline-" });
+  globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+  const model = join(dir, "model");
+  await createRandomModel(TINY_MODELS.sd15, model, {
+    seed: 0,
+    tokenizerDir: await writeByteTokenizer(join(dir, "tokenizer")),
+  });
+  await createRandomControlnet(TINY_CONTROLNET, join(dir, "net"), { seed: 1 });
+  const env = { cacheDir: join(dir, "cache"), threads: 2, version: "bench" };
+  const sd = await StableDiffusion.open(model, { cacheDir: env.cacheDir, threads: 2 });
+  const images = new ControlImages();
+  const side = 128;
+  const pixels = new Uint8Array(side * side * 3).map((_, i) => (i * 7919) % 13 === 0 ? 255 : 0);
+  const sha = images.add({
+    bytes: await encodeImage({ width: side, height: side, channels: 3, data: pixels }, "png"),
+    label: "bench",
+  });
+  const job = ControlnetJob.parse({
+    command: "controlnet",
+    controls: [{ net: join(dir, "net"), sha256: sha }],
+  });
+  const { hooks } = await controlnetExtension({ env, images }).prepare({ sd, job, inputs: {} });
+  const unet = sd.unetCall();
+  const cross = tinyUnetConfig.crossAttentionDim[0]!;
+  const latent = new Float32Array(4 * 16 * 16).map((_, i) => Math.sin(i * 0.1));
+  const input: UnetInput = {
+    sample: new Float32Array(2 * latent.length).map((_, i) => latent[i % latent.length]!),
+    sampleShape: [2, 4, 16, 16],
+    timestep: 500,
+    hiddenStates: new Float32Array(2 * 77 * cross).map((_, i) => Math.cos(i * 0.01)),
+    hiddenShape: [2, 77, cross],
+    extra: {},
+  };
+  const embedding = { data: new Float32Array(77 * cross), tokens: 77, dim: cross };
+  const state: StepState = {
+    i: 0,
+    loopIndex: 0,
+    loopLength: 20,
+    t: 500,
+    n: 1,
+    passes: [{ embedding }, { embedding }],
+    withUncond: true,
+    latentInput: latent,
+  };
+  pipeline = {
+    without: async () => {
+      await unet(input);
+    },
+    with: async () => {
+      await unet(await hooks[0]!.beforeUnet!(input, state));
+    },
+  };
+  return pipeline;
+}
+
+Deno.bench("pipeline path: tiny model step, no ControlNet (plain UNet graph)", {
+  group: "tiny-controlnet-pipeline",
+  baseline: true,
+}, async (b) => {
+  const s = await pipelineSteps();
+  b.start();
+  await s.without();
+  b.end();
+});
+
+Deno.bench("pipeline path: tiny model step with the ControlNet hook (net + residual UNet)", {
+  group: "tiny-controlnet-pipeline",
+}, async (b) => {
+  const s = await pipelineSteps();
   b.start();
   await s.with();
   b.end();

@@ -36,7 +36,7 @@ import {
 } from "./diffusion.ts";
 
 /** Reads the `--mask` image and checks that it fits the input image. */
-async function readMask(path: string, image: RawImage): Promise<MaskImage> {
+export async function readMask(path: string, image: RawImage): Promise<MaskImage> {
   if (path === "-") {
     throw new UsageError("--mask cannot come from stdin", { hint: "pass the mask as a file" });
   }

@@ -37,7 +37,10 @@ export interface EngineOptions {
 export interface ComponentSpec {
   /** A short name used in messages and the cache key, e.g. "unet". */
   kind: string;
-  /** The weight file (.safetensors). */
+  /**
+   * The weight file (.safetensors; with `sources`, any file: its identity is part of the cache
+   * key).
+   */
   weights: string;
   /** The raw config (part of the cache key). */
   config: unknown;
@@ -56,6 +59,12 @@ export interface ComponentSpec {
     key: string;
     apply: (sources: Map<string, TensorSource>) => Promise<Map<string, TensorSource>>;
   };
+  /**
+   * Opens the weight sources instead of reading `weights` as one safetensors file (a `.pth`, or
+   * an original-layout file renamed to Diffusers names): sources of `floatType` (float32 with a
+   * `transform`), and `close`, called once the model is written. Only called on a cache miss.
+   */
+  sources?: () => Promise<{ sources: Map<string, TensorSource>; close: () => void }>;
 }
 
 /** The cache key of a component: graph revision, kind, config, weight file identity, edits. */
@@ -120,13 +129,24 @@ export async function openComponent(
   const key = await componentKey(spec, options.cacheDir);
   // The weight file stays open until the model is written: converted tensors (fp16 -> fp32,
   // merged LoRA deltas) are read from it then, not while the graph is built.
-  let file: SafetensorsFile | undefined;
+  let close: (() => void) | undefined;
   const { session } = await createCachedSession(
     join(options.cacheDir, "graphs"),
     key,
     async () => {
-      file = await SafetensorsFile.open(spec.weights);
-      return await build(spec, file);
+      if (spec.sources !== undefined) {
+        const opened = await spec.sources();
+        close = opened.close;
+        return await build(spec, opened.sources);
+      }
+      const file = await SafetensorsFile.open(spec.weights);
+      close = () => file.close();
+      return await build(
+        spec,
+        tensorSources(file, {
+          floatType: spec.transform ? "float32" : spec.floatType ?? "float32",
+        }),
+      );
     },
     {
       ...(options.threads !== undefined ? { threads: options.threads } : {}),
@@ -136,13 +156,17 @@ export async function openComponent(
       // 2 cores, docs/performance.md). Set cacheOptimized: false to trade the other way.
       cacheOptimized: options.cacheOptimized ?? true,
     },
-  ).finally(() => file?.close());
+  ).finally(() => close?.());
   return session;
 }
 
-async function build(spec: ComponentSpec, file: SafetensorsFile): Promise<OnnxModel> {
+/** Applies the transform (float32 sources in), checks the weights and builds the graph. */
+async function build(
+  spec: ComponentSpec,
+  opened: Map<string, TensorSource>,
+): Promise<OnnxModel> {
   const floatType = spec.floatType ?? "float32";
-  let sources = tensorSources(file, { floatType: spec.transform ? "float32" : floatType });
+  let sources = opened;
   if (spec.transform) sources = castWeights(await spec.transform.apply(sources), floatType);
   // float16 graphs are checked after conversion: float32 weights beyond 65504 become infinite.
   await assertFiniteWeights(spec.kind, sources);

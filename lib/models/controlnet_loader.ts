@@ -37,6 +37,8 @@ export interface LoadedControlnet {
   json: Record<string, unknown>;
   /** Weight sources by Diffusers parameter name, of the requested float type. */
   weights: Map<string, TensorSource>;
+  /** The weight file read (inside the folder for a Diffusers folder). */
+  file: string;
   /** Where the config came from: a Diffusers folder, or shapes of a single file. */
   layout: "diffusers-folder" | "diffusers-file" | "original-file";
   /** How choices that shapes cannot settle were made (for the CLI to show). */
@@ -157,6 +159,7 @@ export async function loadControlnet(
         config,
         json,
         weights,
+        file,
         layout: "diffusers-folder",
         notes: [],
         close: () => source.close(),
@@ -197,6 +200,7 @@ export async function loadControlnet(
       config,
       json,
       weights,
+      file: path,
       layout: layout === "ldm" ? "original-file" : "diffusers-file",
       notes,
       close: () => source.close(),

@@ -56,6 +56,11 @@ export interface UnetInput {
    * extra tokens. The UNet call feeds each in the type its graph declares.
    */
   extra: Record<string, NamedInput>;
+  /**
+   * The UNet component to run (default `"unet"`): a hook that feeds inputs the plain graph lacks
+   * (ControlNet residuals) switches to the variant that takes them (`"unet_controlnet"`).
+   */
+  unet?: string;
 }
 
 /** Runs the UNet on one batched input and returns its output, `[B, C, H, W]`. */

@@ -261,7 +261,10 @@ export async function runLoop(
     unet: sd.unetCall(),
     ...(p.onProgress ? { onProgress: p.onProgress } : {}),
   });
-  if (sd.options.lowMemory) await sd.releaseSession("unet");
+  if (sd.options.lowMemory) {
+    await sd.releaseSession("unet");
+    await sd.releaseSession("unet_controlnet");
+  }
   return final;
 }
 

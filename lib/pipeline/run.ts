@@ -11,8 +11,9 @@ import { UsageError } from "../errors.ts";
 import type { ImageFormat } from "../image/codec.ts";
 import type { ProgressCallback } from "../io/progress.ts";
 import { infotextFor } from "../job/infotext.ts";
+import { ControlnetJob } from "../job/controlnet.ts";
 import { GenerateJob, Img2ImgJob } from "../job/diffusion.ts";
-import { withFields } from "../job/define.ts";
+import { type JobSchema, withFields } from "../job/define.ts";
 import { encodeWithMetadata } from "../meta/encode.ts";
 import { type DiffusersModel, openDiffusersModel } from "../model_io/diffusers_folder.ts";
 import {
@@ -85,6 +86,13 @@ export interface RunBatchesOptions {
   /** Called once per distinct set of LoRAs with what each file applied (for --debug). */
   onAdapters?: (ledgers: readonly LoraLedger[]) => void;
 }
+
+/** The schema each kind of diffusion Job is recorded with. */
+const JOB_SCHEMAS: Readonly<Record<DiffusionJob["command"], JobSchema>> = {
+  generate: GenerateJob,
+  img2img: Img2ImgJob,
+  controlnet: ControlnetJob,
+};
 
 /** The facts about a model that LoRAs and embeddings are matched against. */
 async function adapterModel(m: DiffusersModel, job: DiffusionJob): Promise<AdapterModel> {
@@ -245,7 +253,7 @@ export class DiffusionRunner {
         // conditions again, so it keeps them).
         maxPixels: this.env.maxPixels ?? DEFAULT_MAX_PIXELS,
         releaseTextEncoders: index === batches.length - 1 &&
-          (job.command !== "generate" || job.hiresScale === undefined),
+          (job.command === "img2img" || job.hiresScale === undefined),
         ...(hooks.length > 0 ? { hooks } : {}),
         ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       };
@@ -256,7 +264,7 @@ export class DiffusionRunner {
         inputs,
         openModel: (spec) => this.open(spec, job.vae, undefined, precision),
       });
-      const schema = job.command === "img2img" ? Img2ImgJob : GenerateJob;
+      const schema = JOB_SCHEMAS[job.command];
       for (const [k, image] of batch.images.entries()) {
         const picture = made.result.images[k]!;
         // Record what was used (guidance, sizes that were defaults, precision), in the

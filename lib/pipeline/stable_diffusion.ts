@@ -306,10 +306,40 @@ export class StableDiffusion {
     };
   }
 
-  /** The UNet as a {@linkcode UnetCall}. */
+  /**
+   * Registers (once) the UNet that takes ControlNet residual inputs as the component
+   * `"unet_controlnet"` and returns that name: the same weights, adapters and precision as
+   * `"unet"`, built with `controlnetResiduals` (its own cache entry), so runs without a net keep
+   * the plain graph. An ONNX export has no residual inputs and is refused.
+   */
+  residualUnet(): string {
+    const name = "unet_controlnet";
+    if (this.components.has(name)) return name;
+    const m = this.model;
+    if (m.onnx !== undefined) {
+      throw new RangeError(
+        `Cannot use a ControlNet with the ONNX export in ${m.dir}: its UNet graph has no residual ` +
+          "inputs; use the Diffusers folder or single file it was exported from",
+      );
+    }
+    const floatType = this.options.floatType ?? "float32";
+    void this.components.register(name, () =>
+      openComponent({
+        kind: name,
+        weights: m.unet.weights,
+        config: m.unet.rawConfig,
+        build: (sources) =>
+          buildUnet(m.unet.config, sources, { floatType, controlnetResiduals: true }),
+        floatType,
+        ...(this.options.transforms?.unet ? { transform: this.options.transforms.unet } : {}),
+      }, this.options));
+    return name;
+  }
+
+  /** The UNet as a {@linkcode UnetCall} (the component `input.unet` names, default "unet"). */
   unetCall(): UnetCall {
     return async (input) => {
-      const session = await this.components.session("unet");
+      const session = await this.components.session(input.unet ?? "unet");
       // Each input goes in the type the graph declares (ONNX exports vary: int64 or float16
       // timesteps, float16 states); built graphs take float32.
       const feeds: Record<string, HostTensor> = {

@@ -10,6 +10,7 @@ import { UsageError } from "../errors.ts";
 import { imageToTensor, tensorToImage } from "../image/codec.ts";
 import type { MaskImage } from "../image/mask.ts";
 import { resizeWithMode } from "../image/resize_mode.ts";
+import type { ControlnetJob } from "../job/controlnet.ts";
 import type { GenerateJob, Img2ImgJob } from "../job/diffusion.ts";
 import type { Nchw } from "../models/vae.ts";
 import {
@@ -26,8 +27,11 @@ import { defaultCfg } from "./resolve.ts";
 import { defaultSize } from "../model_io/diffusers_folder.ts";
 import type { StableDiffusion } from "./stable_diffusion.ts";
 
-/** A Job the diffusion runner makes images for. */
-export type DiffusionJob = GenerateJob | Img2ImgJob;
+/**
+ * A Job the diffusion runner makes images for. The table below makes generate and img2img Jobs;
+ * a controlnet Job runs through the same rows, seen as one of them (lib/pipeline/controlnet.ts).
+ */
+export type DiffusionJob = GenerateJob | Img2ImgJob | ControlnetJob;
 
 /** Pixels a run starts from (img2img): the input image, and the inpainting mask. */
 export interface TaskInputs {
