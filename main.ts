@@ -13,6 +13,7 @@ import { img2imgCommand } from "./commands/img2img.ts";
 import { metaCommand } from "./commands/meta.ts";
 import { modelsCommand } from "./commands/models.ts";
 import { samplersCommand } from "./commands/samplers.ts";
+import { upscaleCommand } from "./commands/upscale.ts";
 import { ExitCode, exitCodeFor, formatError } from "./lib/errors.ts";
 
 /** The denoise version, from deno.json. */
@@ -22,6 +23,7 @@ export const VERSION: string = denoConfig.version;
 const COMMANDS: Array<() => AnyCommand> = [
   generateCommand,
   img2imgCommand,
+  upscaleCommand,
   convertCkptCommand,
   metaCommand,
   modelsCommand,
