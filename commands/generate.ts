@@ -11,7 +11,7 @@ import { GenerateJob, pickJobFlags, readJobLines, resolveJob } from "../lib/job/
 import { parseShard, seedValue } from "../lib/pipeline/batch.ts";
 import { countImages, runJobs } from "../lib/pipeline/run.ts";
 import { randomSeed } from "../lib/pipeline/sampling.ts";
-import { upscalerOpener } from "../lib/upscale/model_upscaler.ts";
+import { resolveHiresUpscaler, upscalerOpener } from "../lib/upscale/model_upscaler.ts";
 import {
   examples,
   explicitOptions,
@@ -135,8 +135,12 @@ export function generateCommand() {
       count,
       options.jobs !== undefined || shard !== undefined,
     );
-    let summary;
     const env = runEnvironment(options);
+    // A bad --hires-upscaler fails now, not after the first pass.
+    for (const spec of new Set(jobs.map((j) => j.hiresUpscaler))) {
+      if (spec !== "latent" && spec !== "lanczos") await resolveHiresUpscaler(spec, env);
+    }
+    let summary;
     try {
       summary = await runJobs(env, jobs, {
         upscalers: upscalerOpener(env),

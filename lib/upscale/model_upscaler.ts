@@ -5,13 +5,19 @@
  *
  * @module
  */
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { UsageError } from "../errors.ts";
 import type { RawImage } from "../image/codec.ts";
 import type { ModelUpscaler, ModelUpscalerOpener } from "../pipeline/hires.ts";
 import type { RunEnvironment } from "../pipeline/resolve.ts";
 import { floatToRaw, rawToFloat } from "./pixels.ts";
-import { notAnUpscalerError, resolveUpscaleModel } from "./resolve.ts";
+import {
+  lockAlias,
+  notAnUpscalerError,
+  resolveUpscaleModel,
+  type UpscaleModel,
+} from "./resolve.ts";
 import { upscaleImage, type UpscaleImageOptions } from "./upscale_image.ts";
 import { openUpscaler, type UpscalerFile } from "./upscaler.ts";
 
@@ -39,6 +45,35 @@ export async function openUpscalerModel(
   }
 }
 
+const HIRES_HINT = "--hires-upscaler takes latent, lanczos, or an ESRGAN-family " +
+  ".pth/.safetensors file or alias (denoise models list)";
+
+/**
+ * Resolves a hires fix's model upscaler (file or alias) without opening it, so a command can
+ * refuse a bad `--hires-upscaler` before any work: a name that is neither a file nor a known
+ * alias is a usage error, a diffusion model too.
+ *
+ * @example
+ * ```ts ignore
+ * await resolveHiresUpscaler("realesrgan-x4plus", env); // { kind: "esrgan", path: ... }
+ * ```
+ */
+export async function resolveHiresUpscaler(
+  spec: string,
+  env: RunEnvironment,
+): Promise<UpscaleModel> {
+  if (!existsSync(spec) && lockAlias(env.lock, spec) === undefined && !/[\\/.]/.test(spec)) {
+    throw new UsageError(`Unknown hires upscaler "${spec}"`, { hint: HIRES_HINT });
+  }
+  const model = await resolveUpscaleModel(spec, env);
+  if (model.kind !== "esrgan") {
+    throw new UsageError(`"${spec}" is a diffusion model, not an ESRGAN-family upscaler`, {
+      hint: HIRES_HINT,
+    });
+  }
+  return model;
+}
+
 /**
  * The hires fix's opener of pixel upscalers: a spec (file or alias) becomes a
  * {@linkcode ModelUpscaler} whose one pass is {@linkcode upscaleImage} at the model's own scale
@@ -54,13 +89,7 @@ export function upscalerOpener(
   options: Pick<UpscaleImageOptions, "memoryBudget"> = {},
 ): ModelUpscalerOpener {
   return async (spec: string): Promise<ModelUpscaler> => {
-    const model = await resolveUpscaleModel(spec, env);
-    if (model.kind !== "esrgan") {
-      throw new UsageError(`"${spec}" is a diffusion model, not an ESRGAN-family upscaler`, {
-        hint: "--hires-upscaler takes latent, lanczos, or an ESRGAN-family .pth/.safetensors " +
-          "or alias",
-      });
-    }
+    const model = await resolveHiresUpscaler(spec, env);
     const upscaler = await openUpscalerModel(model.path, env);
     return {
       name: model.name,
