@@ -184,7 +184,7 @@ Deno.test("hiresFix() on a tiny model: first pass, sizes, determinism", async (t
       assert.ok(d < 1e-4, `image 2 of the batch differs from seed 22 alone: maxdiff ${d}`);
     });
 
-    await t.step("a model upscaler runs on the decoded first pass, then Lanczos to the target", async () => {
+    await t.step("a model upscaler: the decoded first pass, then Lanczos", async () => {
       const seen: Array<[number, number]> = [];
       const x4 = nearestUpscaler(4, seen);
       const model = await hiresFix(sd, { ...base, hiresScale: 1.5, hiresUpscaler: x4 });
