@@ -20,6 +20,8 @@ import type { RunEnvironment } from "../pipeline/resolve.ts";
 import { img2imgUpscale } from "./img2img_upscale.ts";
 import { openUpscalerModel } from "./model_upscaler.ts";
 import type { UpscaleModel, UpscaleModelKind } from "./resolve.ts";
+import { planTiles } from "../image/tiles.ts";
+import { inputMultiple } from "../models/esrgan.ts";
 import { defaultOverlap } from "./tiled.ts";
 import { defaultTile, upscaledSize, upscaleImage } from "./upscale_image.ts";
 
@@ -58,6 +60,8 @@ export interface UpscaleModeRow {
   mode: UpscaleMode;
   /** The model kinds the mode takes ("none": no --model). */
   accepts: readonly (UpscaleModelKind | "none")[];
+  /** The Job fields the mode reads besides `input`, `model`, `mode`, `scale` and `source`. */
+  fields: readonly (keyof UpscaleJob)[];
   run: (request: UpscaleModeRequest) => Promise<UpscaleModeResult>;
 }
 
@@ -95,6 +99,7 @@ export function postprocessInfotext(
 const esrgan: UpscaleModeRow = {
   mode: "esrgan",
   accepts: ["esrgan"],
+  fields: ["tile", "tileOverlap", "alphaUpsampler"],
   run: async ({ env, job, image, model, sourceInfotext, checkSize, onTile }) => {
     const upscaler = await openUpscalerModel(model!.path, env);
     try {
@@ -104,6 +109,14 @@ const esrgan: UpscaleModeRow = {
       checkSize(width, height);
       const overlap = job.tileOverlap ?? defaultOverlap(config);
       const tile = job.tile ?? defaultTile(config, { overlap });
+      try {
+        planTiles(image.width, image.height, { tile, overlap, multiple: inputMultiple(config) });
+      } catch (error) {
+        if (!(error instanceof RangeError)) throw error;
+        throw new UsageError(error.message, {
+          hint: "raise --tile (0 runs the whole image) or lower --tile-overlap",
+        });
+      }
       let tiles = 1;
       const out = await upscaleImage(upscaler, image, {
         scale,
@@ -132,9 +145,37 @@ const esrgan: UpscaleModeRow = {
   },
 };
 
+/** The Job fields of an img2img super-resolution. */
+const IMG2IMG_FIELDS = [
+  "tile",
+  "tileOverlap",
+  "prompt",
+  "negative",
+  "qualityPrompt",
+  "strength",
+  "steps",
+  "cfg",
+  "passes",
+  "sampler",
+  "schedule",
+  "seed",
+  "rng",
+  "clipSkip",
+  "vae",
+  "precision",
+  "promptSyntax",
+  "emphasis",
+  "guidanceRescale",
+  "lora",
+  "loraDir",
+  "embedding",
+  "embeddingsDir",
+] as const satisfies readonly (keyof UpscaleJob)[];
+
 const img2img: UpscaleModeRow = {
   mode: "img2img",
   accepts: ["diffusion"],
+  fields: IMG2IMG_FIELDS,
   run: async ({ env, job, image, source, runner, checkSize, onTile, onProgress }) => {
     const result = await img2imgUpscale(job, image, {
       runner: runner(),
@@ -151,6 +192,7 @@ const img2img: UpscaleModeRow = {
 const lanczos: UpscaleModeRow = {
   mode: "lanczos",
   accepts: ["none"],
+  fields: [],
   run: async ({ job, image, sourceInfotext, checkSize }) => {
     const scale = job.scale ?? 2;
     const [width, height] = upscaledSize(image.width, image.height, scale);
@@ -192,11 +234,26 @@ export function defaultMode(model: UpscaleModel | undefined): UpscaleMode {
   return model.kind === "esrgan" ? "esrgan" : "img2img";
 }
 
+/** Fields every mode reads. */
+const COMMON_FIELDS: readonly (keyof UpscaleJob)[] = [
+  "command",
+  "version",
+  "input",
+  "model",
+  "mode",
+  "scale",
+  "source",
+];
+
 /**
- * The row of a mode, checked against the model it is given (a usage error when they do not go
- * together).
+ * The row of a mode, checked against the model it is given and the Job's fields (a usage error
+ * when they do not go together: `--strength` with an ESRGAN model would be silently ignored).
  */
-export function modeFor(mode: UpscaleMode, model: UpscaleModel | undefined): UpscaleModeRow {
+export function modeFor(
+  mode: UpscaleMode,
+  model: UpscaleModel | undefined,
+  job?: UpscaleJob,
+): UpscaleModeRow {
   const row = UPSCALE_MODE_TABLE[mode];
   const kind = model?.kind ?? "none";
   if (!row.accepts.includes(kind)) {
@@ -212,6 +269,19 @@ export function modeFor(mode: UpscaleMode, model: UpscaleModel | undefined): Ups
     throw new UsageError(`--mode ${mode} cannot run with ${what}`, {
       hint: `--mode ${mode} takes ${wants}`,
     });
+  }
+  const unused = Object.keys(job ?? {}).filter((key) =>
+    (job as Record<string, unknown>)[key] !== undefined &&
+    !COMMON_FIELDS.includes(key as keyof UpscaleJob) &&
+    !row.fields.includes(key as keyof UpscaleJob)
+  );
+  if (unused.length > 0) {
+    const flags = unused.map((k) => "--" + k.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase()));
+    throw new UsageError(
+      `${flags.join(", ")} ${unused.length > 1 ? "do" : "does"} not apply to ` +
+        `--mode ${mode}`,
+      { hint: `drop ${unused.length > 1 ? "them" : "it"}, or pick another mode` },
+    );
   }
   return row;
 }

@@ -98,6 +98,26 @@ Deno.test("runUpscale() refuses a mode that does not fit the model", async () =>
     () => runUpscale(ENV, job({ mode: "esrgan" }), { image: image(3, 8) }),
     (e: unknown) => e instanceof UsageError && /with no model/.test(e.message),
   );
+  // Options of another mode would be ignored: refused instead.
+  await assert.rejects(
+    () =>
+      runUpscale(ENV, job({ model: MODEL, strength: 0.5, qualityPrompt: true }), {
+        image: image(3, 8),
+      }),
+    (e: unknown) =>
+      e instanceof UsageError &&
+      /--quality-prompt, --strength do not apply to --mode esrgan/.test(e.message),
+  );
+  await assert.rejects(
+    () => runUpscale(ENV, job({ scale: 2, tile: 64 }), { image: image(3, 8) }),
+    (e: unknown) =>
+      e instanceof UsageError && /--tile does not apply to --mode lanczos/.test(e.message),
+  );
+  // A tile the overlap does not fit in.
+  await assert.rejects(
+    () => runUpscale(ENV, job({ model: MODEL, tile: 16 }), { image: image(3, 8, 40, 30) }),
+    (e: unknown) => e instanceof UsageError && /cannot overlap/.test(e.message),
+  );
 });
 
 Deno.test("runUpscale() img2img mode: grey + alpha 16-bit in two passes, prompt from the source", async () => {
