@@ -37,6 +37,7 @@ Deno.test("every subcommand's --help shows examples", async () => {
     const cmd of [
       ["generate"],
       ["img2img"],
+      ["upscale"],
       ["convert-ckpt"],
       ["meta", "read"],
       ["meta", "write"],
@@ -55,6 +56,7 @@ Deno.test("every subcommand takes --dry-run (prints its Job) and --job (replays 
   const cases: Array<[string[], string]> = [
     [["generate", "a cat", "-m", "x", "--seed", "1"], "generate"],
     [["img2img", "a cat", "-m", "x", "--seed", "1", "--image", "README.md"], "img2img"],
+    [["upscale", "a.png", "-m", "x.pth", "--scale", "2"], "upscale"],
     [["meta", "read", "a.png"], "meta read"],
     [["meta", "write", "a.png", "--set", "k=v"], "meta write"],
     [["models", "list"], "models list"],

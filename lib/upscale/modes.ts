@@ -101,6 +101,8 @@ const esrgan: UpscaleModeRow = {
   accepts: ["esrgan"],
   fields: ["tile", "tileOverlap", "alphaUpsampler"],
   run: async ({ env, job, image, model, sourceInfotext, checkSize, onTile }) => {
+    // With a given scale the size is known before the model is read.
+    if (job.scale !== undefined) checkSize(...upscaledSize(image.width, image.height, job.scale));
     const upscaler = await openUpscalerModel(model!.path, env);
     try {
       const { config } = upscaler;
