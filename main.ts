@@ -15,6 +15,7 @@ import { metaCommand } from "./commands/meta.ts";
 import { modelsCommand } from "./commands/models.ts";
 import { samplersCommand } from "./commands/samplers.ts";
 import { exitWithParent, restoreCallerDirectory, startedByDenoTask } from "./commands/process.ts";
+import { upscaleCommand } from "./commands/upscale.ts";
 import { ExitCode, exitCodeFor, formatError } from "./lib/errors.ts";
 
 /** The denoise version, from deno.json. */
@@ -25,6 +26,7 @@ const COMMANDS: Array<() => AnyCommand> = [
   generateCommand,
   img2imgCommand,
   controlnetCommand,
+  upscaleCommand,
   convertCkptCommand,
   metaCommand,
   modelsCommand,

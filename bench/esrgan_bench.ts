@@ -12,10 +12,13 @@
  *    {@linkcode upscalerFlops} (2.35 TFLOP);
  * 2. peak RSS of tiled upscales to 2048x2048 and 4096x4096 outputs with a fixed tile (an
  *    SRVGGNetCompact x4, 64 features, 4 convs, to keep it short): what grows with the image is
- *    the input and output buffers, not the model's activations.
+ *    the input and output buffers, not the model's activations;
+ * 3. (`image`) the same through {@linkcode upscaleImage}, the call `denoise upscale` makes
+ *    (RGB, then RGBA whose alpha takes a second model pass), and the 16-bit PNG encode after it:
+ *    peak RSS growth for 2048x2048 and 4096x4096 outputs against the output buffer.
  *
  * `DENOISE_BENCH_THREADS` sets ORT's intra-op threads (default ORT's choice);
- * `DENOISE_BENCH_ESRGAN_PARTS` picks parts (default `x4plus,tiles`). Results are printed as a
+ * `DENOISE_BENCH_ESRGAN_PARTS` picks parts (default `x4plus,tiles,image`). Results are printed as a
  * Markdown table.
  */
 import {
@@ -29,6 +32,8 @@ import { memoryWeights } from "../lib/models/layers.ts";
 import { randomWeights } from "../lib/models/random.ts";
 import { hostTensor } from "../lib/onnx/session.ts";
 import { upscaleTiled } from "../lib/upscale/tiled.ts";
+import { upscaleImage } from "../lib/upscale/upscale_image.ts";
+import { encodeFloatImage, type FloatImage } from "../lib/image/codec.ts";
 import { createUpscaler, type Upscaler, type UpscalerOptions } from "../lib/upscale/upscaler.ts";
 
 function gradient(width: number, height: number): Float32Array {
@@ -105,9 +110,10 @@ async function fullBenchmark(): Promise<void> {
     console.error(`${k}: ${v}`);
   };
 
-  const parts = (Deno.env.get("DENOISE_BENCH_ESRGAN_PARTS") ?? "x4plus,tiles").split(",");
+  const parts = (Deno.env.get("DENOISE_BENCH_ESRGAN_PARTS") ?? "x4plus,tiles,image").split(",");
   if (parts.includes("x4plus")) await x4plusPass(options, peakGflops, log);
   if (parts.includes("tiles")) await tiledMemory(options, log);
+  if (parts.includes("image")) await imageMemory(options, log);
   console.log("\n| measurement | value |\n|---|---|");
   for (const [k, v] of rows) console.log(`| ${k} | ${v} |`);
 }
@@ -181,6 +187,50 @@ async function tiledMemory(
     );
   }
   await small.release();
+}
+
+/** 3. Peak RSS of whole-image upscales (upscaleImage, then the PNG encode): growing image. */
+async function imageMemory(
+  options: UpscalerOptions,
+  log: (k: string, v: string) => void,
+): Promise<void> {
+  const compact = srvggNetCompactConfig({ features: 64, convs: 4 });
+  const small = await randomUpscaler(compact, options);
+  await upscaleImage(small, floatImage(256, 3), { tile: 256 });
+  for (const [side, channels] of [[512, 3], [1024, 3], [1024, 4]] as const) {
+    const image = floatImage(side, channels);
+    const output = channels * 16 * side * side * 4;
+    resetPeakRss();
+    const base = rss();
+    const t0 = performance.now();
+    let tiles = 0;
+    const out = await upscaleImage(small, image, { tile: 256, onTile: (_, n) => (tiles = n) });
+    const seconds = (performance.now() - t0) / 1000;
+    const grown = peakRss() - base;
+    resetPeakRss();
+    const beforeEncode = rss();
+    const png = await encodeFloatImage({ ...out, bitDepth: 16 }, "png");
+    const encodeGrown = peakRss() - beforeEncode;
+    log(
+      `upscaleImage, ${channels === 4 ? "RGBA" : "RGB"} ${side}x${side} -> ` +
+        `${4 * side}x${4 * side}, ${tiles} windows of 256`,
+      `${seconds.toFixed(1)} s; peak RSS growth ${(grown / MB).toFixed(0)} MiB, of which the ` +
+        `float32 output ${(output / MB).toFixed(0)} MiB, the rest ${
+          ((grown - output) / MB).toFixed(0)
+        } MiB; then the 16-bit PNG encode: +${(encodeGrown / MB).toFixed(0)} MiB ` +
+        `(${(png.length / MB).toFixed(0)} MiB file)`,
+    );
+  }
+  await small.release();
+}
+
+function floatImage(side: number, channels: 3 | 4): FloatImage {
+  const rgb = gradient(side, side);
+  const data = new Float32Array(channels * side * side);
+  data.set(rgb);
+  // A varying alpha, so it takes the model's second pass.
+  for (let i = 0; i < (channels - 3) * side * side; i++) data[3 * side * side + i] = rgb[i]!;
+  return { width: side, height: side, channels, bitDepth: 8, data };
 }
 
 if (Deno.env.get("DENOISE_BENCH_FULL") === "1") {

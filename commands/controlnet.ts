@@ -268,7 +268,7 @@ export function controlnetCommand() {
     }
 
     // Control images: read, hashed into the Job (a replay must read the same bytes), decoded.
-    const env = runEnvironment(options);
+    const env = runEnvironment(options, ctx);
     const images = new ControlImages();
     const stdin = stdinOnce("control image");
     const read = (path: string | undefined) =>

@@ -174,7 +174,8 @@ export function addDiffusionOptions<C extends AnyCommand>(command: C): C {
   return command;
 }
 
-function sizeArg(name: string) {
+/** A commander parser for `WIDTHxHEIGHT`. */
+export function sizeArg(name: string) {
   return (value: string): { width: number; height: number } => {
     const m = /^\s*(\d+)\s*[xX,]\s*(\d+)\s*$/.exec(value);
     if (!m || Number(m[1]) <= 0 || Number(m[2]) <= 0) {
@@ -184,7 +185,8 @@ function sizeArg(name: string) {
   };
 }
 
-function cropArg(value: string): { top: number; left: number } {
+/** A commander parser for `TOP,LEFT`. */
+export function cropArg(value: string): { top: number; left: number } {
   const m = /^\s*(\d+)\s*,\s*(\d+)\s*$/.exec(value);
   if (!m) {
     throw new UsageError(`"--crops-coords-top-left" must be TOP,LEFT, e.g. 0,0, got "${value}"`);
@@ -192,7 +194,8 @@ function cropArg(value: string): { top: number; left: number } {
   return { top: Number(m[1]), left: Number(m[2]) };
 }
 
-function seedArg(value: string): string {
+/** A commander parser for a seed (0 to 2^64-1, kept as its decimal text). */
+export function seedArg(value: string): string {
   if (!/^\d{1,20}$/.test(value) || BigInt(value) >= 2n ** 64n) {
     throw new UsageError(`"--seed" must be an integer from 0 to 2^64-1, got "${value}"`);
   }
@@ -215,7 +218,7 @@ export interface EmbeddingFlag {
 const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
 
 /** Parses `FILE[:SCALE[:UNET]]` (repeatable); a path that exists as given is never split. */
-function loraArg(value: string, previous: LoraFlag[] | undefined): LoraFlag[] {
+export function loraArg(value: string, previous: LoraFlag[] | undefined): LoraFlag[] {
   const parts = value.split(":");
   const numbers: number[] = [];
   while (!existsSync(parts.join(":")) && parts.length > 1 && numbers.length < 2) {
@@ -240,7 +243,10 @@ function loraArg(value: string, previous: LoraFlag[] | undefined): LoraFlag[] {
 }
 
 /** Parses `FILE[:TOKEN]` (repeatable); a path that exists as given is never split. */
-function embeddingArg(value: string, previous: EmbeddingFlag[] | undefined): EmbeddingFlag[] {
+export function embeddingArg(
+  value: string,
+  previous: EmbeddingFlag[] | undefined,
+): EmbeddingFlag[] {
   const at = value.lastIndexOf(":");
   const flag: EmbeddingFlag = existsSync(value) || at <= 0
     ? { path: value }

@@ -4,13 +4,14 @@
  *
  * @module
  */
-import { Command, Option } from "@commander-js/extra-typings";
+import { Command } from "@commander-js/extra-typings";
 import { InputError, UsageError } from "../lib/errors.ts";
 import { writeOutput } from "../lib/io/output.ts";
 import { GenerateJob, pickJobFlags, readJobLines, resolveJob } from "../lib/job/mod.ts";
 import { parseShard, seedValue } from "../lib/pipeline/batch.ts";
 import { countImages, runJobs } from "../lib/pipeline/run.ts";
 import { randomSeed } from "../lib/pipeline/sampling.ts";
+import { resolveHiresUpscaler, upscalerOpener } from "../lib/upscale/model_upscaler.ts";
 import {
   examples,
   explicitOptions,
@@ -69,9 +70,10 @@ export function generateCommand() {
       "denoising strength of the hires pass, 0..1 (default 0.7)",
       finiteNumber("--hires-strength"),
     )
-    .addOption(
-      new Option("--hires-upscaler <name>", "upscale latents, or decoded pixels (default latent)")
-        .choices(["latent", "lanczos"] as const),
+    .option(
+      "--hires-upscaler <name|file|alias>",
+      "hires upscaler: latent (default), lanczos, or an ESRGAN-family .pth/.safetensors or " +
+        "alias (e.g. realesrgan-x4plus) run on the decoded pixels",
     )
     .option("--jobs <file>", "run every job of a JSON-lines file (one job per line)")
     .option("--shard <i/n>", "run only shard i of n of the batches (with --jobs or --batch-count)");
@@ -91,6 +93,10 @@ export function generateCommand() {
       [
         'denoise generate "a castle" -m sd15 --hires-scale 2 --hires-strength 0.5 -o big.png',
         "A1111 hires fix: 512 -> 1024",
+      ],
+      [
+        'denoise generate "a castle" -m sd15 --hires-scale 2 --hires-upscaler realesrgan-x4plus -o big.png',
+        "hires fix with an ESRGAN upscaler on the decoded pixels",
       ],
       ["denoise generate --jobs batch.jsonl --shard 2/4 -o out/", "one of four CI shards"],
       ["denoise meta read fox.png | denoise generate --job - -o again.png", "remake an image"],
@@ -129,9 +135,15 @@ export function generateCommand() {
       count,
       options.jobs !== undefined || shard !== undefined,
     );
+    const env = runEnvironment(options, ctx);
+    // A bad --hires-upscaler fails now, not after the first pass.
+    for (const spec of new Set(jobs.map((j) => j.hiresUpscaler))) {
+      if (spec !== "latent" && spec !== "lanczos") await resolveHiresUpscaler(spec, env);
+    }
     let summary;
     try {
-      summary = await runJobs(runEnvironment(options, ctx), jobs, {
+      summary = await runJobs(env, jobs, {
+        upscalers: upscalerOpener(env),
         shard,
         isMade: madeCheck(plan, options.overwrite),
         onPlan: ({ skippedBatches }) => {

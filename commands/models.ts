@@ -17,6 +17,7 @@ import {
   modelStatus,
   parseLock,
   pullModel,
+  sourceRevision,
   verifyModel,
 } from "../lib/hub/mod.ts";
 import { readFileChecked } from "../lib/io/input.ts";
@@ -91,7 +92,7 @@ export function modelsCommand() {
           family: model.family,
           description: model.description,
           repo: model.source.repo,
-          revision: model.source.revision,
+          revision: sourceRevision(model),
           files: model.files.length,
           bytes: model.files.every((f) => f.size !== null)
             ? model.files.reduce((sum, f) => sum + (f.size ?? 0), 0)

@@ -9,6 +9,8 @@ import { readMetadata } from "../lib/meta/read.ts";
 import { listDir, runCli } from "./cli.ts";
 import { makeTinyModel } from "./fixtures/random_model.ts";
 import { writeByteTokenizer } from "./fixtures/tokenizer.ts";
+import { writeTinyUpscaler } from "./fixtures/upscaler.ts";
+import { rrdbNetConfig } from "../lib/models/esrgan.ts";
 
 const HOME = await Deno.makeTempDir({ prefix: "denoise-hires-home-" });
 const ENV = { DENOISE_HOME: HOME };
@@ -84,6 +86,31 @@ Deno.test("generate --hires-upscaler lanczos works and differs from the latent u
   assert.deepEqual(await size(lanczos.stdout), [96, 72]);
   assert.notDeepEqual(latent.stdout, lanczos.stdout);
   assert.match(readMetadata(lanczos.stdout).a1111?.params["Hires upscaler"] ?? "", /^Lanczos$/);
+});
+
+Deno.test("generate --hires-upscaler FILE runs an ESRGAN-family model on the first pass's pixels", async () => {
+  const esrgan = await writeTinyUpscaler(
+    join(WORK, "tiny_x4.safetensors"),
+    rrdbNetConfig({ features: 8, blocks: 1, growthChannels: 4 }),
+    5,
+  );
+  const out = join(WORK, "hires-esrgan.png");
+  const flags = ["--hires-scale", "1.5", "--hires-steps", "2"];
+  let r = await runCli([...BASE, ...flags, "--hires-upscaler", esrgan, "-o", out], { env: ENV });
+  assert.equal(r.code, 0, r.stderr);
+  const bytes = await Deno.readFile(out);
+  assert.deepEqual(await size(bytes), [96, 72]);
+  const meta = readMetadata(bytes);
+  assert.equal((meta.job as Record<string, unknown>).hiresUpscaler, esrgan);
+  assert.equal(meta.a1111?.params["Hires upscaler"], "tiny_x4");
+  // Another upscaler, another image; the stored Job replays this one.
+  const lanczos = await runCli([...BASE, ...flags, "--hires-upscaler", "lanczos"], { env: ENV });
+  assert.equal(lanczos.code, 0, lanczos.stderr);
+  assert.notDeepEqual(lanczos.stdout, bytes);
+  const again = join(WORK, "hires-esrgan-again.png");
+  r = await runCli(["generate", "--job", out, "-o", again, "-q"], { env: ENV });
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(await Deno.readFile(again), bytes);
 });
 
 Deno.test("generate rejects bad hires values with a usage error and writes nothing", async () => {

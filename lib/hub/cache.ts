@@ -5,7 +5,7 @@
  * @module
  */
 import { join } from "node:path";
-import type { LockedModel } from "./lock.ts";
+import { type LockedModel, sourceRevision } from "./lock.ts";
 
 /** The environment variables the cache location depends on. */
 export interface CacheEnv {
@@ -24,7 +24,10 @@ export function cacheRoot(env: CacheEnv): string {
   );
 }
 
-/** The folder a locked model is placed in: `<root>/models/<alias>/<revision>`. */
+/**
+ * The folder a locked model is placed in: `<root>/models/<alias>/<revision>` (a GitHub release's
+ * tag for release assets).
+ */
 export function modelDir(root: string, alias: string, model: LockedModel): string {
-  return join(root, "models", alias, model.source.revision);
+  return join(root, "models", alias, sourceRevision(model));
 }

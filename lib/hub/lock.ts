@@ -23,12 +23,35 @@ export const LockedFile = z.object({
 /** One locked model. */
 export const LockedModel = z.object({
   description: z.string(),
-  family: z.enum(["sd1", "sd2", "sd2-v", "sdxl", "sdxl-refiner", "sd1-inpaint", "lcm", "turbo"]),
-  source: z.object({
-    hub: z.literal("huggingface"),
-    repo: z.string().regex(/^[\w.-]+\/[\w.-]+$/, "expected owner/name"),
-    revision: z.string().regex(/^[0-9a-f]{40}$/, "expected a full 40-hex commit hash"),
-  }).strict(),
+  /** The model family; "esrgan" is an ESRGAN-family upscaler (RRDBNet, SRVGGNetCompact). */
+  family: z.enum([
+    "sd1",
+    "sd2",
+    "sd2-v",
+    "sdxl",
+    "sdxl-refiner",
+    "sd1-inpaint",
+    "lcm",
+    "turbo",
+    "esrgan",
+  ]),
+  source: z.discriminatedUnion("hub", [
+    z.object({
+      hub: z.literal("huggingface"),
+      repo: z.string().regex(/^[\w.-]+\/[\w.-]+$/, "expected owner/name"),
+      revision: z.string().regex(/^[0-9a-f]{40}$/, "expected a full 40-hex commit hash"),
+    }).strict(),
+    /**
+     * Assets of a GitHub release (`https://github.com/<repo>/releases/download/<tag>/<path>`).
+     * A release asset is not part of a commit, so a tag pins it only as far as the uploader
+     * never replaces it: the files' sha256 are what pin the content.
+     */
+    z.object({
+      hub: z.literal("github"),
+      repo: z.string().regex(/^[\w.-]+\/[\w.-]+$/, "expected owner/name"),
+      tag: z.string().regex(/^[\w.+-]+$/, "expected a release tag"),
+    }).strict(),
+  ]),
   layout: z.enum(["diffusers", "single-file", "onnx"]),
   files: z.array(LockedFile).min(1),
   verified: z.boolean(),
@@ -46,6 +69,20 @@ export type ModelsLock = z.infer<typeof ModelsLock>;
 export type LockedModel = z.infer<typeof LockedModel>;
 /** A parsed file entry. */
 export type LockedFile = z.infer<typeof LockedFile>;
+
+/**
+ * What pins a model's source: the commit of a Hugging Face repository, or the tag of a GitHub
+ * release (its cache folder name).
+ *
+ * @example
+ * ```ts
+ * import { sourceRevision } from "./lock.ts";
+ * console.assert(sourceRevision({ source: { hub: "github", repo: "a/b", tag: "v0.1.0" } }) === "v0.1.0");
+ * ```
+ */
+export function sourceRevision(model: Pick<LockedModel, "source">): string {
+  return model.source.hub === "github" ? model.source.tag : model.source.revision;
+}
 
 /** Parses and validates lock-file JSON text. */
 export function parseLock(text: string, label = "models.lock.json"): ModelsLock {

@@ -41,11 +41,23 @@ export interface FileStatus {
   expectedSize: number | null;
 }
 
-/** The hub URL of one file at the locked revision. */
+/** Where GitHub serves release assets. */
+export const GITHUB_ENDPOINT = "https://github.com";
+
+/**
+ * The URL of one file at the locked revision: the Hugging Face hub's `resolve/<revision>/<path>`
+ * (at `endpoint`), or a GitHub release's `releases/download/<tag>/<path>`.
+ */
 export function fileUrl(endpoint: string, model: LockedModel, path: string): string {
-  const base = endpoint.replace(/\/+$/, "");
   const encoded = path.split("/").map(encodeURIComponent).join("/");
-  return `${base}/${model.source.repo}/resolve/${model.source.revision}/${encoded}`;
+  const source = model.source;
+  if (source.hub === "github") {
+    return `${GITHUB_ENDPOINT}/${source.repo}/releases/download/${
+      encodeURIComponent(source.tag)
+    }/${encoded}`;
+  }
+  const base = endpoint.replace(/\/+$/, "");
+  return `${base}/${source.repo}/resolve/${source.revision}/${encoded}`;
 }
 
 /** Lists each file of a model with whether it is in the cache at the right size. */
@@ -99,7 +111,10 @@ export async function pullModel(
   }
   const endpoint = options.endpoint ?? DEFAULT_ENDPOINT;
   const headers: Record<string, string> = {};
-  if (options.token) headers["Authorization"] = `Bearer ${options.token}`;
+  // The hub token goes to the hub only.
+  if (options.token && model.source.hub === "huggingface") {
+    headers["Authorization"] = `Bearer ${options.token}`;
+  }
   for (const file of model.files) {
     const state = status.find((s) => s.path === file.path)!;
     if (state.present) continue;

@@ -99,8 +99,12 @@ export const GenerateJob = defineJob("generate", {
   hiresSteps: z.number().int().min(1).max(1000).optional(),
   /** Hires fix denoising strength. */
   hiresStrength: z.number().min(0).max(1).default(0.7),
-  /** Hires fix upscaler: in latent space or on decoded pixels. */
-  hiresUpscaler: z.enum(["latent", "lanczos"]).default("latent"),
+  /**
+   * Hires fix upscaler: "latent" (in latent space), "lanczos" (on decoded pixels), or an
+   * ESRGAN-family model (a .pth/.safetensors file or an alias from models.lock.json) run on the
+   * decoded pixels.
+   */
+  hiresUpscaler: z.string().min(1).default("latent"),
   /** An SDXL refiner model that finishes the denoising (folder or alias). */
   refiner: z.string().optional(),
   /** Fraction of the schedule the base model denoises before the refiner takes over. */

@@ -76,6 +76,72 @@ function labelOf(sampler: string): string {
   return samplerTable().find((r) => r.sampler === sampler)?.a1111 ?? sampler;
 }
 
+/**
+ * A1111's names of the Real-ESRGAN upscalers (modules/realesrgan_model.py) and the
+ * models.lock.json aliases of the same files.
+ */
+export const A1111_UPSCALER_ALIASES: Readonly<Record<string, string>> = {
+  "R-ESRGAN 4x+": "realesrgan-x4plus",
+  "R-ESRGAN 4x+ Anime6B": "realesrgan-x4plus-anime-6b",
+  "R-ESRGAN 2x+": "realesrgan-x2plus",
+  "R-ESRGAN General 4xV3": "realesr-general-x4v3",
+  "R-ESRGAN AnimeVideo": "realesr-animevideov3",
+};
+
+/**
+ * The name an upscaler model is shown by: a file's name without its folder and extension, an
+ * alias as it is.
+ *
+ * @example
+ * ```ts
+ * import { upscalerModelName } from "./infotext.ts";
+ * console.assert(upscalerModelName("/m/4x-UltraSharp.pth") === "4x-UltraSharp");
+ * console.assert(upscalerModelName("realesrgan-x4plus") === "realesrgan-x4plus");
+ * ```
+ */
+export function upscalerModelName(spec: string): string {
+  const base = spec.replace(/[\\/]+$/, "").split(/[\\/]/).pop() ?? spec;
+  return base.replace(/\.(pth|pt|safetensors|ckpt|bin)$/i, "") || spec;
+}
+
+/**
+ * The infotext's "Hires upscaler" value for a Job's `hiresUpscaler`: "Latent", "Lanczos", or the
+ * model's name ({@linkcode upscalerModelName}).
+ *
+ * @example
+ * ```ts
+ * import { hiresUpscalerLabel } from "./infotext.ts";
+ * console.assert(hiresUpscalerLabel("latent") === "Latent");
+ * console.assert(hiresUpscalerLabel("models/RealESRGAN_x4plus.pth") === "RealESRGAN_x4plus");
+ * ```
+ */
+export function hiresUpscalerLabel(value: string): string {
+  if (value === "latent") return "Latent";
+  if (value === "lanczos") return "Lanczos";
+  return upscalerModelName(value);
+}
+
+/**
+ * A Job's `hiresUpscaler` from an infotext's "Hires upscaler": A1111's latent modes are
+ * "latent"; Lanczos, Nearest and None (a plain resize) are "lanczos"; A1111's Real-ESRGAN names
+ * are the aliases of the same files ({@linkcode A1111_UPSCALER_ALIASES}); any other name is kept
+ * (an ESRGAN-family model of that name, which a replay must be able to find).
+ *
+ * @example
+ * ```ts
+ * import { hiresUpscalerFromLabel } from "./infotext.ts";
+ * console.assert(hiresUpscalerFromLabel("Latent (antialiased)") === "latent");
+ * console.assert(hiresUpscalerFromLabel("R-ESRGAN 4x+") === "realesrgan-x4plus");
+ * console.assert(hiresUpscalerFromLabel("4x-UltraSharp") === "4x-UltraSharp");
+ * ```
+ */
+export function hiresUpscalerFromLabel(label: string): string {
+  const name = label.trim();
+  if (/^latent/i.test(name)) return "latent";
+  if (/^(lanczos|nearest|none)$/i.test(name)) return "lanczos";
+  return A1111_UPSCALER_ALIASES[name] ?? name;
+}
+
 /** Formats the A1111 `parameters` text of one image. */
 export function infotextFor(job: InfotextJob, ctx: InfotextContext): string {
   const labels = samplerLabels(job, ctx);
@@ -98,7 +164,7 @@ export function infotextFor(job: InfotextJob, ctx: InfotextContext): string {
   if (job.hiresScale !== undefined) {
     params["Hires upscale"] = String(job.hiresScale);
     params["Hires steps"] = String(job.hiresSteps ?? job.steps);
-    params["Hires upscaler"] = job.hiresUpscaler === "lanczos" ? "Lanczos" : "Latent";
+    params["Hires upscaler"] = hiresUpscalerLabel(job.hiresUpscaler ?? "latent");
     params["Denoising strength"] = String(job.hiresStrength ?? 0.7);
   }
   if (job.rng === "nv") params["RNG"] = "NV";
@@ -165,9 +231,7 @@ export function jobFromInfotext(info: {
     const steps = Number(s.hires.steps);
     if (Number.isInteger(steps) && steps > 0) job.hiresSteps = steps;
     if (s.denoisingStrength !== undefined) job.hiresStrength = s.denoisingStrength;
-    job.hiresUpscaler = /^latent/i.test(String(s.hires.upscaler ?? "latent"))
-      ? "latent"
-      : "lanczos";
+    job.hiresUpscaler = hiresUpscalerFromLabel(String(s.hires.upscaler ?? "Latent"));
   }
   return job;
 }

@@ -2,7 +2,12 @@ import assert from "node:assert/strict";
 import { hasShared, sharedPath } from "../../tests/shared.ts";
 import { parseInfotext, summarizeInfotext } from "../meta/a1111.ts";
 import { GenerateJob, Img2ImgJob } from "./diffusion.ts";
-import { infotextFor, jobFromInfotext } from "./infotext.ts";
+import {
+  hiresUpscalerFromLabel,
+  hiresUpscalerLabel,
+  infotextFor,
+  jobFromInfotext,
+} from "./infotext.ts";
 import { jobFromImage } from "./load.ts";
 
 const CTX = {
@@ -111,4 +116,30 @@ Deno.test({
     assert.equal(Img2ImgJob.parse(i2i).strength, 0.75);
     assert.equal(jobFromImage(new Uint8Array([1, 2, 3])), undefined);
   },
+});
+
+Deno.test("Hires upscaler: Latent, Lanczos, or an ESRGAN-family model's name, and back", () => {
+  assert.equal(hiresUpscalerLabel("latent"), "Latent");
+  assert.equal(hiresUpscalerLabel("lanczos"), "Lanczos");
+  assert.equal(hiresUpscalerLabel("/models/4x-UltraSharp.pth"), "4x-UltraSharp");
+  assert.equal(hiresUpscalerLabel("realesrgan-x4plus"), "realesrgan-x4plus");
+  for (
+    const [label, value] of [
+      ["Latent", "latent"],
+      ["Latent (nearest-exact)", "latent"],
+      ["Lanczos", "lanczos"],
+      ["None", "lanczos"],
+      ["R-ESRGAN 4x+", "realesrgan-x4plus"],
+      ["R-ESRGAN 4x+ Anime6B", "realesrgan-x4plus-anime-6b"],
+      ["4x-UltraSharp", "4x-UltraSharp"],
+    ]
+  ) {
+    assert.equal(hiresUpscalerFromLabel(label!), value, label);
+  }
+  const job = roundTrip(
+    "a cat\nSteps: 20, Seed: 1, Size: 512x512, Hires upscale: 2, " +
+      "Hires upscaler: R-ESRGAN 4x+, Denoising strength: 0.5",
+  );
+  assert.equal(job.hiresUpscaler, "realesrgan-x4plus");
+  assert.equal(job.hiresScale, 2);
 });

@@ -20,3 +20,4 @@ export * from "./meta.ts";
 export * from "./convert.ts";
 export * from "./tools.ts";
 export * from "./controlnet.ts";
+export * from "./upscale.ts";

@@ -5,7 +5,13 @@
  *
  * @module
  */
-import { encodeImage, type ImageFormat, type RawImage } from "../image/codec.ts";
+import {
+  encodeFloatImage,
+  encodeImage,
+  type FloatImage,
+  type ImageFormat,
+  type RawImage,
+} from "../image/codec.ts";
 import { DENOISE_JOB_KEYWORD } from "./read.ts";
 import { writeMetadata } from "./write.ts";
 
@@ -39,4 +45,30 @@ export async function encodeWithMetadata(
   const set: Record<string, string> = { parameters: metadata.infotext };
   if (format === "png") set[DENOISE_JOB_KEYWORD] = JSON.stringify(metadata.job);
   return writeMetadata(bytes, { set });
+}
+
+/**
+ * Encodes a float image keeping its layout (grey, alpha, 16-bit PNG: see `encodeFloatImage`) and
+ * attaches the infotext (when given) and the Job (PNG only).
+ *
+ * @example
+ * ```ts
+ * import { encodeFloatWithMetadata } from "./encode.ts";
+ * import { readMetadata } from "./read.ts";
+ * const image = { width: 1, height: 1, channels: 1, bitDepth: 16, data: Float32Array.of(0.5) } as const;
+ * const png = await encodeFloatWithMetadata(image, "png", { job: { command: "x" } });
+ * console.assert(readMetadata(png).job !== undefined);
+ * ```
+ */
+export async function encodeFloatWithMetadata(
+  image: FloatImage,
+  format: ImageFormat,
+  metadata: { infotext?: string | undefined; job: unknown },
+  options: { quality?: number } = {},
+): Promise<Uint8Array> {
+  const bytes = await encodeFloatImage(image, format, options);
+  const set: Record<string, string> = {};
+  if (metadata.infotext !== undefined) set.parameters = metadata.infotext;
+  if (format === "png") set[DENOISE_JOB_KEYWORD] = JSON.stringify(metadata.job);
+  return Object.keys(set).length === 0 ? bytes : writeMetadata(bytes, { set });
 }

@@ -17,6 +17,7 @@ import {
   type LoopHook,
   passRowsHook,
   type StepConditioning,
+  type UnetCall,
 } from "./denoise.ts";
 import { guidanceScaleEmbedding } from "./lcm.ts";
 import { vaeFactor } from "../model_io/diffusers_folder.ts";
@@ -54,6 +55,11 @@ export interface DiffusionParams {
    * ControlNet residuals.
    */
   hooks?: readonly LoopHook[] | undefined;
+  /**
+   * Wraps the model's UNet call for every loop of the task (MultiDiffusion's tiled UNet,
+   * lib/pipeline/multidiffusion.ts); absent: the UNet as it is.
+   */
+  unetWrapper?: ((unet: UnetCall) => UnetCall) | undefined;
   onProgress?: ProgressCallback;
 }
 
@@ -243,7 +249,7 @@ export type LoopOptions = Omit<
  */
 export async function runLoop(
   sd: StableDiffusion,
-  p: Pick<DiffusionParams, "cfg" | "guidanceRescale" | "hooks" | "onProgress">,
+  p: Pick<DiffusionParams, "cfg" | "guidanceRescale" | "hooks" | "unetWrapper" | "onProgress">,
   loop: LoopOptions,
 ): Promise<Float32Array> {
   const condDim = sd.model.unet.config.timeCondProjDim;
@@ -258,7 +264,7 @@ export async function runLoop(
     ...(condDim !== null ? { guidance: "embedded" as const } : {}),
     guidanceScale: p.cfg,
     guidanceRescale: p.guidanceRescale ?? 0,
-    unet: sd.unetCall(),
+    unet: p.unetWrapper ? p.unetWrapper(sd.unetCall()) : sd.unetCall(),
     ...(p.onProgress ? { onProgress: p.onProgress } : {}),
   });
   if (sd.options.lowMemory) {

@@ -4,7 +4,10 @@
  * 1. txt2img at the base size (exactly {@linkcode txt2img}'s latents);
  * 2. upscale: "latent" resizes the latents with `F.interpolate(mode="bilinear",
  *    antialias=False)` (A1111's default "Latent" upscaler); "lanczos" decodes, resizes the 8-bit
- *    pixels with Lanczos and encodes again;
+ *    pixels with Lanczos and encodes again; a model upscaler (ESRGAN family) decodes, runs the
+ *    model on the 8-bit pixels as A1111's `Upscaler.upscale` does (up to three passes until the
+ *    image reaches the target, then PIL's Lanczos to the size on the grid of 8, then to the
+ *    target; {@linkcode upscaleToSize}) and encodes again;
  * 3. img2img from those latents: A1111 runs exactly `hiresSteps` steps, the tail of a schedule
  *    of `int(hiresSteps / min(strength, 0.999))` steps (`setup_img2img_steps` with explicit
  *    steps), with noise from a fresh generator per image seeded like the first pass
@@ -18,6 +21,7 @@
  */
 import { UsageError } from "../errors.ts";
 import { imageToTensor, type RawImage, resizeImage } from "../image/codec.ts";
+import { pilResize } from "../image/pil_resample.ts";
 import type { Nchw } from "../models/vae.ts";
 import type { NoiseGenerator } from "../rng/mod.ts";
 import {
@@ -42,8 +46,62 @@ export interface HiresParams extends Txt2ImgParams {
   hiresSteps?: number | undefined;
   /** A1111 "Denoising strength" of the second pass, in (0, 1]. */
   hiresStrength: number;
-  /** "latent": bilinear in latent space; "lanczos": on decoded pixels. */
-  hiresUpscaler: "latent" | "lanczos";
+  /**
+   * "latent": bilinear in latent space; "lanczos": on decoded pixels; a model: on decoded pixels
+   * with an upscaling network (see {@linkcode ModelUpscaler}).
+   */
+  hiresUpscaler: "latent" | "lanczos" | ModelUpscaler;
+}
+
+/**
+ * A pixel upscaling network (ESRGAN family) as the hires fix uses it. The pipeline does not open
+ * upscaler files itself: the runner gets an opener (lib/upscale) and hands the model over.
+ */
+export interface ModelUpscaler {
+  /** The name the infotext shows ("Hires upscaler: <name>"). */
+  readonly name: string;
+  /** One pass of the network on 8-bit RGB (A1111's `do_upscale`): 8-bit RGB, larger. */
+  run(image: RawImage): Promise<RawImage>;
+  /** Frees the network (the runner calls it when the run ends). */
+  release?(): Promise<void>;
+}
+
+/** Opens the model a Job's `hiresUpscaler` names (a file or an alias). */
+export type ModelUpscalerOpener = (spec: string) => Promise<ModelUpscaler>;
+
+/**
+ * A1111's `Upscaler.upscale` followed by `images.resize_image`'s final resize (modules/upscaler.py
+ * and images.py, resize mode "Just resize"): the model runs up to three times until the image
+ * covers `int(w * s) // 8 * 8` x `int(h * s) // 8 * 8` (s = the larger of the two ratios; a pass
+ * that does not grow the image stops the loop), the result is resized to that size with PIL's
+ * Lanczos when it differs, and then to `width` x `height` when that differs too.
+ *
+ * @example
+ * ```ts ignore
+ * const big = await upscaleToSize(upscaler, image, 1024, 1024);
+ * ```
+ */
+export async function upscaleToSize(
+  upscaler: ModelUpscaler,
+  image: RawImage,
+  width: number,
+  height: number,
+): Promise<RawImage> {
+  const scale = Math.max(width / image.width, height / image.height);
+  let img = image;
+  if (scale > 1) {
+    const destW = Math.trunc(Math.floor((img.width * scale) / 8) * 8);
+    const destH = Math.trunc(Math.floor((img.height * scale) / 8) * 8);
+    for (let i = 0; i < 3; i++) {
+      if (img.width >= destW && img.height >= destH && (i > 0 || scale !== 1)) break;
+      const before = [img.width, img.height];
+      img = await upscaler.run(img);
+      if (img.width === before[0] && img.height === before[1]) break;
+    }
+    if (img.width !== destW || img.height !== destH) img = pilResize(img, destW, destH, "lanczos");
+  }
+  if (img.width !== width || img.height !== height) img = pilResize(img, width, height, "lanczos");
+  return img;
 }
 
 /** The outcome of a hires fix batch. */
@@ -135,7 +193,9 @@ export async function hiresFix(sd: StableDiffusion, p: HiresParams): Promise<Hir
         p.width,
         p.height,
       );
-      const high = await resizeImage(low, target.width, target.height, { kernel: "lanczos3" });
+      const high = p.hiresUpscaler === "lanczos"
+        ? await resizeImage(low, target.width, target.height, { kernel: "lanczos3" })
+        : await upscaleToSize(p.hiresUpscaler, low, target.width, target.height);
       pixels.set(imageToTensor(high), k * 3 * target.width * target.height);
     }
     // A1111 encodes with its own (global) RNG before the pass's noise generator is made; a

@@ -6,7 +6,16 @@ import { UsageError } from "../errors.ts";
 import type { Nchw } from "../models/vae.ts";
 import { conditionerFor } from "./conditioning.ts";
 import { txt2img } from "./generate.ts";
-import { hiresFirstPass, hiresFix, type HiresParams, hiresSize } from "./hires.ts";
+import {
+  hiresFirstPass,
+  hiresFix,
+  type HiresParams,
+  hiresSize,
+  type ModelUpscaler,
+  upscaleToSize,
+} from "./hires.ts";
+import type { RawImage } from "../image/codec.ts";
+import { pilResize } from "../image/pil_resample.ts";
 import { StableDiffusion } from "./stable_diffusion.ts";
 import { interpolateBilinear } from "../tensor/interpolate.ts";
 
@@ -40,6 +49,63 @@ Deno.test("hiresSize() is int(base * scale) rounded down to the VAE grid", () =>
   assert.deepEqual(hiresSize(520, 512, { scale: 1.5, factor: 8 }), { width: 776, height: 768 });
   assert.deepEqual(hiresSize(64, 64, { scale: 1.3, factor: 8 }), { width: 80, height: 80 });
   assert.throws(() => hiresSize(64, 64, { scale: 0.5, factor: 8 }), RangeError);
+});
+
+/** A stand-in upscaling model: nearest-neighbour by `scale`, recording its input sizes. */
+function nearestUpscaler(scale: number, seen: Array<[number, number]>): ModelUpscaler {
+  return {
+    name: `nearest-x${scale}`,
+    run: (image: RawImage) => {
+      seen.push([image.width, image.height]);
+      const [w, h, c] = [image.width * scale, image.height * scale, image.channels];
+      const data = new Uint8Array(w * h * c);
+      for (let y = 0; y < h; y++) {
+        for (let x = 0; x < w; x++) {
+          for (let k = 0; k < c; k++) {
+            data[(y * w + x) * c + k] = image.data[
+              (Math.floor(y / scale) * image.width + Math.floor(x / scale)) * c + k
+            ]!;
+          }
+        }
+      }
+      return Promise.resolve({ width: w, height: h, channels: image.channels, data });
+    },
+  };
+}
+
+function gradientImage(width: number, height: number): RawImage {
+  const data = new Uint8Array(width * height * 3);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 7 + Math.floor(i / 97)) % 256;
+  return { width, height, channels: 3, data };
+}
+
+Deno.test("upscaleToSize() follows A1111's Upscaler.upscale: passes, grid of 8, Lanczos", async () => {
+  const image = gradientImage(20, 20);
+  // x4 model, x2 target: one pass (80x80), then PIL Lanczos to 40x40.
+  let seen: Array<[number, number]> = [];
+  let out = await upscaleToSize(nearestUpscaler(4, seen), image, 40, 40);
+  assert.deepEqual(seen, [[20, 20]]);
+  const once = await nearestUpscaler(4, [])!.run(image);
+  assert.deepEqual(out, pilResize(once, 40, 40, "lanczos"));
+  // x2 model, x5 target: three passes at most (20 -> 40 -> 80 -> 160), then to the grid of 8
+  // (int(20 * 5) // 8 * 8 = 96), then to the target (100).
+  seen = [];
+  out = await upscaleToSize(nearestUpscaler(2, seen), image, 100, 100);
+  assert.deepEqual(seen, [[20, 20], [40, 40], [80, 80]]);
+  assert.deepEqual([out.width, out.height], [100, 100]);
+  // x2 model, x1.5 target: the pass stops once the image covers 24x24 (int(30) // 8 * 8).
+  seen = [];
+  out = await upscaleToSize(nearestUpscaler(2, seen), image, 30, 30);
+  assert.deepEqual(seen, [[20, 20]]);
+  assert.deepEqual([out.width, out.height], [30, 30]);
+  // A model that does not grow the image stops the loop; a target no larger runs no model.
+  seen = [];
+  out = await upscaleToSize(nearestUpscaler(1, seen), image, 40, 40);
+  assert.deepEqual(seen, [[20, 20]]);
+  seen = [];
+  out = await upscaleToSize(nearestUpscaler(4, seen), image, 20, 10);
+  assert.deepEqual(seen, []);
+  assert.deepEqual(out, pilResize(image, 20, 10, "lanczos"));
 });
 
 Deno.test("hiresFix() on a tiny model: first pass, sizes, determinism", async (t) => {
@@ -116,6 +182,19 @@ Deno.test("hiresFix() on a tiny model: first pass, sizes, determinism", async (t
         d = Math.max(d, Math.abs(alone.latents.data[i]! - batch.latents.data[576 + i]!));
       }
       assert.ok(d < 1e-4, `image 2 of the batch differs from seed 22 alone: maxdiff ${d}`);
+    });
+
+    await t.step("a model upscaler: the decoded first pass, then Lanczos", async () => {
+      const seen: Array<[number, number]> = [];
+      const x4 = nearestUpscaler(4, seen);
+      const model = await hiresFix(sd, { ...base, hiresScale: 1.5, hiresUpscaler: x4 });
+      const lanczos = await hiresFix(sd, { ...base, hiresScale: 1.5, hiresUpscaler: "lanczos" });
+      // One pass on the 64x64 first pass (to 256x256), then down to 96x96.
+      assert.deepEqual(seen, [[64, 64]]);
+      assert.deepEqual(model.latents.dims, [1, 4, 12, 12]);
+      assert.deepEqual([model.images[0]!.width, model.images[0]!.height], [96, 96]);
+      assert.deepEqual(model.firstPass.data, lanczos.firstPass.data);
+      assert.notDeepEqual(model.latents.data, lanczos.latents.data);
     });
 
     await t.step("strength 0 is a usage error", async () => {

@@ -57,6 +57,11 @@ export async function resolveModel(spec: string | undefined, env: RunEnvironment
   }
   if (env.lock && env.lock.models[spec] !== undefined) {
     const model = lockedModel(env.lock, spec);
+    if (model.family === "esrgan") {
+      throw new UsageError(`Model "${spec}" is an ESRGAN-family upscaler, not a diffusion model`, {
+        hint: `use it with "denoise upscale --model ${spec}" or "--hires-upscaler ${spec}"`,
+      });
+    }
     const status = await modelStatus(env.cacheDir, spec, model);
     if (status.some((s) => !s.present)) {
       throw new ModelNotFoundError(`Model "${spec}" is not downloaded`, {

@@ -29,6 +29,7 @@ import { type BatchTask, planBatches, type Shard, shardBatches } from "./batch.t
 import { conditionerFor } from "./conditioning.ts";
 import type { LoopHook } from "./denoise.ts";
 import type { DiffusionParams } from "./generate.ts";
+import type { ModelUpscaler, ModelUpscalerOpener } from "./hires.ts";
 import {
   DEFAULT_MAX_PIXELS,
   defaultCfg,
@@ -72,6 +73,28 @@ export interface RunExtension {
     hooks: LoopHook[];
     infotext?: Record<string, string>;
   }>;
+}
+
+/** Options of {@linkcode DiffusionRunner.prepare}. */
+export interface PrepareOptions {
+  /** The pixels the run starts from (extensions may look at them). */
+  inputs?: TaskInputs;
+  /** Free the text encoders once the conditioning is built (default false). */
+  releaseTextEncoders?: boolean;
+  onProgress?: ProgressCallback;
+}
+
+/** What {@linkcode DiffusionRunner.prepare} returns. */
+export interface PreparedBatch {
+  /** The model, opened once per run, with the Job's LoRAs and embeddings. */
+  sd: StableDiffusion;
+  /** Parameters every task shares. */
+  params: DiffusionParams;
+  /** Guidance used: the Job's, else the model family's default. */
+  cfg: number;
+  precision: "fp32" | "fp16";
+  /** Infotext fields of the adapters (Lora hashes...) and extensions. */
+  infotext: Record<string, string>;
 }
 
 /** Options for {@linkcode DiffusionRunner.run}. */
@@ -138,6 +161,11 @@ export interface DiffusionRunnerOptions {
   tasks?: readonly DiffusionTask[];
   /** Features applied to every task (ControlNet...). */
   extensions?: readonly RunExtension[];
+  /**
+   * Opens pixel upscaling models by file or alias (the hires fix's `hiresUpscaler`); each is
+   * opened once per run and released with the run. lib/upscale's `upscalerOpener` makes one.
+   */
+  upscalers?: ModelUpscalerOpener | undefined;
 }
 
 /** An open run: each model is resolved, opened and loaded once and reused by every batch. */
@@ -149,12 +177,24 @@ export class DiffusionRunner {
   #opened = new Map<string, Promise<DiffusersModel>>();
   #models = new Map<string, Promise<StableDiffusion>>();
   #adapters = new Map<string, Promise<PreparedAdapters>>();
+  readonly #openUpscaler: ModelUpscalerOpener | undefined;
+  #upscalers = new Map<string, Promise<ModelUpscaler>>();
   #onAdapters: ((ledgers: readonly LoraLedger[]) => void) | undefined;
 
   constructor(env: RunEnvironment, options: DiffusionRunnerOptions = {}) {
     this.env = env;
     this.#tasks = options.tasks ?? DIFFUSION_TASKS;
     this.#extensions = options.extensions ?? [];
+    this.#openUpscaler = options.upscalers;
+  }
+
+  /** Opens (once per run) the pixel upscaling model a spec names. */
+  upscaler(spec: string): Promise<ModelUpscaler> {
+    const open = this.#openUpscaler;
+    if (open === undefined) {
+      throw new UsageError(`This run cannot open the upscaler model "${spec}"`);
+    }
+    return cached(this.#upscalers, spec, () => open(spec));
   }
 
   /** The opened (not loaded) model a `--model` spec names; resolved and read once per run. */
@@ -218,6 +258,46 @@ export class DiffusionRunner {
       }));
   }
 
+  /**
+   * Everything a task needs for one batch of a Job: the opened model (with the Job's LoRAs and
+   * embeddings), the guidance it runs at, and the shared parameters (steps, seeds, conditioning,
+   * the hooks of every extension). Commands that make images outside {@linkcode runJobs} (an
+   * upscale's img2img pass) prepare their diffusion the same way.
+   */
+  async prepare(
+    job: DiffusionJob,
+    seeds: bigint[],
+    options: PrepareOptions = {},
+  ): Promise<PreparedBatch> {
+    const adapters = await this.adapters(job);
+    const precision = this.precision(job);
+    const sd = await this.open(job.model, job.vae, adapters, precision);
+    const cfg = job.cfg ?? defaultCfg(sd.model);
+    const hooks: LoopHook[] = [];
+    const infotext: Record<string, string> = { ...adapters.infotext };
+    for (const extension of this.#extensions) {
+      const prepared = await extension.prepare({ sd, job, inputs: options.inputs ?? {} });
+      hooks.push(...prepared.hooks);
+      Object.assign(infotext, prepared.infotext ?? {});
+    }
+    const params: DiffusionParams = {
+      steps: job.steps,
+      cfg,
+      sampler: job.sampler,
+      schedule: job.schedule,
+      seeds,
+      rng: job.rng,
+      guidanceRescale: job.guidanceRescale,
+      vaeTiling: job.vaeTiling,
+      conditioner: conditionerFor({ ...job, embeddings: adapters.tokens }),
+      maxPixels: this.env.maxPixels ?? DEFAULT_MAX_PIXELS,
+      releaseTextEncoders: options.releaseTextEncoders ?? false,
+      ...(hooks.length > 0 ? { hooks } : {}),
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    };
+    return { sd, params, cfg, precision, infotext };
+  }
+
   /** Makes the images of some batches (all from Jobs with fixed seeds). */
   async run(
     batches: ReadonlyArray<BatchTask<DiffusionJob>>,
@@ -227,42 +307,28 @@ export class DiffusionRunner {
     this.#onAdapters = options.onAdapters;
     for (const [index, batch] of batches.entries()) {
       const job = batch.job;
-      const adapters = await this.adapters(job);
-      const precision = this.precision(job);
-      const sd = await this.open(job.model, job.vae, adapters, precision);
+      const { sd, params, cfg, precision, infotext: extraInfotext } = await this.prepare(
+        job,
+        batch.images.map((i) => i.seed),
+        {
+          inputs,
+          // The text encoders are not needed after the last batch's conditioning (a hires pass
+          // conditions again, so it keeps them).
+          releaseTextEncoders: index === batches.length - 1 &&
+            (job.command === "img2img" || job.hiresScale === undefined),
+          ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+        },
+      );
       const task = taskFor(job, inputs, this.#tasks);
-      const cfg = job.cfg ?? defaultCfg(sd.model);
-      const hooks: LoopHook[] = [];
-      const extraInfotext: Record<string, string> = {};
-      for (const extension of this.#extensions) {
-        const prepared = await extension.prepare({ sd, job, inputs });
-        hooks.push(...prepared.hooks);
-        Object.assign(extraInfotext, prepared.infotext ?? {});
-      }
-      const params: DiffusionParams = {
-        steps: job.steps,
-        cfg,
-        sampler: job.sampler,
-        schedule: job.schedule,
-        seeds: batch.images.map((i) => i.seed),
-        rng: job.rng,
-        guidanceRescale: job.guidanceRescale,
-        vaeTiling: job.vaeTiling,
-        conditioner: conditionerFor({ ...job, embeddings: adapters.tokens }),
-        // The text encoders are not needed after the last batch's conditioning (a hires pass
-        // conditions again, so it keeps them).
-        maxPixels: this.env.maxPixels ?? DEFAULT_MAX_PIXELS,
-        releaseTextEncoders: index === batches.length - 1 &&
-          (job.command === "img2img" || job.hiresScale === undefined),
-        ...(hooks.length > 0 ? { hooks } : {}),
-        ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-      };
       const made = await task.run({
         sd,
         job,
         params,
         inputs,
         openModel: (spec) => this.open(spec, job.vae, undefined, precision),
+        ...(this.#openUpscaler !== undefined
+          ? { openUpscaler: (spec: string) => this.upscaler(spec) }
+          : {}),
       });
       const schema = JOB_SCHEMAS[job.command];
       for (const [k, image] of batch.images.entries()) {
@@ -278,7 +344,7 @@ export class DiffusionRunner {
           schedulerConfig: sd.model.schedulerConfig,
           modelName: modelName(job.model, sd.model.dir),
           version: `denoise ${this.env.version}`,
-          extra: { ...adapters.infotext, ...extraInfotext },
+          extra: extraInfotext,
         });
         const bytes = await encodeWithMetadata(
           picture,
@@ -302,6 +368,11 @@ export class DiffusionRunner {
   async release(): Promise<void> {
     for (const sd of this.#models.values()) await (await sd).release();
     this.#models.clear();
+    for (const upscaler of this.#upscalers.values()) {
+      const opened = await upscaler.catch(() => undefined);
+      await opened?.release?.();
+    }
+    this.#upscalers.clear();
   }
 }
 

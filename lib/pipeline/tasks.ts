@@ -20,7 +20,7 @@ import {
   refine,
   txt2img,
 } from "./generate.ts";
-import { hiresFix } from "./hires.ts";
+import { hiresFix, type ModelUpscaler } from "./hires.ts";
 import { inpaint } from "./inpaint.ts";
 import { inpaintOnlyMasked } from "./inpaint_area.ts";
 import { defaultCfg } from "./resolve.ts";
@@ -50,6 +50,11 @@ export interface TaskRequest<J extends DiffusionJob = DiffusionJob> {
   inputs: TaskInputs;
   /** Opens another model through the run's cache (the SDXL refiner). */
   openModel: (spec: string) => Promise<StableDiffusion>;
+  /**
+   * Opens a pixel upscaling model (the hires fix's ESRGAN upscaler) through the run's cache;
+   * absent when the run was given no opener.
+   */
+  openUpscaler?: ((spec: string) => Promise<ModelUpscaler>) | undefined;
 }
 
 /** What a task made: the batch and the facts recorded in each image's Job and infotext. */
@@ -185,13 +190,24 @@ const img2imgTask: DiffusionTask<Img2ImgJob> = {
 const hiresTask: DiffusionTask<GenerateJob> = {
   name: "hires fix",
   matches: (job) => job.command === "generate" && job.hiresScale !== undefined,
-  run: async ({ sd, job, params }) => {
+  run: async ({ sd, job, params, openUpscaler }) => {
     if (job.refiner !== undefined) {
       throw new UsageError("--hires-scale and --refiner cannot be combined", {
         hint: "drop one of them",
       });
     }
     const { width, height } = generateSize(sd, job);
+    const name = job.hiresUpscaler;
+    let upscaler: "latent" | "lanczos" | ModelUpscaler;
+    if (name === "latent" || name === "lanczos") {
+      upscaler = name;
+    } else if (openUpscaler === undefined) {
+      throw new UsageError(`This run cannot open the hires upscaler model "${name}"`, {
+        hint: 'use --hires-upscaler latent or lanczos, or run it with "denoise generate"',
+      });
+    } else {
+      upscaler = await openUpscaler(name);
+    }
     // A1111 hires fix: the Job keeps the base size; the images come out scaled.
     const result = await hiresFix(sd, {
       ...params,
@@ -200,7 +216,7 @@ const hiresTask: DiffusionTask<GenerateJob> = {
       hiresScale: job.hiresScale!,
       hiresSteps: job.hiresSteps,
       hiresStrength: job.hiresStrength,
-      hiresUpscaler: job.hiresUpscaler,
+      hiresUpscaler: upscaler,
     });
     return { result, width, height, recorded: { width, height } };
   },

@@ -1,7 +1,9 @@
 /**
- * ESRGAN-family upscaling of images: open a network from a .pth/.safetensors file, run it tile
+ * Upscaling images. ESRGAN-family networks: open one from a .pth/.safetensors file, run it tile
  * by tile with blended overlaps, and treat grey, alpha, 16-bit and any output scale as
- * Real-ESRGAN does.
+ * Real-ESRGAN does. And `runUpscale`, what `denoise upscale` calls: a table of modes (esrgan,
+ * img2img super-resolution on a Stable Diffusion model through lib/pipeline, Lanczos), the pixel
+ * limit, and the Job chain (the input's Job kept under `source`).
  *
  * @example
  * ```ts ignore
@@ -19,3 +21,9 @@
 export * from "./upscaler.ts";
 export * from "./tiled.ts";
 export * from "./upscale_image.ts";
+export * from "./pixels.ts";
+export * from "./resolve.ts";
+export * from "./model_upscaler.ts";
+export * from "./img2img_upscale.ts";
+export * from "./modes.ts";
+export * from "./run.ts";

@@ -72,6 +72,28 @@ export function upscaledSize(width: number, height: number, scale: number): [num
 }
 
 /**
+ * The tile {@linkcode upscaleImage} uses when given none: the largest that fits the memory
+ * budget, but never so small that the overlaps would eat it (at least four overlaps).
+ *
+ * @example
+ * ```ts
+ * import { defaultTile } from "./upscale_image.ts";
+ * import { rrdbNetConfig } from "../models/esrgan.ts";
+ * console.assert(defaultTile(rrdbNetConfig(), { memoryBudget: 1 }) === 128);
+ * ```
+ */
+export function defaultTile(
+  config: Upscaler["config"],
+  options: Pick<UpscaleImageOptions, "overlap" | "memoryBudget"> = {},
+): number {
+  const overlap = options.overlap ?? defaultOverlap(config);
+  return Math.max(
+    tileSizeForBudget(config, options.memoryBudget ?? DEFAULT_MEMORY_BUDGET),
+    4 * overlap,
+  );
+}
+
+/**
  * Upscales an image (grey, grey + alpha, RGB or RGBA; 8 or 16 bits) with `upscaler`; see the
  * module documentation for how each part is treated. The result's values are in [0, 1].
  *
@@ -109,13 +131,8 @@ export async function upscaleImage(
   const alphaByModel = alpha !== null && !constantAlpha &&
     (options.alphaUpsampler ?? "realesrgan") === "realesrgan";
   const passes = alphaByModel ? 2 : 1;
-  // The budget's tile, but never so small that the overlaps would eat it.
   const overlap = options.overlap ?? defaultOverlap(config);
-  const tile = options.tile ??
-    Math.max(
-      tileSizeForBudget(config, options.memoryBudget ?? DEFAULT_MEMORY_BUDGET),
-      4 * overlap,
-    );
+  const tile = options.tile ?? defaultTile(config, { overlap, ...options });
   const base = (pass: number): TiledOptions => ({
     tile,
     overlap,
