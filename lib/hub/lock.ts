@@ -23,7 +23,17 @@ export const LockedFile = z.object({
 /** One locked model. */
 export const LockedModel = z.object({
   description: z.string(),
-  family: z.enum(["sd1", "sd2", "sd2-v", "sdxl", "sdxl-refiner", "sd1-inpaint", "lcm", "turbo"]),
+  family: z.enum([
+    "sd1",
+    "sd2",
+    "sd2-v",
+    "sdxl",
+    "sdxl-refiner",
+    "sd1-inpaint",
+    "lcm",
+    "turbo",
+    "preprocessor",
+  ]),
   source: z.object({
     hub: z.literal("huggingface"),
     repo: z.string().regex(/^[\w.-]+\/[\w.-]+$/, "expected owner/name"),
