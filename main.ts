@@ -12,6 +12,7 @@ import { generateCommand } from "./commands/generate.ts";
 import { img2imgCommand } from "./commands/img2img.ts";
 import { metaCommand } from "./commands/meta.ts";
 import { modelsCommand } from "./commands/models.ts";
+import { preprocessCommand } from "./commands/preprocess.ts";
 import { samplersCommand } from "./commands/samplers.ts";
 import { ExitCode, exitCodeFor, formatError } from "./lib/errors.ts";
 
@@ -22,6 +23,7 @@ export const VERSION: string = denoConfig.version;
 const COMMANDS: Array<() => AnyCommand> = [
   generateCommand,
   img2imgCommand,
+  preprocessCommand,
   convertCkptCommand,
   metaCommand,
   modelsCommand,

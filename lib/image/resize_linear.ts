@@ -10,9 +10,10 @@
  *   clamped at the borders (fx = 0), weights `round(2048 (1 - fx))`, `round(2048 fx)` (11 bits);
  *   the same for rows, whose indices are clamped instead;
  * - the horizontal pass sums in integers (scaled by 2048); the vertical pass is OpenCV's SIMD
- *   formula `((S0 >> 4) · b0 >> 16) + ((S1 >> 4) · b1 >> 16) + 2 >> 2` on 128-bit vectors (16,
- *   then 8 values a step) and the scalar `(S0 · b0 + S1 · b1 + 2^21) >> 22` on the remaining
- *   values of a row, as a build with 128-bit SIMD (SSE2, NEON) computes it.
+ *   formula `((S0 >> 4) · b0 >> 16) + ((S1 >> 4) · b1 >> 16) + 2 >> 2` (16-bit high
+ *   multiplies), which opencv-python 4.14 applies to every value of a row, the last ones
+ *   included (checked against it in resize_linear_test.ts; the scalar formula
+ *   `(S0 · b0 + S1 · b1 + 2^21) >> 22` of older builds differs by one level now and then).
  *
  * @module
  */
@@ -170,23 +171,14 @@ function resizeGeneric(image: RawImage, width: number, height: number, area: boo
     const b0 = ys.weights[d * 2]!;
     const b1 = ys.weights[d * 2 + 1]!;
     const base = d * rowLength;
-    const simd = (x: number) =>
+    const vertical = (x: number) =>
       sat8(
         shr(
           sat16(shr(sat16(shr(s0[x]!, 4)) * b0, 16) + shr(sat16(shr(s1[x]!, 4)) * b1, 16)) + 2,
           2,
         ),
       );
-    let x = 0;
-    for (; x <= rowLength - 16; x += 16) {
-      for (let k = 0; k < 16; k++) out[base + x + k] = simd(x + k);
-    }
-    for (; x < rowLength - 8; x += 8) {
-      for (let k = 0; k < 8; k++) out[base + x + k] = simd(x + k);
-    }
-    for (; x < rowLength; x++) {
-      out[base + x] = sat8(shr(s0[x]! * b0 + s1[x]! * b1 + (1 << 21), 22));
-    }
+    for (let x = 0; x < rowLength; x++) out[base + x] = vertical(x);
   }
   return { width, height, channels: cn, data: out };
 }
