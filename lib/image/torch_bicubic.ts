@@ -7,21 +7,26 @@
  * `float(in) / out`; `area_pixel_compute_source_index`: `scale · (i + 0.5) - 0.5`, not clamped
  * for cubic; `get_cubic_upsample_coefficients` with A = -0.75) and
  * `native/cpu/UpSampleKernel.cpp` (`cpu_upsample_generic<scalar_t, 2, 4>`: source indices clamped
- * to the border, 4 weighted columns summed per row, then 4 weighted rows, all in float32).
- * Compilers may fuse a multiply-add there (FMA), so values can differ in the last float32 bit.
+ * to the border, 4 weighted columns summed per row, then 4 weighted rows, all in float32). The
+ * source index and the weight polynomials are rounded as fused multiply-adds, as PyTorch's x86-64
+ * build computes them; the sums are not, so results can differ from torch's by a few float32
+ * units in the last place (measured in lib/preprocess/depth_test.ts).
  *
  * @module
  */
 
 const A = -0.75;
 
-/** PyTorch's cubic convolution weights for a fractional offset `t` (float32). */
+/**
+ * PyTorch's cubic convolution weights for a fractional offset `t` (float32). Each `a · x + b`
+ * is rounded once, as the fused multiply-adds (FMA) of PyTorch's compiled kernel do.
+ */
 function cubicCoefficients(t: number): [number, number, number, number] {
   const f = Math.fround;
   // ((A + 2) x - (A + 3)) x x + 1, for |x| <= 1
-  const c1 = (x: number) => f(f(f(f(f(f(A + 2) * x) - f(A + 3)) * x) * x) + 1);
+  const c1 = (x: number) => f(f(f(f(A + 2) * x - f(A + 3)) * x) * x + 1);
   // ((A x - 5A) x + 8A) x - 4A, for 1 < |x| < 2
-  const c2 = (x: number) => f(f(f(f(f(f(A * x) - f(5 * A)) * x) + f(8 * A)) * x) - f(4 * A));
+  const c2 = (x: number) => f(f(f(A * x - f(5 * A)) * x + f(8 * A)) * x - f(4 * A));
   const x2 = f(1 - t);
   return [c2(f(t + 1)), c1(t), c1(x2), c2(f(x2 + 1))];
 }
@@ -37,7 +42,8 @@ function axisTaps(inSize: number, outSize: number): AxisTaps {
   const index = new Int32Array(outSize * 4);
   const weight = new Float32Array(outSize * 4);
   for (let i = 0; i < outSize; i++) {
-    const real = f(f(scale * f(i + 0.5)) - 0.5);
+    // scale · (i + 0.5) - 0.5 with one rounding (a fused multiply-add).
+    const real = f(scale * (i + 0.5) - 0.5);
     const input = Math.min(Math.floor(real), inSize - 1);
     const t = Math.min(Math.max(f(real - input), 0), 1);
     const w = cubicCoefficients(t);
