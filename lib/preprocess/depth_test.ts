@@ -49,7 +49,9 @@ Deno.test(`interpolateBicubic() and depthToImage() match torch ${POST.versions.t
       const ref = new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
       const ours = interpolateBicubic(depth, w, h, ow, oh);
       let maxdiff = 0;
-      for (let i = 0; i < ref.length; i++) maxdiff = Math.max(maxdiff, Math.abs(ref[i]! - ours[i]!));
+      for (let i = 0; i < ref.length; i++) {
+        maxdiff = Math.max(maxdiff, Math.abs(ref[i]! - ours[i]!));
+      }
       console.log(`bicubic ${w}x${h} -> ${ow}x${oh}: maxdiff ${maxdiff}`);
       assert.ok(maxdiff <= 4e-6, `maxdiff ${maxdiff}`); // values up to 4: a few float32 ulps
     }
@@ -100,7 +102,12 @@ Deno.test("depthControl() runs a model with the Depth Anything export's signatur
   try {
     const path = join(dir, "model.onnx");
     await writeTinyDepthModel(path);
-    const image = { width: 40, height: 30, channels: 3 as const, data: new Uint8Array(40 * 30 * 3) };
+    const image = {
+      width: 40,
+      height: 30,
+      channels: 3 as const,
+      data: new Uint8Array(40 * 30 * 3),
+    };
     for (let i = 0; i < image.data.length; i++) image.data[i] = (i * 37) % 256;
     const control = await depthPreprocessor.run(image, { size: 56 }, { models: { depth: path } });
     assert.equal(control.width, 40);
@@ -116,7 +123,10 @@ Deno.test("depthControl() runs a model with the Depth Anything export's signatur
     assert.deepEqual(control.data, expected.data);
     const values = new Set(control.data);
     assert.ok(values.has(0) && values.has(255), "min-max normalised to 0..255");
-    await assert.rejects(() => depthControl(image, join(dir, "missing.onnx")), /Cannot load ONNX model/);
+    await assert.rejects(
+      () => depthControl(image, join(dir, "missing.onnx")),
+      /Cannot load ONNX model/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -47,10 +47,13 @@ Deno.test("resolvePreprocessorModel() finds files in a folder, a single .onnx fi
     await Deno.mkdir(pulled, { recursive: true });
     await Deno.writeTextFile(join(pulled, "yolox_l.onnx"), "abc");
     await Deno.writeTextFile(join(pulled, "dw-ll_ucoco_384.onnx"), "abc");
-    assert.deepEqual(await resolvePreprocessorModel(openpose, undefined, { lock: LOCK, cacheDir: cache }), {
-      detector: join(pulled, "yolox_l.onnx"),
-      pose: join(pulled, "dw-ll_ucoco_384.onnx"),
-    });
+    assert.deepEqual(
+      await resolvePreprocessorModel(openpose, undefined, { lock: LOCK, cacheDir: cache }),
+      {
+        detector: join(pulled, "yolox_l.onnx"),
+        pose: join(pulled, "dw-ll_ucoco_384.onnx"),
+      },
+    );
     // Errors: a folder without the files, one file for a two-file model, an unknown name, a
     // model-free kind.
     await assert.rejects(() => resolvePreprocessorModel(depth, join(dir, "dw")), {
@@ -61,10 +64,13 @@ Deno.test("resolvePreprocessorModel() finds files in a folder, a single .onnx fi
       name: "UsageError",
       message: /needs 2 files \(yolox_l.onnx and dw-ll_ucoco_384.onnx\)/,
     });
-    await assert.rejects(() => resolvePreprocessorModel(depth, "nope", { lock: LOCK, cacheDir: cache }), {
-      name: "ModelNotFoundError",
-      message: /neither a file, a folder nor a known alias/,
-    });
+    await assert.rejects(
+      () => resolvePreprocessorModel(depth, "nope", { lock: LOCK, cacheDir: cache }),
+      {
+        name: "ModelNotFoundError",
+        message: /neither a file, a folder nor a known alias/,
+      },
+    );
     await assert.rejects(() => resolvePreprocessorModel(getPreprocessor("canny"), "x"), {
       name: "UsageError",
     });

@@ -121,12 +121,16 @@ Deno.test("openpose runs models with the DWPose exports' signatures and draws th
     });
     const expected = drawPose([toOpenposeOrder({ points, scores })], W, H);
     let differ = 0;
-    for (let i = 0; i < expected.data.length; i++) differ += expected.data[i] !== control.data[i] ? 1 : 0;
+    for (let i = 0; i < expected.data.length; i++) {
+      differ += expected.data[i] !== control.data[i] ? 1 : 0;
+    }
     console.log(`openpose canvas: ${differ} bytes differ from the expected keypoints' drawing`);
     assert.equal(differ, 0);
 
     // Options turn parts off.
-    const bodyOnly = await openposePreprocessor.run(testImage(), { hands: false, face: false }, { models });
+    const bodyOnly = await openposePreprocessor.run(testImage(), { hands: false, face: false }, {
+      models,
+    });
     assert.deepEqual(pixel(bodyOnly, ...at(400, 500)), [0, 0, 0]);
     assert.deepEqual(pixel(bodyOnly, ...nose), [255, 0, 0]);
   } finally {
