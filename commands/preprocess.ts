@@ -274,6 +274,15 @@ export function preprocessCommand() {
     const ctx = runContext(cmd);
     const explicit = explicitOptions(cmd);
     const loaded = await loadJobOption(options.job);
+    const jobCommand = loaded?.document.command;
+    if (jobCommand !== undefined && jobCommand !== "preprocess") {
+      throw new UsageError(
+        `The job in ${loaded!.label} is for "denoise ${
+          String(jobCommand)
+        }", not "denoise preprocess"`,
+        { hint: `run it with "denoise ${String(jobCommand)} --job ..."` },
+      );
+    }
     // With --job the kind may be left out: "denoise preprocess --job - photo.png".
     const kindFirst = firstArg === undefined || secondArg !== undefined || loaded === undefined ||
       isPreprocessorKind(firstArg);
