@@ -13,6 +13,7 @@ import { generateCommand } from "./commands/generate.ts";
 import { img2imgCommand } from "./commands/img2img.ts";
 import { metaCommand } from "./commands/meta.ts";
 import { modelsCommand } from "./commands/models.ts";
+import { preprocessCommand } from "./commands/preprocess.ts";
 import { samplersCommand } from "./commands/samplers.ts";
 import { exitWithParent, restoreCallerDirectory, startedByDenoTask } from "./commands/process.ts";
 import { upscaleCommand } from "./commands/upscale.ts";
@@ -27,6 +28,7 @@ const COMMANDS: Array<() => AnyCommand> = [
   img2imgCommand,
   controlnetCommand,
   upscaleCommand,
+  preprocessCommand,
   convertCkptCommand,
   metaCommand,
   modelsCommand,

@@ -39,6 +39,7 @@ Deno.test("every subcommand's --help shows examples", async () => {
       ["img2img"],
       ["controlnet"],
       ["upscale"],
+      ["preprocess"],
       ["convert-ckpt"],
       ["meta", "read"],
       ["meta", "write"],
@@ -68,6 +69,8 @@ Deno.test("every subcommand takes --dry-run (prints its Job) and --job (replays 
     [["models", "create-random", "--config", "c.json", "-o", "out"], "models create-random"],
     [["samplers", "Euler a"], "samplers"],
     [["convert-ckpt", "x.safetensors", "-o", "out"], "convert-ckpt"],
+    [["preprocess", "canny", "x.png", "--low", "50"], "preprocess"],
+    [["preprocess", "openpose", "x.png", "--no-face"], "preprocess"],
   ];
   for (const [args, command] of cases) {
     const r = await runCli([...args, "--dry-run"]);

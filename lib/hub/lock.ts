@@ -34,6 +34,7 @@ export const LockedModel = z.object({
     "lcm",
     "turbo",
     "esrgan",
+    "preprocessor",
   ]),
   source: z.discriminatedUnion("hub", [
     z.object({

@@ -21,3 +21,4 @@ export * from "./convert.ts";
 export * from "./tools.ts";
 export * from "./controlnet.ts";
 export * from "./upscale.ts";
+export * from "./preprocess.ts";

@@ -118,6 +118,17 @@ export class OnnxSession {
   }
 
   /**
+   * The declared shape of an input (numbers for fixed dimensions, names for dynamic ones);
+   * `undefined` when there is no such input or the model does not declare it.
+   */
+  inputShape(name: string): ReadonlyArray<number | string> | undefined {
+    const meta = this.#session.inputMetadata.find((m) => m.name === name) as
+      | { isTensor: boolean; shape?: ReadonlyArray<number | string> }
+      | undefined;
+    return meta?.isTensor ? meta.shape : undefined;
+  }
+
+  /**
    * Runs the model. `outputs` selects outputs by name (default all).
    *
    * @example

@@ -1,7 +1,8 @@
 /**
- * Model-free ControlNet preprocessors: each turns decoded pixels into the RGB control image a
- * ControlNet 1.1 net expects (canny edges, a tile blur, a content shuffle, an XDoG scribble,
- * standard line art, an inversion), reproducing the reference implementation it names.
+ * ControlNet preprocessors: each turns decoded pixels into the RGB control image a ControlNet 1.1
+ * net expects (canny edges, a tile blur, a content shuffle, an XDoG scribble, standard line art,
+ * an inversion; with a published ONNX model, Depth Anything depth and DWPose skeletons),
+ * reproducing the reference implementation it names.
  *
  * @example
  * ```ts
@@ -15,6 +16,34 @@
  * @module
  */
 export { CANNY_OPTIONS, cannyControl, type CannyControlOptions } from "./canny.ts";
+export {
+  DEPTH_OPTIONS,
+  depthControl,
+  depthInputSize,
+  depthPixelValues,
+  depthToImage,
+} from "./depth.ts";
+export {
+  type Box,
+  decodeDetections,
+  detectPersons,
+  estimatePoses,
+  type PersonKeypoints,
+  toOpenposeOrder,
+} from "./dwpose.ts";
+export {
+  OPENPOSE_OPTIONS,
+  openposeControl,
+  type OpenposeModels,
+  type OpenposeOptions,
+} from "./openpose.ts";
+export { drawPose, type DrawPoseOptions } from "./pose_draw.ts";
+export {
+  type ResolvedModelFiles,
+  resolvePreprocessorModel,
+  type ResolvePreprocessorModelOptions,
+} from "./model_files.ts";
+export { detectResize, resizeControl, resolutionSize } from "./resolution.ts";
 export { invertControl } from "./invert.ts";
 export {
   LINEART_STANDARD_OPTIONS,
@@ -27,7 +56,12 @@ export {
   type ResolvedOptions,
   resolveOptions,
 } from "./options.ts";
-export type { Preprocessor, PreprocessorKind } from "./preprocessor.ts";
+export type {
+  PreprocessContext,
+  Preprocessor,
+  PreprocessorKind,
+  PreprocessorModel,
+} from "./preprocessor.ts";
 export {
   getPreprocessor,
   isPreprocessorKind,

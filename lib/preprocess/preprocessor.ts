@@ -6,21 +6,44 @@
  */
 import type { RawImage } from "../image/codec.ts";
 import type { RgbImage } from "../image/gray.ts";
+import type { SessionOptions } from "../onnx/session.ts";
 import type { OptionSpec } from "./options.ts";
 
-/** The model-free preprocessors. */
+/** The preprocessors: model-free ones, then those that run a published ONNX model. */
 export type PreprocessorKind =
   | "canny"
   | "tile"
   | "shuffle"
   | "scribble_xdog"
   | "lineart_standard"
-  | "invert";
+  | "invert"
+  | "depth"
+  | "openpose";
+
+/** The ONNX files a model-based preprocessor runs, by role. */
+export interface PreprocessorModel {
+  /** The models.lock.json alias used when no model is given. */
+  readonly defaultAlias: string;
+  /**
+   * Role -> the file names that fill it in a model folder (first found wins; also looked up in an
+   * `onnx/` subfolder). A preprocessor with one role also takes a single `.onnx` file.
+   */
+  readonly files: Readonly<Record<string, readonly string[]>>;
+}
+
+/** What a model-based preprocessor's run needs besides pixels and options. */
+export interface PreprocessContext {
+  /** Role -> path of the ONNX file (see {@linkcode PreprocessorModel}). */
+  readonly models?: Readonly<Record<string, string>>;
+  /** Threads and execution provider of the ONNX sessions. */
+  readonly session?: SessionOptions;
+}
 
 /**
  * A preprocessor. `run` takes any decoded 8-bit image (1 to 4 channels; alpha is composited onto
  * white as controlnet_aux's `HWC3`) and options by name (validated, defaults filled in; see
- * {@linkcode OptionSpec}); it returns RGB pixels of the same width and height as the input. The
+ * {@linkcode OptionSpec}), plus the model files for model-based kinds; it returns RGB pixels of
+ * the same width and height as the input. The
  * work happens at the input's own size: controlnet_aux and the A1111 extension first resize to a
  * "detect resolution" (512 on the short side), which a caller can do with codec's resizeImage.
  */
@@ -31,7 +54,13 @@ export interface Preprocessor {
   /** Where the semantics come from (the reference implementation it reproduces). */
   readonly reference: string;
   readonly options: readonly OptionSpec[];
-  run(image: RawImage, options?: Readonly<Record<string, unknown>>): Promise<RgbImage>;
+  /** The ONNX model(s) it runs; absent for model-free preprocessors. */
+  readonly model?: PreprocessorModel;
+  run(
+    image: RawImage,
+    options?: Readonly<Record<string, unknown>>,
+    context?: PreprocessContext,
+  ): Promise<RgbImage>;
 }
 
 /**

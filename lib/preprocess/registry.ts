@@ -7,15 +7,17 @@
 import type { RawImage } from "../image/codec.ts";
 import type { RgbImage } from "../image/gray.ts";
 import { cannyPreprocessor } from "./canny.ts";
+import { depthPreprocessor } from "./depth.ts";
 import { invertPreprocessor } from "./invert.ts";
 import { lineartStandardPreprocessor } from "./lineart_standard.ts";
+import { openposePreprocessor } from "./openpose.ts";
 import { type ResolvedOptions, resolveOptions } from "./options.ts";
-import type { Preprocessor, PreprocessorKind } from "./preprocessor.ts";
+import type { PreprocessContext, Preprocessor, PreprocessorKind } from "./preprocessor.ts";
 import { scribbleXdogPreprocessor } from "./scribble_xdog.ts";
 import { shufflePreprocessor } from "./shuffle.ts";
 import { tilePreprocessor } from "./tile.ts";
 
-/** Every model-free preprocessor, by kind. */
+/** Every preprocessor, by kind: the model-free ones, then those that run an ONNX model. */
 export const PREPROCESSORS: Readonly<Record<PreprocessorKind, Preprocessor>> = {
   canny: cannyPreprocessor,
   tile: tilePreprocessor,
@@ -23,6 +25,8 @@ export const PREPROCESSORS: Readonly<Record<PreprocessorKind, Preprocessor>> = {
   scribble_xdog: scribbleXdogPreprocessor,
   lineart_standard: lineartStandardPreprocessor,
   invert: invertPreprocessor,
+  depth: depthPreprocessor,
+  openpose: openposePreprocessor,
 };
 
 /** The kind names, in listing order. */
@@ -74,7 +78,8 @@ export function resolvePreprocessOptions(
 
 /**
  * Runs the preprocessor `kind` on decoded pixels and returns the RGB control image (the input's
- * size, except `tile` with `resizeBack: false`).
+ * size, except `tile` with `resizeBack: false`). Model-based kinds need their model files in
+ * `context.models`.
  *
  * @example
  * ```ts
@@ -88,6 +93,7 @@ export function preprocess(
   image: RawImage,
   kind: string,
   options: Readonly<Record<string, unknown>> = {},
+  context: PreprocessContext = {},
 ): Promise<RgbImage> {
-  return getPreprocessor(kind).run(image, options);
+  return getPreprocessor(kind).run(image, options, context);
 }
