@@ -103,3 +103,52 @@ export function lastLogits(t: HostTensor): Float32Array {
   }
   return out;
 }
+
+/**
+ * The tokens each row gained since `consumed` tokens were fed, as an int64 `[rows, width]`
+ * tensor; every row must have grown by the same number of tokens (at least one).
+ *
+ * @example
+ * ```ts
+ * import { freshIds } from "./kv_cache.ts";
+ * const ids = freshIds([[5, 1, 2], [5, 3, 4]], 1);
+ * console.assert(ids.dims.join() === "2,2" && ids.data.join() === "1,2,3,4");
+ * ```
+ */
+export function freshIds(sequences: readonly (readonly number[])[], consumed: number): HostTensor {
+  const rows = sequences.length;
+  const width = (sequences[0]?.length ?? 0) - consumed;
+  if (width <= 0) {
+    throw new RangeError(
+      "Cannot score: the sequences did not grow since the last call; a scorer serves one " +
+        "search, encode the images again for another",
+    );
+  }
+  const ids = new BigInt64Array(rows * width);
+  sequences.forEach((s, r) => {
+    if (s.length - consumed !== width) {
+      throw new RangeError("Cannot score rows that grew by different numbers of tokens");
+    }
+    for (let i = 0; i < width; i++) ids[r * width + i] = BigInt(s[consumed + i]!);
+  });
+  return hostTensor("int64", ids, [rows, width]);
+}
+
+/**
+ * The rows per image of a scorer call, checking that `rows` is a multiple of `images`.
+ *
+ * @example
+ * ```ts
+ * import { rowsPerImage } from "./kv_cache.ts";
+ * console.assert(rowsPerImage(6, 2) === 3);
+ * ```
+ */
+export function rowsPerImage(rows: number, images: number): number {
+  if (rows === 0 || rows % images !== 0) {
+    throw new RangeError(
+      `Cannot score ${rows} rows over ${images} images: pass the same number of rows ` +
+        `(beams) for every image`,
+    );
+  }
+  return rows / images;
+}

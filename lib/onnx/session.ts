@@ -113,6 +113,15 @@ export class OnnxSession {
   }
 
   /**
+   * The declared shape of an input: numbers for fixed dimensions, names (or undefined) for
+   * dynamic ones; `undefined` when there is no such tensor input.
+   */
+  inputShape(name: string): ReadonlyArray<number | string | undefined> | undefined {
+    const meta = this.#session.inputMetadata.find((m) => m.name === name);
+    return meta?.isTensor ? [...meta.shape] : undefined;
+  }
+
+  /**
    * Runs the model. `outputs` selects outputs by name (default all).
    *
    * @example
