@@ -54,7 +54,11 @@ import {
   parseClipImageProcessorConfig,
 } from "./clip_image_processor.ts";
 import { florence2RequestPrompt } from "./florence2_prompts.ts";
-import { type GenerationConfig, parseGenerationConfig } from "./generation_config.ts";
+import {
+  type GenerationConfig,
+  parseGenerationConfig,
+  withDefaultNewTokens,
+} from "./generation_config.ts";
 import {
   cacheGeometry,
   configInt,
@@ -84,12 +88,11 @@ export function florence2GenerationConfig(
   textConfig: Json,
 ): GenerationConfig {
   const source = generation ?? textConfig;
-  const config = parseGenerationConfig(source);
-  const hasLength = ["max_length", "max_new_tokens"].some((k) =>
-    source[k] !== undefined && source[k] !== null
+  return withDefaultNewTokens(
+    parseGenerationConfig(source),
+    source,
+    FLORENCE2_DEFAULT_MAX_NEW_TOKENS,
   );
-  if (!hasLength) config.maxNewTokens = FLORENCE2_DEFAULT_MAX_NEW_TOKENS;
-  return config;
 }
 
 /** The four parts of the export. */

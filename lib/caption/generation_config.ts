@@ -174,3 +174,27 @@ function checkGenerationConfig(c: GenerationConfig): GenerationConfig {
   }
   return c;
 }
+
+/**
+ * `config` with `maxNewTokens` set to `n` when `source` (the generation config JSON it was
+ * parsed from) sets neither `max_length` nor `max_new_tokens`: for models whose cards always
+ * pass a length, where transformers' default total length of 20 would cut captions short (or,
+ * for a decoder-only model, end them before they start).
+ *
+ * @example
+ * ```ts
+ * import { parseGenerationConfig, withDefaultNewTokens } from "./generation_config.ts";
+ * const config = withDefaultNewTokens(parseGenerationConfig({}), {}, 1024);
+ * console.assert(config.maxNewTokens === 1024);
+ * ```
+ */
+export function withDefaultNewTokens(
+  config: GenerationConfig,
+  source: Record<string, unknown>,
+  n: number,
+): GenerationConfig {
+  const hasLength = ["max_length", "max_new_tokens"].some((k) =>
+    source[k] !== undefined && source[k] !== null
+  );
+  return hasLength ? config : checkGenerationConfig({ ...config, maxNewTokens: n });
+}

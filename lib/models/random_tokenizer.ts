@@ -33,6 +33,10 @@ export interface ByteLevelTokenizerOptions {
   template?: "roberta" | "bos" | "none";
   /** Words merged into single tokens (`Ġ` marks a leading space). */
   words?: readonly string[];
+  /** The start token of the template (default `specials[0]`). */
+  bos?: string;
+  /** The end token of the template (default `specials[2]`). */
+  eos?: string;
 }
 
 /**
@@ -83,7 +87,8 @@ export function byteLevelTokenizerJson(
     normalized: false,
     special: true,
   });
-  const [bos, , eos] = options.specials;
+  const bos = options.bos ?? options.specials[0];
+  const eos = options.eos ?? options.specials[2];
   const template = options.template ?? "none";
   const postProcessor = template === "roberta"
     ? {
