@@ -22,6 +22,8 @@ export interface CaptionOptions extends GenerationOverrides {
   task?: CaptionTask;
   /** Sampling seed (default 0); image `i` of the call draws from its own generator, `seed + i`. */
   seed?: number;
+  /** Sampling: one seed per image instead of `seed + i`. */
+  seeds?: readonly number[];
   /** Images encoded and decoded together (default 8). */
   batchSize?: number;
   /** Called after each batch with the number of images captioned so far. */
@@ -51,13 +53,27 @@ export async function captionImages(
   images: readonly RawImage[],
   options: CaptionOptions = {},
 ): Promise<CaptionResult[]> {
-  const { prompt, task = "caption", seed = 0, batchSize = 8, onProgress, ...overrides } = options;
+  const {
+    prompt,
+    task = "caption",
+    seed = 0,
+    seeds,
+    batchSize = 8,
+    onProgress,
+    ...overrides
+  } = options;
   checkTask(model, task);
   if (!Number.isInteger(batchSize) || batchSize < 1) {
     throw new RangeError(`Cannot caption in batches of ${batchSize}; pass an integer >= 1`);
   }
-  if (!Number.isInteger(seed) || seed < 0) {
-    throw new RangeError(`Cannot sample with seed ${seed}; pass an integer >= 0`);
+  const imageSeeds = seeds ?? images.map((_, i) => seed + i);
+  if (imageSeeds.length !== images.length) {
+    throw new RangeError(`Cannot sample: pass one seed per image (${images.length})`);
+  }
+  for (const s of imageSeeds) {
+    if (!Number.isInteger(s) || s < 0) {
+      throw new RangeError(`Cannot sample with seed ${s}; pass an integer >= 0`);
+    }
   }
   const config = resolveGenerationConfig(model.generationConfig, overrides);
   const results: CaptionResult[] = [];
@@ -69,7 +85,7 @@ export async function captionImages(
       eosTokenIds: model.eosTokenIds,
       padTokenId: model.padTokenId,
     };
-    if (searchMode(setup) === "sample") setup.seeds = batch.map((_, i) => seed + start + i);
+    if (searchMode(setup) === "sample") setup.seeds = imageSeeds.slice(start, start + batch.length);
     const prompts = batch.map(() => encoded.promptIds);
     const { sequences } = await generate(encoded.scorer, prompts, setup);
     for (const ids of sequences) {

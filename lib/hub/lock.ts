@@ -23,13 +23,25 @@ export const LockedFile = z.object({
 /** One locked model. */
 export const LockedModel = z.object({
   description: z.string(),
-  family: z.enum(["sd1", "sd2", "sd2-v", "sdxl", "sdxl-refiner", "sd1-inpaint", "lcm", "turbo"]),
+  family: z.enum([
+    "sd1",
+    "sd2",
+    "sd2-v",
+    "sdxl",
+    "sdxl-refiner",
+    "sd1-inpaint",
+    "lcm",
+    "turbo",
+    "blip",
+    "florence2",
+    "llava",
+  ]),
   source: z.object({
     hub: z.literal("huggingface"),
     repo: z.string().regex(/^[\w.-]+\/[\w.-]+$/, "expected owner/name"),
     revision: z.string().regex(/^[0-9a-f]{40}$/, "expected a full 40-hex commit hash"),
   }).strict(),
-  layout: z.enum(["diffusers", "single-file", "onnx"]),
+  layout: z.enum(["diffusers", "single-file", "onnx", "transformers"]),
   files: z.array(LockedFile).min(1),
   verified: z.boolean(),
 }).strict();
