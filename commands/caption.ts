@@ -13,7 +13,10 @@ import { cacheRoot, type ModelsLock, parseLock } from "../lib/hub/mod.ts";
 import { writeOutput } from "../lib/io/output.ts";
 import { CaptionJob } from "../lib/job/mod.ts";
 import { captionFiles, type FileCaption } from "../lib/caption/caption_files.ts";
-import type { GenerationOverrides } from "../lib/caption/generation_config.ts";
+import {
+  type GenerationOverrides,
+  resolveGenerationConfig,
+} from "../lib/caption/generation_config.ts";
 import { IMAGE_EXTENSIONS, listImageInputs } from "../lib/caption/image_inputs.ts";
 import { loadCaptionModel, resolveCaptionModel } from "../lib/caption/load.ts";
 import {
@@ -163,13 +166,23 @@ export function captionCommand() {
         ...(job.threads === undefined ? {} : { threads: job.threads }),
       };
       const model = await loadCaptionModel(dir, { session, cacheDir: env.cacheDir });
-      if (!model.tasks.includes(job.task)) {
+      const overrides = generationOverrides(job);
+      try {
+        if (!model.tasks.includes(job.task)) {
+          throw new UsageError(
+            `--task ${job.task} is not a task of this ${model.family} model; it has ` +
+              `${model.tasks.join(", ")}`,
+            { hint: "use Florence-2 or a LLaVA model for detailed captions" },
+          );
+        }
+        try {
+          resolveGenerationConfig(model.generationConfig, overrides);
+        } catch (error) {
+          throw new UsageError((error as Error).message, { hint: 'see "denoise caption --help"' });
+        }
+      } catch (error) {
         await model.release();
-        throw new UsageError(
-          `--task ${job.task} is not a task of this ${model.family} model; it has ` +
-            `${model.tasks.join(", ")}`,
-          { hint: "use Florence-2 or a LLaVA model for detailed captions" },
-        );
+        throw error;
       }
       ctx.debug(`caption: ${model.family} model from ${dir}, ${images.length} image(s)`);
       const failed: FileCaption[] = [];
@@ -202,7 +215,7 @@ export function captionCommand() {
       };
       try {
         await captionFiles(model, images, {
-          ...generationOverrides(job),
+          ...overrides,
           task: job.task,
           ...(job.prompt === undefined ? {} : { prompt: job.prompt }),
           seed: job.seed,
