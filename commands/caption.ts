@@ -10,6 +10,7 @@ import { Command, Option } from "@commander-js/extra-typings";
 import builtinLock from "../models.lock.json" with { type: "json" };
 import { InputError, PartialFailureError, UsageError } from "../lib/errors.ts";
 import { cacheRoot, type ModelsLock, parseLock } from "../lib/hub/mod.ts";
+import { readInput } from "../lib/io/input.ts";
 import { writeOutput } from "../lib/io/output.ts";
 import { CaptionJob } from "../lib/job/mod.ts";
 import { captionFiles, type FileCaption } from "../lib/caption/caption_files.ts";
@@ -156,6 +157,9 @@ export function captionCommand() {
       };
       const dir = await resolveCaptionModel(job.model, env);
       const { images, single } = await listImageInputs(job.inputs);
+      for (const image of images) {
+        if (image.path === undefined) image.bytes = (await readInput("-", { what: "image" })).bytes;
+      }
       if (images.length === 0) {
         throw new InputError(`No images found in ${job.inputs.map((i) => `"${i}"`).join(", ")}`, {
           hint: `folders are searched for ${IMAGE_EXTENSIONS.join(" ")} files`,

@@ -1,5 +1,6 @@
 /**
- * Captioning image files (what `denoise caption` runs): read and decode each input, caption the
+ * Captioning image files (what `denoise caption` runs): read (or take the bytes the caller read,
+ * for stdin) and decode each input, caption the
  * decodable ones in batches, and optionally store each caption in the image's metadata
  * (`--write-meta`: lib/meta's `description` edit, pixels untouched, file replaced atomically)
  * and in a kohya-style sidecar (`--sidecar`: `name.txt` beside the image, the caption and a
@@ -13,7 +14,7 @@
  */
 import { InputError, IoError, UsageError } from "../errors.ts";
 import { decodeImage, type RawImage } from "../image/codec.ts";
-import { readInput } from "../io/input.ts";
+import { readFileChecked } from "../io/input.ts";
 import { writeFileAtomic } from "../io/output.ts";
 import { writeMetadata } from "../meta/write.ts";
 import { captionImages, type CaptionOptions } from "./caption.ts";
@@ -54,9 +55,22 @@ function asError(error: unknown): Error {
 
 /** Reads and decodes one input; the bytes are kept for the metadata edit. */
 async function readImage(input: ImageInput): Promise<{ bytes: Uint8Array; image: RawImage }> {
-  const { bytes, label } = await readInput(input.path ?? "-", { what: "image" });
+  let bytes = input.bytes;
+  if (bytes === undefined) {
+    if (input.path === undefined) {
+      throw new TypeError(
+        `Cannot read ${input.label}: pass its bytes (the library reads no stdin)`,
+      );
+    }
+    bytes = await readFileChecked(input.path);
+  }
+  if (bytes.length === 0) {
+    throw new InputError(`The image from ${input.label} is empty`, {
+      hint: "pass a non-empty file",
+    });
+  }
   // Alpha is dropped by the processors (PIL's convert("RGB")), not composited.
-  return { bytes, image: await decodeImage(bytes, { label, channels: 4 }) };
+  return { bytes, image: await decodeImage(bytes, { label: input.label, channels: 4 }) };
 }
 
 /**

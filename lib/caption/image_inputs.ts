@@ -28,6 +28,8 @@ export interface ImageInput {
   path?: string;
   /** What messages call it: the path, or "stdin". */
   label: string;
+  /** The bytes, when the caller has read them (stdin: the command reads it, not the library). */
+  bytes?: Uint8Array;
 }
 
 /** The images of a command line and whether it named exactly one image (not a folder). */
