@@ -8,6 +8,7 @@ import { Command, CommanderError } from "@commander-js/extra-typings";
 import denoConfig from "./deno.json" with { type: "json" };
 import { type AnyCommand, examples, progressOption, writeStderr } from "./commands/common.ts";
 import { controlnetCommand } from "./commands/controlnet.ts";
+import { captionCommand } from "./commands/caption.ts";
 import { convertCkptCommand } from "./commands/convert_ckpt.ts";
 import { generateCommand } from "./commands/generate.ts";
 import { img2imgCommand } from "./commands/img2img.ts";
@@ -30,6 +31,7 @@ const COMMANDS: Array<() => AnyCommand> = [
   upscaleCommand,
   preprocessCommand,
   convertCkptCommand,
+  captionCommand,
   metaCommand,
   modelsCommand,
   samplersCommand,
@@ -66,7 +68,7 @@ export function buildProgram(): Command<[], { debug?: true; quiet?: true; progre
           "edit metadata in a pipe",
         ],
       ]) + "\nExit codes: 0 ok, 1 failure, 2 usage, 3 bad input, 4 missing model, 5 I/O, " +
-        "6 network (docs/exit-codes.md).\n",
+        "6 network, 7 some of many inputs failed (docs/exit-codes.md).\n",
     );
   for (const factory of COMMANDS) program.addCommand(factory());
   configureRecursively(program);

@@ -1,7 +1,9 @@
 /**
  * Captioning benchmarks.
  *
- * `deno task bench` runs the short part: greedy captions from a tiny random BLIP.
+ * `deno task bench` runs the short part: captions from a tiny random BLIP, and from the tiny
+ * random Florence-2 and LLaVA ONNX exports (lib/models/random_florence2.ts, random_llava.ts;
+ * these time the plumbing around the sessions, not real models).
  *
  * `DENOISE_BENCH_FULL=1 deno run -A bench/caption_bench.ts` also measures a BLIP-base-shaped
  * model (Salesforce/blip-image-captioning-base's shapes: ViT-B/16 at 384x384, 12-layer BERT-base
@@ -18,8 +20,12 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { BlipCaptionModel } from "../lib/caption/blip.ts";
 import { captionImages } from "../lib/caption/caption.ts";
+import { Florence2CaptionModel } from "../lib/caption/florence2.ts";
+import { LlavaCaptionModel } from "../lib/caption/llava.ts";
 import type { RawImage } from "../lib/image/codec.ts";
 import { BLIP_BASE_CONFIG, createRandomBlip, TINY_BLIP_CONFIG } from "../lib/models/random_blip.ts";
+import { createRandomFlorence2 } from "../lib/models/random_florence2.ts";
+import { createRandomLlava } from "../lib/models/random_llava.ts";
 
 /** A smooth colour pattern, different per index. */
 function image(width: number, height: number, index: number): RawImage {
@@ -51,9 +57,35 @@ Deno.bench("tiny random BLIP: beam search, 3 beams", { group: "tiny-blip" }, asy
   await captionImages(tiny, [tinyImage], { numBeams: 3 });
 });
 
+const florenceDir = await Deno.makeTempDir();
+await createRandomFlorence2(florenceDir);
+const florence = await Florence2CaptionModel.load(florenceDir, { session: { threads: 2 } });
+
+Deno.bench(
+  "tiny random Florence-2 export: <CAPTION>, its 3 beams, 10 new tokens",
+  { group: "tiny-exports" },
+  async () => {
+    await captionImages(florence, [tinyImage]);
+  },
+);
+
+const llavaDir = await Deno.makeTempDir();
+await createRandomLlava(llavaDir);
+const llava = await LlavaCaptionModel.load(llavaDir, { session: { threads: 2 } });
+
+Deno.bench(
+  "tiny random LLaVA export: greedy, 8 new tokens after a 40-token prompt (16 image tokens)",
+  { group: "tiny-exports" },
+  async () => {
+    await captionImages(llava, [tinyImage], { maxNewTokens: 8 });
+  },
+);
+
 globalThis.addEventListener("unload", () => {
   tiny.release();
-  Deno.removeSync(tinyDir, { recursive: true });
+  florence.release();
+  llava.release();
+  for (const dir of [tinyDir, florenceDir, llavaDir]) Deno.removeSync(dir, { recursive: true });
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ export const ExitCode = {
   io: 5,
   /** A network download failed or was refused. */
   network: 6,
+  /** Some of many inputs failed (each reported on stderr); the others were processed. */
+  partial: 7,
   /** Interrupted by the user (SIGINT). */
   interrupted: 130,
 } as const;
@@ -118,6 +120,22 @@ export class IoError extends DenoiseError {
 export class NetworkError extends DenoiseError {
   constructor(message: string, options: DenoiseErrorOptions = {}) {
     super(message, ExitCode.network, options);
+  }
+}
+
+/**
+ * Some inputs of a run over many failed, each already reported on stderr; the others were
+ * processed (exit 7).
+ *
+ * @example
+ * ```ts
+ * import { PartialFailureError } from "./errors.ts";
+ * console.assert(new PartialFailureError("1 of 3 images failed").exitCode === 7);
+ * ```
+ */
+export class PartialFailureError extends DenoiseError {
+  constructor(message: string, options: DenoiseErrorOptions = {}) {
+    super(message, ExitCode.partial, options);
   }
 }
 

@@ -155,7 +155,7 @@ export async function beamSearch(
   let sequences = prompts.flatMap((p) => Array.from({ length: K }, () => [...p]));
   let beamScores = Float64Array.from(sequences, (_, r) => (r % K === 0 ? 0 : -1e9));
   let parents = sequences.map((_, r) => r);
-  const context = { config, eosTokenIds, promptLength: start };
+  const context = { config, eosTokenIds, promptLength: start, maxLength };
   const scores: Float32Array[] = [];
   while (true) {
     // 2. Score: log-softmax, processors, plus the beam's running score.

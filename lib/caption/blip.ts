@@ -37,9 +37,16 @@ import {
   blipPixelValues,
   parseBlipImageProcessorConfig,
 } from "./blip_image_processor.ts";
-import type { CaptionModel, EncodedImages } from "./caption_model.ts";
+import {
+  type CaptionModel,
+  type CaptionRequest,
+  type CaptionTask,
+  checkTask,
+  type EncodedImages,
+} from "./caption_model.ts";
 import { type GenerationConfig, parseGenerationConfig } from "./generation_config.ts";
 import { openModelWeights } from "./model_weights.ts";
+import { gatherRows } from "./kv_cache.ts";
 import type { TokenScorer } from "./token_scorer.ts";
 
 /** Bumped when the BLIP graphs change, so cached graphs are rebuilt. */
@@ -173,19 +180,11 @@ class BlipScorer implements TokenScorer {
   }
 }
 
-/** Rows `rows[r]` of a `[R, ...]` float32 tensor (beam reordering); the tensor itself if identity. */
-function gatherRows(t: HostTensor, rows: readonly number[]): HostTensor {
-  if (rows.length === t.dims[0] && rows.every((r, i) => r === i)) return t;
-  const src = t.data as Float32Array;
-  const size = src.length / t.dims[0]!;
-  const out = new Float32Array(rows.length * size);
-  rows.forEach((r, i) => out.set(src.subarray(r * size, (r + 1) * size), i * size));
-  return hostTensor("float32", out, [rows.length, ...t.dims.slice(1)]);
-}
-
 /** A loaded BLIP captioning model. Call {@linkcode BlipCaptionModel.release} when done. */
 export class BlipCaptionModel implements CaptionModel {
   readonly family = "blip";
+  /** BLIP has one task: a short caption (conditional with a prompt). */
+  readonly tasks: readonly CaptionTask[] = ["caption"];
   /** The parsed config.json. */
   readonly config: BlipConfig;
   /** The parsed preprocessor_config.json. */
@@ -328,10 +327,11 @@ export class BlipCaptionModel implements CaptionModel {
     return new BlipScorer(this.#decoder, cross, imageEmbeds.dims[0]!, this.config);
   }
 
-  async encode(images: readonly RawImage[], prompt?: string): Promise<EncodedImages> {
+  async encode(images: readonly RawImage[], request: CaptionRequest = {}): Promise<EncodedImages> {
     if (images.length === 0) throw new RangeError("Cannot encode an empty batch of images");
+    checkTask(this, request.task ?? "caption");
     const embeds = await this.imageEmbeddings(this.preprocess(images), images.length);
-    return { promptIds: this.promptIds(prompt), scorer: await this.scorer(embeds) };
+    return { promptIds: this.promptIds(request.prompt), scorer: await this.scorer(embeds) };
   }
 
   decode(ids: readonly number[]): string {

@@ -142,9 +142,6 @@ export function blipPixelValues(
   const { width, height } = config;
   const plane = width * height;
   const out = new Float32Array(images.length * 3 * plane);
-  const f = Math.fround;
-  const mean = config.imageMean.map(f);
-  const std = config.imageStd.map(f);
   images.forEach((input, b) => {
     if (!config.doConvertRgb && input.channels !== 3) {
       throw new TypeError(
@@ -160,16 +157,37 @@ export function blipPixelValues(
           `${width}x${height}; enable do_resize or resize it first`,
       );
     }
-    for (let i = 0; i < plane; i++) {
-      for (let c = 0; c < 3; c++) {
-        let v = image.data[i * 3 + c]!;
-        // numpy: uint8 * python float is float64, then astype(float32).
-        if (config.doRescale) v = f(v * config.rescaleFactor);
-        // float32 arithmetic, as numpy with float32 mean/std arrays.
-        if (config.doNormalize) v = f(f(v - mean[c]!) / std[c]!);
-        out[(b * 3 + c) * plane + i] = v;
-      }
-    }
+    normalizePixels(image, config, out, b * 3 * plane);
   });
   return out;
+}
+
+/**
+ * Writes an RGB image as channels-first float32 at `out[offset...]`, rescaled and normalised
+ * as transformers' `image_transforms.rescale` (x * factor in float64, cast to float32) and
+ * `normalize` ((x - mean) / std in float32) compute them.
+ */
+export function normalizePixels(
+  image: RawImage,
+  config: Pick<
+    BlipImageProcessorConfig,
+    "doRescale" | "rescaleFactor" | "doNormalize" | "imageMean" | "imageStd"
+  >,
+  out: Float32Array,
+  offset: number,
+): void {
+  const plane = image.width * image.height;
+  const f = Math.fround;
+  const mean = config.imageMean.map(f);
+  const std = config.imageStd.map(f);
+  for (let i = 0; i < plane; i++) {
+    for (let c = 0; c < 3; c++) {
+      let v = image.data[i * 3 + c]!;
+      // numpy: uint8 * python float is float64, then astype(float32).
+      if (config.doRescale) v = f(v * config.rescaleFactor);
+      // float32 arithmetic, as numpy with float32 mean/std arrays.
+      if (config.doNormalize) v = f(f(v - mean[c]!) / std[c]!);
+      out[offset + c * plane + i] = v;
+    }
+  }
 }

@@ -1,3 +1,8 @@
+/**
+ * BLIP preprocessing against transformers 4.30 BlipImageProcessor. testdata/blip_preprocess.json
+ * holds the processor's pixels for the PNG files beside it (Pillow 9.4.0, numpy 1.24.2); its
+ * "how" field lists the calls that made them.
+ */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { hasShared, readSharedJson, sharedPath } from "../../tests/shared.ts";

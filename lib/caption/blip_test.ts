@@ -58,7 +58,7 @@ Deno.test({
         assert.equal(result!.text, ref.text);
         // The logits of every step, through the same scorer, within 1e-4.
         assert.deepEqual(model.promptIds(prompt), ref.decoder_prompt_ids);
-        const encoded = await model.encode([image], prompt);
+        const encoded = await model.encode([image], { prompt });
         const config = resolveGenerationConfig(model.generationConfig, { maxNewTokens: 12 });
         const { scores } = await greedySearch(encoded.scorer, [encoded.promptIds], {
           config,
@@ -136,7 +136,7 @@ Deno.test({
           maxNewTokens: 10,
         });
         const setup = { config, eosTokenIds: model.eosTokenIds, padTokenId: model.padTokenId };
-        const encoded = await model.encode(images, "a picture of");
+        const encoded = await model.encode(images, { prompt: "a picture of" });
         const prompts = images.map(() => encoded.promptIds);
         const cached = await beamSearch(encoded.scorer, prompts, setup);
         const plain = await beamSearch(uncached(model, images), prompts, setup);

@@ -6,17 +6,24 @@
  * @module
  */
 import type { RawImage } from "../image/codec.ts";
-import type { CaptionModel } from "./caption_model.ts";
+import { type CaptionModel, type CaptionTask, checkTask } from "./caption_model.ts";
 import { generate, searchMode } from "./generate.ts";
 import { type GenerationOverrides, resolveGenerationConfig } from "./generation_config.ts";
 import type { SearchSetup } from "./search.ts";
 
 /** Options of {@linkcode caption} and {@linkcode captionImages}. */
 export interface CaptionOptions extends GenerationOverrides {
-  /** Conditional captioning: the caption continues this text (BLIP returns it included). */
+  /**
+   * Text that conditions the caption (BLIP continues it and returns it included; Florence-2
+   * and chat models take it instead of the task's prompt).
+   */
   prompt?: string;
+  /** The task (default `"caption"`). */
+  task?: CaptionTask;
   /** Sampling seed (default 0); image `i` of the call draws from its own generator, `seed + i`. */
   seed?: number;
+  /** Sampling: one seed per image instead of `seed + i`. */
+  seeds?: readonly number[];
   /** Images encoded and decoded together (default 8). */
   batchSize?: number;
   /** Called after each batch with the number of images captioned so far. */
@@ -25,7 +32,7 @@ export interface CaptionOptions extends GenerationOverrides {
 
 /** One image's caption with the ids it was decoded from. */
 export interface CaptionResult {
-  /** The decoded caption (special tokens skipped). */
+  /** The decoded caption (special tokens skipped; a chat model's prompt left out). */
   text: string;
   /** Generated ids, decoder prompt included, ending with the end token if one was made. */
   ids: number[];
@@ -46,35 +53,52 @@ export async function captionImages(
   images: readonly RawImage[],
   options: CaptionOptions = {},
 ): Promise<CaptionResult[]> {
-  const { prompt, seed = 0, batchSize = 8, onProgress, ...overrides } = options;
+  const {
+    prompt,
+    task = "caption",
+    seed = 0,
+    seeds,
+    batchSize = 8,
+    onProgress,
+    ...overrides
+  } = options;
+  checkTask(model, task);
   if (!Number.isInteger(batchSize) || batchSize < 1) {
     throw new RangeError(`Cannot caption in batches of ${batchSize}; pass an integer >= 1`);
   }
-  if (!Number.isInteger(seed) || seed < 0) {
-    throw new RangeError(`Cannot sample with seed ${seed}; pass an integer >= 0`);
+  const imageSeeds = seeds ?? images.map((_, i) => seed + i);
+  if (imageSeeds.length !== images.length) {
+    throw new RangeError(`Cannot sample: pass one seed per image (${images.length})`);
+  }
+  for (const s of imageSeeds) {
+    if (!Number.isInteger(s) || s < 0) {
+      throw new RangeError(`Cannot sample with seed ${s}; pass an integer >= 0`);
+    }
   }
   const config = resolveGenerationConfig(model.generationConfig, overrides);
   const results: CaptionResult[] = [];
   for (let start = 0; start < images.length; start += batchSize) {
     const batch = images.slice(start, start + batchSize);
-    const encoded = await model.encode(batch, prompt);
+    const encoded = await model.encode(batch, { prompt, task });
     const setup: SearchSetup = {
       config,
       eosTokenIds: model.eosTokenIds,
       padTokenId: model.padTokenId,
     };
-    if (searchMode(setup) === "sample") setup.seeds = batch.map((_, i) => seed + start + i);
+    if (searchMode(setup) === "sample") setup.seeds = imageSeeds.slice(start, start + batch.length);
     const prompts = batch.map(() => encoded.promptIds);
     const { sequences } = await generate(encoded.scorer, prompts, setup);
-    for (const ids of sequences) results.push({ text: model.decode(ids), ids });
+    for (const ids of sequences) {
+      results.push({ text: model.decode(ids, encoded.promptIds), ids });
+    }
     onProgress?.(results.length, images.length);
   }
   return results;
 }
 
 /**
- * Captions `images`: one string per image, as transformers' `processor.decode(generate(...)[i],
- * skip_special_tokens=True)`.
+ * Captions `images`: one string per image, as the model's processor decodes the generated ids
+ * (BLIP: transformers' `processor.decode(generate(...)[i], skip_special_tokens=True)`).
  *
  * @example
  * ```ts ignore

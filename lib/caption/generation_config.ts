@@ -1,7 +1,8 @@
 /**
  * The part of transformers' `GenerationConfig` (4.30 `generation/configuration_utils.py`) that
  * caption generation uses: how long, which search (greedy, beam, sampling), and the logits
- * processors a model's config can ask for. Parsed from a model config's snake_case keys (BLIP
+ * processors a model's config can ask for (repetition penalty, no-repeat n-grams, minimum
+ * lengths, forced first and last tokens). Parsed from a model config's snake_case keys (BLIP
  * reads them from `text_config`, as transformers 4.30 builds the text decoder's generation
  * config with `GenerationConfig.from_model_config(text_config)`), then overridden by the
  * caller's options.
@@ -40,6 +41,10 @@ export interface GenerationConfig {
   topK: number;
   /** Sampling: keep the smallest set with this much probability (`top_p`; 1 = off). */
   topP: number;
+  /** Token forced as the first generated one (`forced_bos_token_id`; BART, Florence-2), or null. */
+  forcedBosTokenId: number | null;
+  /** Token forced at the last position the length allows (`forced_eos_token_id`), or null. */
+  forcedEosTokenId: number | null;
 }
 
 /** transformers 4.30 `GenerationConfig` defaults. */
@@ -57,6 +62,8 @@ export const GENERATION_DEFAULTS: Readonly<GenerationConfig> = {
   temperature: 1,
   topK: 50,
   topP: 1,
+  forcedBosTokenId: null,
+  forcedEosTokenId: null,
 };
 
 /** Overrides of a {@linkcode GenerationConfig} (a caller's options). */
@@ -118,6 +125,8 @@ export function parseGenerationConfig(json: Record<string, unknown>): Generation
   out.temperature = num("temperature") ?? out.temperature;
   out.topK = int("top_k", 0) ?? out.topK;
   out.topP = num("top_p") ?? out.topP;
+  out.forcedBosTokenId = int("forced_bos_token_id", 0) ?? null;
+  out.forcedEosTokenId = int("forced_eos_token_id", 0) ?? null;
   return checkGenerationConfig(out);
 }
 
@@ -164,4 +173,28 @@ function checkGenerationConfig(c: GenerationConfig): GenerationConfig {
     );
   }
   return c;
+}
+
+/**
+ * `config` with `maxNewTokens` set to `n` when `source` (the generation config JSON it was
+ * parsed from) sets neither `max_length` nor `max_new_tokens`: for models whose cards always
+ * pass a length, where transformers' default total length of 20 would cut captions short (or,
+ * for a decoder-only model, end them before they start).
+ *
+ * @example
+ * ```ts
+ * import { parseGenerationConfig, withDefaultNewTokens } from "./generation_config.ts";
+ * const config = withDefaultNewTokens(parseGenerationConfig({}), {}, 1024);
+ * console.assert(config.maxNewTokens === 1024);
+ * ```
+ */
+export function withDefaultNewTokens(
+  config: GenerationConfig,
+  source: Record<string, unknown>,
+  n: number,
+): GenerationConfig {
+  const hasLength = ["max_length", "max_new_tokens"].some((k) =>
+    source[k] !== undefined && source[k] !== null
+  );
+  return hasLength ? config : checkGenerationConfig({ ...config, maxNewTokens: n });
 }

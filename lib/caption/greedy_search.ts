@@ -69,7 +69,7 @@ async function search(
   const sequences = prompts.map((p) => [...p]);
   const unfinished = new Array<boolean>(rows).fill(true);
   const parents = Array.from({ length: rows }, (_, r) => r);
-  const context = { config, eosTokenIds, promptLength: start };
+  const context = { config, eosTokenIds, promptLength: start, maxLength };
   const scores: Float32Array[] = [];
   while (true) {
     const logits = await scorer.next(sequences, parents);

@@ -1,7 +1,7 @@
 /**
  * transformers 4.30's logits processors and warpers (`generation/logits_process.py`) on one row
- * of scores, in place: repetition penalty, no-repeat n-grams, minimum lengths, temperature,
- * top-k and top-p. {@linkcode processScores} applies the processors in the order of
+ * of scores, in place: repetition penalty, no-repeat n-grams, minimum lengths, forced first
+ * (BOS) and last (EOS) tokens, temperature, top-k and top-p. {@linkcode processScores} applies the processors in the order of
  * `GenerationMixin._get_logits_processor`, {@linkcode warpScores} the sampling warpers in the
  * order of `_get_logits_warper`.
  *
@@ -42,7 +42,22 @@ export function banEnd(scores: Float32Array, eosTokenIds: readonly number[]): vo
   for (const t of eosTokenIds) scores[t] = -Infinity;
 }
 
-/** What the processors need: the config, the end tokens and the prompt length. */
+/**
+ * `ForcedBOSTokenLogitsProcessor` / `ForcedEOSTokenLogitsProcessor`: every score but `token`'s
+ * becomes -inf, `token`'s becomes 0.
+ */
+export function forceToken(scores: Float32Array, token: number): void {
+  if (!Number.isInteger(token) || token < 0 || token >= scores.length) {
+    throw new RangeError(
+      `Cannot force token ${token}: the vocabulary has ${scores.length} tokens; fix the ` +
+        `generation config's forced_bos_token_id / forced_eos_token_id`,
+    );
+  }
+  scores.fill(-Infinity);
+  scores[token] = 0;
+}
+
+/** What the processors need: the config, the end tokens and the lengths. */
 export interface ProcessContext {
   /** The resolved generation config. */
   config: GenerationConfig;
@@ -50,11 +65,14 @@ export interface ProcessContext {
   eosTokenIds: readonly number[];
   /** Prompt length (for `minNewTokens`). */
   promptLength: number;
+  /** The length generation stops at, prompt included (for `forcedEosTokenId`). */
+  maxLength?: number;
 }
 
 /**
  * The logits processors a config asks for, in transformers' order: repetition penalty,
- * no-repeat n-grams, minimum length, minimum new tokens. `scores` is one row (raw logits for
+ * no-repeat n-grams, minimum length, minimum new tokens, forced BOS (when the sequence holds one
+ * token), forced EOS (when one token is left before `maxLength`). `scores` is one row (raw logits for
  * greedy search and sampling, log-probabilities for beam search); `sequence` is that row so far.
  *
  * @example
@@ -88,6 +106,15 @@ export function processScores(
     sequence.length - context.promptLength < config.minNewTokens
   ) {
     banEnd(scores, context.eosTokenIds);
+  }
+  if (config.forcedBosTokenId !== null && sequence.length === 1) {
+    forceToken(scores, config.forcedBosTokenId);
+  }
+  if (
+    config.forcedEosTokenId !== null && context.maxLength !== undefined &&
+    sequence.length === context.maxLength - 1
+  ) {
+    forceToken(scores, config.forcedEosTokenId);
   }
 }
 

@@ -4,6 +4,7 @@ import {
   banRepeatedNgrams,
   keepTopK,
   keepTopP,
+  processScores,
   warpScores,
 } from "./logits_processors.ts";
 import { GENERATION_DEFAULTS } from "./generation_config.ts";
@@ -49,4 +50,19 @@ Deno.test("warpScores() applies temperature before top-k", () => {
   const s = Float32Array.of(1, 2, 4);
   warpScores(s, { ...GENERATION_DEFAULTS, temperature: 2, topK: 2 });
   assert.deepEqual([...s], [-Infinity, 1, 2]);
+});
+
+Deno.test("processScores() forces BOS after one token and EOS one before max length", () => {
+  const config = { ...GENERATION_DEFAULTS, forcedBosTokenId: 0, forcedEosTokenId: 2 };
+  const context = { config, eosTokenIds: [2], promptLength: 1, maxLength: 5 };
+  const first = Float32Array.of(3, 1, 2, 4);
+  processScores(first, [2], context);
+  assert.deepEqual([...first], [0, -Infinity, -Infinity, -Infinity]);
+  const middle = Float32Array.of(3, 1, 2, 4);
+  processScores(middle, [2, 0, 3], context);
+  assert.deepEqual([...middle], [3, 1, 2, 4]);
+  const last = Float32Array.of(3, 1, 2, 4);
+  processScores(last, [2, 0, 3, 3], context);
+  assert.deepEqual([...last], [-Infinity, -Infinity, 0, -Infinity]);
+  assert.throws(() => processScores(new Float32Array(2), [2, 0, 3, 3], context), /force token 2/);
 });

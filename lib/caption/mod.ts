@@ -1,8 +1,10 @@
 /**
  * Image captioning: a family-neutral {@linkcode CaptionModel} interface (encode images, then a
  * decoder step with its cache behind a {@linkcode TokenScorer}), the searches of transformers
- * 4.30 `generate` (greedy, beam search, seeded sampling, with its logits processors), and BLIP
- * (`BlipForConditionalGeneration`) built from its transformers folder.
+ * 4.30 `generate` (greedy, beam search, seeded sampling, with its logits processors), BLIP
+ * (`BlipForConditionalGeneration`) built from its transformers folder, Florence-2 and
+ * LLaVA-class models from their ONNX exports, and captioning of image files (metadata,
+ * sidecars).
  *
  * @example
  * ```ts ignore
@@ -17,7 +19,62 @@
  * @module
  */
 export { caption, captionImages, type CaptionOptions, type CaptionResult } from "./caption.ts";
-export type { CaptionModel, EncodedImages } from "./caption_model.ts";
+export {
+  CAPTION_TASKS,
+  type CaptionModel,
+  type CaptionRequest,
+  type CaptionTask,
+  checkTask,
+  type EncodedImages,
+} from "./caption_model.ts";
+export {
+  Florence2CaptionModel,
+  florence2GenerationConfig,
+  type LoadFlorence2Options,
+} from "./florence2.ts";
+export {
+  FLORENCE2_TASK_PROMPTS,
+  FLORENCE2_TASK_PROMPTS_WITH_INPUT,
+  FLORENCE2_TASK_TOKENS,
+  florence2Prompt,
+  florence2RequestPrompt,
+} from "./florence2_prompts.ts";
+export { LlavaCaptionModel, type LoadLlavaOptions } from "./llava.ts";
+export {
+  CHAT_TASK_PROMPTS,
+  chatRequestText,
+  expandImageTokens,
+  llavaPrompt,
+} from "./llava_chat.ts";
+export {
+  type CaptionFamily,
+  captionFamily,
+  type CaptionModelEnvironment,
+  loadCaptionModel,
+  type LoadCaptionModelOptions,
+  resolveCaptionModel,
+} from "./load.ts";
+export { captionFiles, type CaptionFilesOptions, type FileCaption } from "./caption_files.ts";
+export {
+  IMAGE_EXTENSIONS,
+  type ImageInput,
+  type ImageInputs,
+  listImageInputs,
+  sidecarPath,
+} from "./image_inputs.ts";
+export {
+  centerCrop,
+  type ClipImageProcessorConfig,
+  clipPixelValues,
+  parseClipImageProcessorConfig,
+  shortestEdgeSize,
+} from "./clip_image_processor.ts";
+export { type Seq2SeqGeometry, Seq2SeqScorer } from "./seq2seq_scorer.ts";
+export {
+  type DecoderGeometry,
+  DecoderOnlyScorer,
+  type PromptImages,
+} from "./decoder_only_scorer.ts";
 export { BlipCaptionModel, type LoadBlipOptions } from "./blip.ts";
 export {
   type BlipImageProcessorConfig,
@@ -39,5 +96,6 @@ export {
   type GenerationOverrides,
   parseGenerationConfig,
   resolveGenerationConfig,
+  withDefaultNewTokens,
 } from "./generation_config.ts";
 export { type ModelWeights, openModelWeights } from "./model_weights.ts";

@@ -35,6 +35,9 @@ export const LockedModel = z.object({
     "turbo",
     "esrgan",
     "preprocessor",
+    "blip",
+    "florence2",
+    "llava",
   ]),
   source: z.discriminatedUnion("hub", [
     z.object({
@@ -53,7 +56,7 @@ export const LockedModel = z.object({
       tag: z.string().regex(/^[\w.+-]+$/, "expected a release tag"),
     }).strict(),
   ]),
-  layout: z.enum(["diffusers", "single-file", "onnx"]),
+  layout: z.enum(["diffusers", "single-file", "onnx", "transformers"]),
   files: z.array(LockedFile).min(1),
   verified: z.boolean(),
 }).strict();

@@ -1,3 +1,8 @@
+/**
+ * pilResize() against Pillow 9.4.0's Image.resize, bit for bit. testdata/pil_resample.json holds
+ * Pillow's outputs; its "how" field says how they were made (Pillow's calls and the inputs,
+ * which this file regenerates from their seeds).
+ */
 import assert from "node:assert/strict";
 import { type RawImage, resizeImage } from "./codec.ts";
 import { type PilFilter, pilResize } from "./pil_resample.ts";
@@ -14,7 +19,7 @@ const golden = JSON.parse(
   Deno.readTextFileSync(new URL("./testdata/pil_resample.json", import.meta.url)),
 ) as { versions: { PIL: string }; cases: Case[] };
 
-/** make_pil_resample.py `noise()`: xorshift32, low byte of each draw. */
+/** The fixture's "noise" input: xorshift32, the low byte of each draw. */
 function noise(width: number, height: number, seed: number): Uint8Array {
   let state = seed >>> 0;
   const out = new Uint8Array(width * height * 3);
@@ -27,7 +32,7 @@ function noise(width: number, height: number, seed: number): Uint8Array {
   return out;
 }
 
-/** make_pil_resample.py `smooth()`: a gradient plus noise / 8. */
+/** The fixture's "smooth" input: a gradient plus noise / 8. */
 function smooth(width: number, height: number, seed: number): Uint8Array {
   const n = noise(width, height, seed);
   const out = new Uint8Array(width * height * 3);

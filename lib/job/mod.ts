@@ -22,3 +22,4 @@ export * from "./tools.ts";
 export * from "./controlnet.ts";
 export * from "./upscale.ts";
 export * from "./preprocess.ts";
+export * from "./caption.ts";

@@ -8,7 +8,14 @@
  *
  * @module
  */
-import { decodeLatin1, decodeUtf16, decodeUtf8, encodeUtf16 } from "./text.ts";
+import {
+  concatBytes,
+  decodeLatin1,
+  decodeUtf16,
+  decodeUtf8,
+  encodeUtf16,
+  encodeUtf8,
+} from "./text.ts";
 
 /** Which IFD an entry came from. */
 export type IfdName = "ifd0" | "exif" | "gps" | "interop";
@@ -275,6 +282,11 @@ export function encodeUserComment(text: string): Uint8Array {
 export interface ExifEdit {
   /** New UserComment text; `null` removes it; absent keeps the existing one. */
   userComment?: string | null;
+  /**
+   * New IFD0 ImageDescription (type ASCII, written as UTF-8 + NUL as exiftool and ComfyUI do);
+   * `null` removes it; absent keeps the existing one.
+   */
+  imageDescription?: string | null;
 }
 
 // Tags whose values are offsets into the old TIFF (strips, tiles, thumbnails) or IFD pointers
@@ -320,11 +332,25 @@ export function buildExif(base: ExifData | undefined, edit: ExifEdit): Uint8Arra
     if (e.ifd === "exif" && e.tag === ExifTag.userComment && edit.userComment !== undefined) {
       continue;
     }
+    if (
+      e.ifd === "ifd0" && e.tag === ExifTag.imageDescription && edit.imageDescription !== undefined
+    ) {
+      continue;
+    }
     byIfd.get(e.ifd)!.push({ tag: e.tag, type: e.type, count: e.count, value: toBigEndian(e, le) });
   }
   if (typeof edit.userComment === "string") {
     const value = encodeUserComment(edit.userComment);
     byIfd.get("exif")!.push({ tag: ExifTag.userComment, type: 7, count: value.length, value });
+  }
+  if (typeof edit.imageDescription === "string") {
+    const value = concatBytes([encodeUtf8(edit.imageDescription), Uint8Array.of(0)]);
+    byIfd.get("ifd0")!.push({
+      tag: ExifTag.imageDescription,
+      type: 2,
+      count: value.length,
+      value,
+    });
   }
   const interop = byIfd.get("interop")!;
   const gps = byIfd.get("gps")!;

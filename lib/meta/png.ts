@@ -288,6 +288,8 @@ function inflateText(type: string, keyword: string, data: Uint8Array, max: numbe
 export interface EncodeTextOptions {
   /** Store the text zlib-compressed (zTXt for Latin-1 text, compressed iTXt otherwise). */
   compress?: boolean;
+  /** Always write iTXt (UTF-8), even for Latin-1 text. */
+  international?: boolean;
 }
 
 /**
@@ -315,7 +317,7 @@ export function checkKeyword(keyword: string): void {
 
 /**
  * Encodes a text chunk (with length and CRC): Latin-1 text as tEXt (zTXt when compressed),
- * anything else as iTXt with UTF-8 text. Throws `RangeError` for a bad keyword or a text with
+ * anything else (or anything, with `international`) as iTXt with UTF-8 text. Throws `RangeError` for a bad keyword or a text with
  * a NUL character.
  *
  * @example
@@ -336,7 +338,7 @@ export function encodeTextChunk(
   }
   const key = encodeLatin1(keyword);
   const compress = options.compress ?? false;
-  if (isLatin1(text)) {
+  if (isLatin1(text) && !options.international) {
     const body = encodeLatin1(text);
     if (compress) {
       return encodeChunk("zTXt", concatBytes([key, Uint8Array.of(0, 0), deflateZlib(body)]));

@@ -5,9 +5,13 @@
  * before the first IDAT. JPEG and WebP: the `parameters` key is the EXIF UserComment, written
  * the way A1111 does (piexif layout); the rest of the file is copied unchanged.
  *
+ * A `description` (what `denoise caption --write-meta` stores) is the PNG text keyword
+ * `Description` (one of the PNG specification's predefined keywords), always as iTXt (UTF-8),
+ * and in JPEG and WebP the EXIF IFD0 `ImageDescription` tag.
+ *
  * @module
  */
-import { buildExif, type ExifData, ExifTag, parseExif } from "./exif.ts";
+import { buildExif, type ExifData, type ExifEdit, ExifTag, parseExif } from "./exif.ts";
 import {
   encodeSegment,
   EXIF_HEADER,
@@ -37,6 +41,11 @@ export interface MetadataEdit {
   delete?: readonly string[];
   /** Remove all text and EXIF/XMP metadata first. */
   strip?: boolean;
+  /**
+   * The image's description (a caption): PNG `Description` iTXt chunk, JPEG/WebP EXIF
+   * ImageDescription. Replaces any existing one.
+   */
+  description?: string;
 }
 
 /** Options for {@linkcode writeMetadata}. */
@@ -47,6 +56,9 @@ export interface WriteMetadataOptions {
 
 /** The one key JPEG and WebP can hold (as EXIF UserComment). */
 export const EXIF_PARAMETERS_KEY = "parameters";
+
+/** The PNG text keyword of {@linkcode MetadataEdit.description}. */
+export const PNG_DESCRIPTION_KEY = "Description";
 
 /**
  * Applies `edit` to a PNG, JPEG or WebP image and returns the new file. Throws `SyntaxError`
@@ -96,6 +108,15 @@ function writePng(bytes: Uint8Array, edit: MetadataEdit, options: WriteMetadataO
   const fresh = Object.entries(set).map(([k, v]) =>
     encodeTextChunk(k, v, { compress: options.compress ?? false })
   );
+  if (edit.description !== undefined) {
+    removed.add(PNG_DESCRIPTION_KEY);
+    fresh.push(
+      encodeTextChunk(PNG_DESCRIPTION_KEY, edit.description, {
+        compress: options.compress ?? false,
+        international: true,
+      }),
+    );
+  }
   const parts: Uint8Array[] = [PNG_SIGNATURE];
   let inserted = false;
   for (const chunk of file.chunks) {
@@ -145,9 +166,15 @@ function editedExif(
   const base = edit.strip ? undefined : baseExif(tiff);
   const value = set[EXIF_PARAMETERS_KEY];
   const drop = (edit.delete ?? []).includes(EXIF_PARAMETERS_KEY);
-  if (value === undefined && !drop) return edit.strip && tiff !== undefined ? null : undefined;
-  const rebuilt = buildExif(base, { userComment: value ?? null });
-  const hasEntries = value !== undefined ||
+  const description = edit.description;
+  if (value === undefined && !drop && description === undefined) {
+    return edit.strip && tiff !== undefined ? null : undefined;
+  }
+  const exifEdit: ExifEdit = {};
+  if (value !== undefined || drop) exifEdit.userComment = value ?? null;
+  if (description !== undefined) exifEdit.imageDescription = description;
+  const rebuilt = buildExif(base, exifEdit);
+  const hasEntries = value !== undefined || description !== undefined ||
     (base?.entries ?? []).some((e) =>
       !(e.ifd === "exif" && e.tag === ExifTag.userComment) && e.tag !== ExifTag.exifIfd
     );

@@ -197,3 +197,52 @@ Deno.test("zTXt written by writeMetadata() inflates with a plain zlib reader", (
   void concatBytes;
   void deflateZlib;
 });
+
+Deno.test("writeMetadata() description: PNG Description iTXt (replaced, not added), IDAT kept", () => {
+  const png = makePng([["tEXt", textData("Description", "old caption")], [
+    "tEXt",
+    textData("parameters", "p"),
+  ]], { idatParts: 3 });
+  const out = writeMetadata(png, { description: "a cat on a mat" });
+  assert.deepEqual(idatBytes(out), idatBytes(png));
+  const meta = readMetadata(out);
+  assert.deepEqual(meta.texts.map((t) => [t.type, t.keyword, t.text]), [
+    ["tEXt", "parameters", "p"],
+    ["iTXt", "Description", "a cat on a mat"],
+  ]);
+  // Everything but the text chunks is byte-identical and in order.
+  const kept = (b: Uint8Array) => chunkList(b).filter(([t]) => t !== "tEXt" && t !== "iTXt");
+  assert.deepEqual(kept(out), kept(png));
+  const again = readMetadata(writeMetadata(out, { description: "ein Hund, 犬" }));
+  assert.deepEqual(again.texts.filter((t) => t.keyword === "Description").map((t) => t.text), [
+    "ein Hund, 犬",
+  ]);
+});
+
+Deno.test("writeMetadata() description: JPEG/WebP EXIF ImageDescription, scan and pixels kept", async () => {
+  const jpeg = new Uint8Array(
+    await sharp(await encodeImage(gradient(16, 8), "jpeg"))
+      .withExif({ IFD0: { Make: "Canon", ImageDescription: "old" } })
+      .toBuffer(),
+  );
+  const out = writeMetadata(jpeg, { description: "a red fox, 狐" });
+  const meta = readMetadata(out);
+  assert.equal(meta.exif?.imageDescription, "a red fox, 狐");
+  assert.equal(meta.exif?.make, "Canon");
+  const scan = (b: Uint8Array) => b.subarray(readJpegSegments(b).scanOffset);
+  assert.deepEqual(scan(out), scan(jpeg));
+  assert.deepEqual((await decodeImage(out)).data, (await decodeImage(jpeg)).data);
+  // An A1111 UserComment already there survives a description edit.
+  const both = readMetadata(
+    writeMetadata(writeMetadata(jpeg, { set: { parameters: "Steps: 3" } }), { description: "d" }),
+  );
+  assert.equal(both.exif?.userComment, "Steps: 3");
+  assert.equal(both.exif?.imageDescription, "d");
+  const webp = await encodeImage(gradient(12, 6, 4), "webp");
+  const w = writeMetadata(webp, { description: "a webp caption" });
+  assert.equal(readMetadata(w).exif?.imageDescription, "a webp caption");
+  assert.deepEqual(
+    (await decodeImage(w, { channels: 4 })).data,
+    (await decodeImage(webp, { channels: 4 })).data,
+  );
+});

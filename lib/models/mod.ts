@@ -44,3 +44,6 @@ export * from "./blip_vision.ts";
 export * from "./blip_text.ts";
 export * from "./blip_weights.ts";
 export * from "./random_blip.ts";
+export * from "./random_florence2.ts";
+export * from "./random_llava.ts";
+export * from "./random_tokenizer.ts";

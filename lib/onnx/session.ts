@@ -118,14 +118,12 @@ export class OnnxSession {
   }
 
   /**
-   * The declared shape of an input (numbers for fixed dimensions, names for dynamic ones);
-   * `undefined` when there is no such input or the model does not declare it.
+   * The declared shape of an input: numbers for fixed dimensions, names (or undefined) for
+   * dynamic ones; `undefined` when there is no such tensor input.
    */
-  inputShape(name: string): ReadonlyArray<number | string> | undefined {
-    const meta = this.#session.inputMetadata.find((m) => m.name === name) as
-      | { isTensor: boolean; shape?: ReadonlyArray<number | string> }
-      | undefined;
-    return meta?.isTensor ? meta.shape : undefined;
+  inputShape(name: string): ReadonlyArray<number | string | undefined> | undefined {
+    const meta = this.#session.inputMetadata.find((m) => m.name === name);
+    return meta?.isTensor ? [...meta.shape] : undefined;
   }
 
   /**
