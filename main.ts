@@ -10,6 +10,7 @@ import { type AnyCommand, examples, progressOption, writeStderr } from "./comman
 import { convertCkptCommand } from "./commands/convert_ckpt.ts";
 import { generateCommand } from "./commands/generate.ts";
 import { img2imgCommand } from "./commands/img2img.ts";
+import { loraTrainCommand } from "./commands/lora_train.ts";
 import { metaCommand } from "./commands/meta.ts";
 import { modelsCommand } from "./commands/models.ts";
 import { samplersCommand } from "./commands/samplers.ts";
@@ -23,6 +24,7 @@ const COMMANDS: Array<() => AnyCommand> = [
   generateCommand,
   img2imgCommand,
   convertCkptCommand,
+  loraTrainCommand,
   metaCommand,
   modelsCommand,
   samplersCommand,
