@@ -240,6 +240,9 @@ export async function trainLora(
   try {
     const model = trainer.model;
     const sdxl = model.family === "sdxl";
+    // SD 2.x: 1024-wide cross-attention, or (tiny test models) the OpenCLIP text encoder's GELU.
+    const v2 = model.family === "sd2" ||
+      (model.family === "sd1" && model.textEncoder?.config.hiddenAct !== "quick_gelu");
     const predictionType = options.predictionType ?? trainer.schedule.predictionType;
     if (predictionType !== "epsilon" && predictionType !== "v_prediction") {
       throw new InputError(
@@ -579,8 +582,11 @@ export async function trainLora(
       ss_network_train_unet_only: options.textEncoder ? "False" : "True",
       ss_mixed_precision: "no",
       ss_full_fp16: "False",
-      ss_v2: model.family === "sd2" ? "True" : "False",
-      ss_base_model_version: baseModelVersion(model.family, predictionType === "v_prediction"),
+      ss_v2: v2 ? "True" : "False",
+      ss_base_model_version: baseModelVersion(
+        v2 ? "sd2" : model.family,
+        predictionType === "v_prediction",
+      ),
       ss_sd_model_name: options.modelName,
       ss_resolution: `(${options.resolution}, ${options.resolution})`,
       ss_clip_skip: "None",
