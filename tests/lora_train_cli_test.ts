@@ -409,3 +409,35 @@ for (const family of ["sd2", "sdxl"] as const) {
     }
   });
 }
+
+Deno.test("lora-train --buckets --batch-size 2 --validation-prompt: bucket metadata and a validation image", async () => {
+  const out = join(WORK, "buckets.safetensors");
+  const r = await runCli([
+    "lora-train",
+    DATA,
+    "-o",
+    out,
+    "-m",
+    SD15,
+    "--steps",
+    "2",
+    "--buckets",
+    "--batch-size",
+    "2",
+    "--validation-prompt",
+    "a red square",
+    ...SIZE,
+    "-q",
+  ], { env: ENV });
+  assert.equal(r.code, 0, r.stderr);
+  using file = await SafetensorsFile.open(out);
+  assert.equal(file.metadata.ss_enable_bucket, "True");
+  assert.deepEqual(JSON.parse(file.metadata.ss_bucket_info!).buckets["0"], {
+    resolution: [64, 64],
+    count: 2,
+  });
+  assert.equal(file.metadata.ss_num_batches_per_epoch, "1");
+  const png = await Deno.readFile(join(WORK, "buckets-validation.png"));
+  const info = await sharp(png).metadata();
+  assert.deepEqual([info.width, info.height], [64, 64]);
+});
