@@ -11,7 +11,8 @@
  * `--checkpointing`; `DENOISE_BENCH_FULL=1` adds 512x512. Each configuration runs in its own
  * process, so peak RSS (Linux VmHWM) is its own: building the graph and creating the session
  * (ORT optimises it), then the steps (counter reset in between). `DENOISE_BENCH_UNET=half`
- * uses half the channel widths (a quarter of the weights) for a quick look.
+ * uses half the channel widths (a quarter of the weights) for a quick look;
+ * `DENOISE_BENCH_SIZES=256,512` picks the sizes.
  * Results are printed as a Markdown table for docs/performance.md.
  */
 import { join } from "node:path";
@@ -99,6 +100,12 @@ function peakRss(): number {
   return m ? Number(m[1]) * 1024 : NaN;
 }
 
+function currentRss(): number {
+  const status = Deno.readTextFileSync("/proc/self/status");
+  const m = /VmRSS:\s+(\d+) kB/.exec(status);
+  return m ? Number(m[1]) * 1024 : NaN;
+}
+
 function resetPeakRss(): void {
   Deno.writeTextFileSync("/proc/self/clear_refs", "5");
 }
@@ -112,6 +119,8 @@ interface ChildResult {
   setupPeak: number;
   stepSeconds: number[];
   stepPeak: number;
+  /** RSS after the session is created, before the first step. */
+  before: number;
   loss: number;
 }
 
@@ -143,6 +152,7 @@ async function child(weights: string, json: unknown, latent: number, checkpointi
     const sessionSeconds = (performance.now() - t0) / 1000;
     const setupPeak = peakRss();
     resetPeakRss();
+    const before = currentRss();
     const f = feeds(lora, parameters, latent, config.crossAttentionDim[0]!);
     const stepSeconds: number[] = [];
     let loss = NaN;
@@ -161,6 +171,7 @@ async function child(weights: string, json: unknown, latent: number, checkpointi
       setupPeak,
       stepSeconds,
       stepPeak: peakRss(),
+      before,
       loss,
     };
     console.log(JSON.stringify(result));
@@ -186,7 +197,12 @@ async function fullBenchmark(): Promise<void> {
       await writeRandomSafetensors(`${weights}.partial`, unetParameterShapes(json));
       await Deno.rename(`${weights}.partial`, weights);
     }
-    const latents = Deno.env.get("DENOISE_BENCH_FULL") === "1" ? [32, 64] : [32];
+    const sizes = Deno.env.get("DENOISE_BENCH_SIZES");
+    const latents = sizes !== undefined
+      ? sizes.split(",").map((px) => Number(px) / 8)
+      : Deno.env.get("DENOISE_BENCH_FULL") === "1"
+      ? [32, 64]
+      : [32];
     const rows: ChildResult[] = [];
     for (const latent of latents) {
       for (const checkpointing of [false, true]) {
@@ -218,9 +234,9 @@ async function fullBenchmark(): Promise<void> {
     console.log(
       `\n| ${
         half ? "half-width " : ""
-      }SD 1.5-shaped UNet, batch 1, rank 4 | graph nodes | build + session | peak RSS (setup) | step (1st, 2nd) | peak RSS (steps) |`,
+      }SD 1.5-shaped UNet, batch 1, rank 4 | graph nodes | build + session | peak RSS (setup) | RSS before steps | step (1st, 2nd) | peak RSS (steps) |`,
     );
-    console.log("| --- | --- | --- | --- | --- | --- |");
+    console.log("| --- | --- | --- | --- | --- | --- | --- |");
     for (const r of rows) {
       console.log(
         `| ${r.latent * 8}x${r.latent * 8}${

@@ -38,6 +38,7 @@ Deno.test("every subcommand's --help shows examples", async () => {
       ["generate"],
       ["img2img"],
       ["convert-ckpt"],
+      ["lora-train"],
       ["meta", "read"],
       ["meta", "write"],
       ["models"],
@@ -64,6 +65,7 @@ Deno.test("every subcommand takes --dry-run (prints its Job) and --job (replays 
     [["models", "create-random", "--config", "c.json", "-o", "out"], "models create-random"],
     [["samplers", "Euler a"], "samplers"],
     [["convert-ckpt", "x.safetensors", "-o", "out"], "convert-ckpt"],
+    [["lora-train", "data", "-o", "x.safetensors", "-m", "x"], "lora-train"],
   ];
   for (const [args, command] of cases) {
     const r = await runCli([...args, "--dry-run"]);

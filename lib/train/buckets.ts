@@ -91,6 +91,14 @@ export function selectBucket(
 /**
  * Scales the image to cover `bucket` (`int(side * scale + 0.5)`, area averaging when shrinking)
  * and cuts the overhang evenly (kohya's centre trim).
+ *
+ * @example
+ * ```ts
+ * import { fitToBucket } from "./buckets.ts";
+ * const image = { width: 300, height: 100, channels: 3 as const, data: new Uint8Array(90000) };
+ * const fit = fitToBucket(image, [128, 64]); // scaled to 192 x 64, 32 px cut from each side
+ * console.assert(fit.pixels.width === 128 && fit.cropTopLeft.join() === "0,32");
+ * ```
  */
 export function fitToBucket(image: RawImage, bucket: readonly [number, number]): TrainingImage {
   const [bw, bh] = bucket;

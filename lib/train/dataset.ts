@@ -304,6 +304,11 @@ export function tagFrequency(
 /**
  * A fingerprint of the dataset's content as training sees it (relative paths, sizes, captions,
  * repeats), so a resumed run can tell it is training on the same data.
+ *
+ * @example
+ * ```ts ignore
+ * const id = await datasetFingerprint(await scanDataset("photos/")); // 16 hex digits
+ * ```
  */
 export async function datasetFingerprint(dataset: Dataset): Promise<string> {
   const hash = createHash("sha256");

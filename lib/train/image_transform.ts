@@ -30,6 +30,11 @@ export interface TrainingImage {
 /**
  * Decodes an image file to RGB as PIL's `Image.convert("RGB")` does: alpha is dropped, not
  * composited.
+ *
+ * @example
+ * ```ts ignore
+ * const rgb = await decodeTrainingImage(await Deno.readFile("cat.png"), "cat.png");
+ * ```
  */
 export async function decodeTrainingImage(bytes: Uint8Array, label: string): Promise<RawImage> {
   const rgba = await decodeImage(bytes, { channels: 4, label });

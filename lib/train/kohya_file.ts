@@ -74,6 +74,17 @@ function tensorsOf(lora: KohyaLora): TensorToWrite[] {
 /**
  * kohya's two hashes of the file as it would be written with `metadata` (only its `ss_*`
  * entries count, as kohya filters them).
+ *
+ * @example
+ * ```ts
+ * import { kohyaHashes } from "./kohya_file.ts";
+ * const h = kohyaHashes({
+ *   weights: { "m.lora_down.weight": new Float32Array(2), "m.lora_up.weight": new Float32Array(2) },
+ *   shapes: { "m.lora_down.weight": [1, 2], "m.lora_up.weight": [2, 1] },
+ *   alpha: 1,
+ * }, { ss_network_dim: "1", other: "ignored" });
+ * console.assert(h.modelHash.length === 64 && h.legacyHash === "e3b0c442");
+ * ```
  */
 export function kohyaHashes(lora: KohyaLora, metadata: Record<string, string>): KohyaHashes {
   const ss = Object.fromEntries(Object.entries(metadata).filter(([k]) => k.startsWith("ss_")));

@@ -15,7 +15,16 @@ import { TorchCpuGenerator } from "../rng/torch_cpu_generator.ts";
 
 const f32 = Math.fround;
 
-/** The VAE encoder of a model, opened once. */
+/**
+ * The VAE encoder of a model, opened once.
+ *
+ * @example
+ * ```ts ignore
+ * const encoder = await LatentEncoder.open(model.vae, { cacheDir });
+ * const latents = await encoder.encode(pixelsToTensor(image), 512, 512, 42n);
+ * await encoder.release();
+ * ```
+ */
 export class LatentEncoder {
   readonly vae: ComponentFiles<VaeConfig>;
   #session: OnnxSession;

@@ -74,7 +74,15 @@ export async function unetLoraModules(weights: string): Promise<LoraModuleSpec[]
   }));
 }
 
-/** A text encoder's modules: each layer's self-attention q/k/v/out projections. */
+/**
+ * A text encoder's modules: each layer's self-attention q/k/v/out projections.
+ *
+ * @example
+ * ```ts ignore
+ * const te = await textEncoderLoraModules("sd15/text_encoder/model.safetensors", "text_encoder", "lora_te_");
+ * console.log(te[0]!.module); // lora_te_text_model_encoder_layers_0_self_attn_k_proj
+ * ```
+ */
 export async function textEncoderLoraModules(
   weights: string,
   target: "text_encoder" | "text_encoder_2",
@@ -131,6 +139,13 @@ export function initLora(
 /**
  * The name each module is saved under: SDXL UNet modules in the original-LDM spelling of
  * kohya's SDXL trainer, everything else as trained.
+ *
+ * @example
+ * ```ts ignore
+ * const names = savedModuleNames(modules, { sdxl: true, unetConfig, unetParameters });
+ * names.get("lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q");
+ * // "lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q"
+ * ```
  */
 export function savedModuleNames(
   modules: readonly LoraModuleSpec[],

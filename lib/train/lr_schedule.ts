@@ -51,7 +51,16 @@ export function lrFactor(schedule: LrSchedule, step: number): number {
   }
 }
 
-/** The learning rate of optimiser step `step` (0-based): `lr * lrFactor(schedule, step)`. */
+/**
+ * The learning rate of optimiser step `step` (0-based): `lr * lrFactor(schedule, step)`.
+ *
+ * @example
+ * ```ts
+ * import { learningRateAt } from "./lr_schedule.ts";
+ * const s = { name: "constant_with_warmup", lr: 1e-4, warmupSteps: 4, totalSteps: 100 } as const;
+ * console.assert(learningRateAt(s, 2) === 5e-5);
+ * ```
+ */
 export function learningRateAt(schedule: LrSchedule, step: number): number {
   return schedule.lr * lrFactor(schedule, step);
 }

@@ -47,7 +47,16 @@ export function deriveSeed(seed: bigint | number, stream: string, index: number)
   return splitmix64(splitmix64(s ^ streamId(stream)) ^ BigInt(index));
 }
 
-/** Integers from one mt19937 stream: uniform ranges, coin flips and shuffles. */
+/**
+ * Integers from one mt19937 stream: uniform ranges, coin flips and shuffles.
+ *
+ * @example
+ * ```ts
+ * import { deriveSeed, IntegerStream } from "./seeds.ts";
+ * const order = new IntegerStream(deriveSeed(0n, "order", 0)).permutation(4);
+ * console.assert(order.length === 4);
+ * ```
+ */
 export class IntegerStream {
   #engine: Mt19937;
 
@@ -76,12 +85,28 @@ export class IntegerStream {
     }
   }
 
-  /** True with probability 1/2. */
+  /**
+   * True with probability 1/2.
+   *
+   * @example
+   * ```ts
+   * import { IntegerStream } from "./seeds.ts";
+   * console.assert(typeof new IntegerStream(3n).coin() === "boolean");
+   * ```
+   */
   coin(): boolean {
     return (this.#engine.nextUint32() & 1) === 1;
   }
 
-  /** A permutation of 0..n-1 (Fisher-Yates). */
+  /**
+   * A permutation of 0..n-1 (Fisher-Yates).
+   *
+   * @example
+   * ```ts
+   * import { IntegerStream } from "./seeds.ts";
+   * console.assert(new IntegerStream(3n).permutation(5).sort().join() === "0,1,2,3,4");
+   * ```
+   */
   permutation(n: number): number[] {
     const out = Array.from({ length: n }, (_, i) => i);
     for (let i = n - 1; i > 0; i--) {

@@ -171,6 +171,11 @@ interface CachedImage {
 /**
  * A fingerprint of a weight file that tells models apart cheaply: its size, header and the
  * first MiB of tensor data.
+ *
+ * @example
+ * ```ts ignore
+ * const id = await weightsFingerprint("sd15/unet/diffusion_pytorch_model.safetensors");
+ * ```
  */
 export async function weightsFingerprint(path: string): Promise<string> {
   const file = await Deno.open(path, { read: true });

@@ -55,7 +55,17 @@ export const unetSegments: SegmentOf = (name) =>
 export const clipTextSegments: SegmentOf = (name) =>
   /^(text_model\.encoder\.layers\.\d+)(?:[./]|$)/.exec(name)?.[1];
 
-/** The recomputation plan of one gradient graph. */
+/**
+ * The recomputation plan of one gradient graph (used by gradientGraph's `recompute` option).
+ *
+ * @example
+ * ```ts ignore
+ * const plan = new Recomputation(graph.node, unetSegments, shapes);
+ * // in the reverse sweep, before the first VJP of a segment:
+ * plan.materialise(g, segment, dY);
+ * const name = plan.read(segment, forwardValue); // the recomputed copy's name
+ * ```
+ */
 export class Recomputation {
   #nodes: readonly NodeMessage[];
   #segmentOf: Array<string | undefined>;
