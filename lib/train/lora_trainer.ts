@@ -355,7 +355,7 @@ export class LoraTrainer {
     return this.#cached(id, async () => {
       const unet = this.model.unet;
       const key = cacheKey({
-        builder: "unet-lora-train@1",
+        builder: "unet-lora-train@2",
         weights: await fileIdentity(unet.weights),
         config: unet.rawConfig,
         modules,
