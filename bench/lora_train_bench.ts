@@ -12,7 +12,8 @@
  * process, so peak RSS (Linux VmHWM) is its own: building the graph and creating the session
  * (ORT optimises it), then the steps (counter reset in between). `DENOISE_BENCH_UNET=half`
  * uses half the channel widths (a quarter of the weights) for a quick look;
- * `DENOISE_BENCH_SIZES=256,512` picks the sizes.
+ * `DENOISE_BENCH_SIZES=256,512` picks the sizes, `DENOISE_BENCH_MODES=checkpointing,plain` the
+ * order of the two configurations (or one of them).
  * Results are printed as a Markdown table for docs/performance.md.
  */
 import { join } from "node:path";
@@ -205,7 +206,8 @@ async function fullBenchmark(): Promise<void> {
       : [32];
     const rows: ChildResult[] = [];
     for (const latent of latents) {
-      for (const checkpointing of [false, true]) {
+      const modes = (Deno.env.get("DENOISE_BENCH_MODES") ?? "plain,checkpointing").split(",");
+      for (const checkpointing of modes.map((m) => m === "checkpointing")) {
         console.error(`${latent * 8}px, checkpointing ${checkpointing}...`);
         const out = await new Deno.Command(Deno.execPath(), {
           args: [
