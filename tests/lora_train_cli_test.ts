@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import sharp from "sharp";
+import { fileHashes } from "../lib/adapters/hashes.ts";
 import { planLoras } from "../lib/adapters/lora.ts";
 import { SafetensorsFile } from "../lib/weights/safetensors.ts";
 import { listDir, runCli } from "./cli.ts";
@@ -133,6 +134,8 @@ Deno.test("lora-train trains on a two-image folder; the kohya file loads in lib/
     createHash("sha256").update(bytes.subarray(8 + header)).digest("hex"),
   );
   assert.equal(summary.sshs_model_hash, meta.sshs_model_hash);
+  // ... which is the hash A1111 records for a LoRA (lib/adapters/hashes.ts).
+  assert.equal((await fileHashes(out)).addnet, meta.sshs_model_hash);
   // The adapters loader matches every module to a weight of the model.
   const plan = await planLoras([{ path: out, te: 1, unet: 1 }], {
     unet: join(SD15, "unet/diffusion_pytorch_model.safetensors"),
