@@ -12,6 +12,7 @@ import { captionCommand } from "./commands/caption.ts";
 import { convertCkptCommand } from "./commands/convert_ckpt.ts";
 import { generateCommand } from "./commands/generate.ts";
 import { img2imgCommand } from "./commands/img2img.ts";
+import { loraTrainCommand } from "./commands/lora_train.ts";
 import { metaCommand } from "./commands/meta.ts";
 import { modelsCommand } from "./commands/models.ts";
 import { preprocessCommand } from "./commands/preprocess.ts";
@@ -32,6 +33,7 @@ const COMMANDS: Array<() => AnyCommand> = [
   preprocessCommand,
   convertCkptCommand,
   captionCommand,
+  loraTrainCommand,
   metaCommand,
   modelsCommand,
   samplersCommand,

@@ -41,6 +41,7 @@ Deno.test("every subcommand's --help shows examples", async () => {
       ["upscale"],
       ["preprocess"],
       ["convert-ckpt"],
+      ["lora-train"],
       ["meta", "read"],
       ["meta", "write"],
       ["models"],
@@ -71,6 +72,7 @@ Deno.test("every subcommand takes --dry-run (prints its Job) and --job (replays 
     [["convert-ckpt", "x.safetensors", "-o", "out"], "convert-ckpt"],
     [["preprocess", "canny", "x.png", "--low", "50"], "preprocess"],
     [["preprocess", "openpose", "x.png", "--no-face"], "preprocess"],
+    [["lora-train", "data", "-o", "x.safetensors", "-m", "x"], "lora-train"],
   ];
   for (const [args, command] of cases) {
     const r = await runCli([...args, "--dry-run"]);

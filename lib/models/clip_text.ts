@@ -111,6 +111,21 @@ export function parseClipTextConfig(json: unknown): ClipTextConfig {
   return config;
 }
 
+/**
+ * Called by the encoder's linear layers (`q_proj`, `k_proj`, `v_proj`, `out_proj`, `fc1`,
+ * `fc2`) with the layer's parameter prefix (`text_model.encoder.layers.0.self_attn.q_proj`), its
+ * input `x` `[B, S, in]` and output `y` `[B, S, out]`; returns the value that replaces `y`.
+ * lib/train adds LoRA branches this way. Without a hook the graph is exactly the plain one.
+ */
+export type ClipLinearHook = (
+  g: GraphBuilder,
+  name: string,
+  x: Value,
+  y: Value,
+  inFeatures: number,
+  outFeatures: number,
+) => Value;
+
 /** Options of {@linkcode buildClipTextModel}. */
 export interface ClipTextBuildOptions {
   /**
@@ -123,6 +138,8 @@ export interface ClipTextBuildOptions {
   source?: string;
   /** Opset (default 17). */
   opset?: number;
+  /** Rewrites linear layers' outputs (default none); see {@linkcode ClipLinearHook}. */
+  linearHook?: ClipLinearHook;
 }
 
 /** The float32 value torch uses for masked positions (`torch.finfo(torch.float32).min`). */
@@ -172,13 +189,16 @@ export function buildClipTextModel(
   const fromF32 = (x: Value) =>
     floatType === "float32" ? x : g.op("Cast", [x], { to: onnxType(floatType) });
 
-  const linear = (x: Value, prefix: string, inF: number, outF: number, bias = true): Value =>
-    g.scope(prefix, () => {
+  const hook = options.linearHook;
+  const linear = (x: Value, prefix: string, inF: number, outF: number, bias = true): Value => {
+    const y = g.scope(prefix, () => {
       const w = p(`${prefix}.weight`, [outF, inF]);
       const wt = g.op("Transpose", [w], { perm: [1, 0] }); // [out, in] -> [in, out]
       const y = g.op("MatMul", [x, wt]);
       return bias ? g.op("Add", [y, p(`${prefix}.bias`, [outF])]) : y;
     });
+    return hook === undefined ? y : hook(g, prefix, x, y, inF, outF);
+  };
 
   // LayerNormalization in float32, then back to the graph's type.
   const layerNorm = (x: Value, prefix: string): Value =>
