@@ -306,10 +306,13 @@ export class StableDiffusion {
     };
   }
 
-  /** The UNet as a {@linkcode UnetCall}. */
-  unetCall(): UnetCall {
+  /**
+   * The UNet as a {@linkcode UnetCall}; `component` names another registered UNet (the motion
+   * UNet of `animate`, "unet_motion"), fed the same way.
+   */
+  unetCall(component = "unet"): UnetCall {
     return async (input) => {
-      const session = await this.components.session("unet");
+      const session = await this.components.session(component);
       // Each input goes in the type the graph declares (ONNX exports vary: int64 or float16
       // timesteps, float16 states); built graphs take float32.
       const feeds: Record<string, HostTensor> = {
