@@ -7,6 +7,7 @@
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import denoConfig from "./deno.json" with { type: "json" };
 import { type AnyCommand, examples, progressOption, writeStderr } from "./commands/common.ts";
+import { animateCommand } from "./commands/animate.ts";
 import { convertCkptCommand } from "./commands/convert_ckpt.ts";
 import { generateCommand } from "./commands/generate.ts";
 import { img2imgCommand } from "./commands/img2img.ts";
@@ -22,6 +23,7 @@ export const VERSION: string = denoConfig.version;
 const COMMANDS: Array<() => AnyCommand> = [
   generateCommand,
   img2imgCommand,
+  animateCommand,
   convertCkptCommand,
   metaCommand,
   modelsCommand,

@@ -23,6 +23,11 @@ export const LockedFile = z.object({
 /** One locked model. */
 export const LockedModel = z.object({
   description: z.string(),
+  /**
+   * What the entry holds: a pipeline for `--model` (the default), or an AnimateDiff motion module
+   * for `animate --motion-module` (its family is the base model it is made for).
+   */
+  kind: z.enum(["pipeline", "motion-module"]).optional(),
   family: z.enum(["sd1", "sd2", "sd2-v", "sdxl", "sdxl-refiner", "sd1-inpaint", "lcm", "turbo"]),
   source: z.object({
     hub: z.literal("huggingface"),

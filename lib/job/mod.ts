@@ -19,3 +19,4 @@ export * from "./diffusion.ts";
 export * from "./meta.ts";
 export * from "./convert.ts";
 export * from "./tools.ts";
+export * from "./animate.ts";
