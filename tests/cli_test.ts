@@ -37,6 +37,7 @@ Deno.test("every subcommand's --help shows examples", async () => {
     const cmd of [
       ["generate"],
       ["img2img"],
+      ["animate"],
       ["convert-ckpt"],
       ["meta", "read"],
       ["meta", "write"],
@@ -55,6 +56,7 @@ Deno.test("every subcommand takes --dry-run (prints its Job) and --job (replays 
   const cases: Array<[string[], string]> = [
     [["generate", "a cat", "-m", "x", "--seed", "1"], "generate"],
     [["img2img", "a cat", "-m", "x", "--seed", "1", "--image", "README.md"], "img2img"],
+    [["animate", "a cat", "-m", "x", "--motion-module", "mm", "--seed", "1"], "animate"],
     [["meta", "read", "a.png"], "meta read"],
     [["meta", "write", "a.png", "--set", "k=v"], "meta write"],
     [["models", "list"], "models list"],

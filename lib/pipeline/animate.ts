@@ -97,7 +97,8 @@ export async function animateVideo(sd: StableDiffusion, p: AnimateParams): Promi
   const shape: [number, number, number, number, number] = [1, channels, p.frames, h, w];
   const rng = makeGenerator(p.rng, p.seed);
   const latents = scaleInPlace(rng.randn(shape), scheduler.initNoiseSigma);
-  // 4. Denoising loop
+  // 4. Denoising loop (the motion UNet is built, or loaded from the cache, before it starts)
+  await sd.components.session(MOTION_UNET);
   const final = await denoiseVideo({
     scheduler,
     latents,

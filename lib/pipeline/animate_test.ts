@@ -75,3 +75,104 @@ Deno.test({
     }
   },
 });
+
+Deno.test("animateVideo() runs every sampler on video latents (tiny random model, 3 frames)", async () => {
+  const { makeTinyModel } = await import("../../tests/fixtures/random_model.ts");
+  const { writeByteTokenizer } = await import("../../tests/fixtures/tokenizer.ts");
+  const { createRandomMotionAdapter } = await import("../models/random_motion.ts");
+  const { samplerTable } = await import("../schedulers/mod.ts");
+  const dir = await makeTinyModel("sd15", {
+    seed: 1,
+    tokenizerDir: await writeByteTokenizer(await Deno.makeTempDir({ prefix: "denoise-tok-" })),
+  });
+  const adapter = join(await Deno.makeTempDir({ prefix: "denoise-mm-" }), "mm");
+  await createRandomMotionAdapter({
+    block_out_channels: [32, 32, 32, 64],
+    motion_layers_per_block: 1,
+    motion_max_seq_length: 8,
+  }, adapter);
+  const sd = await StableDiffusion.open(dir, {
+    cacheDir: await Deno.makeTempDir({ prefix: "denoise-animate-" }),
+    threads: 2,
+  });
+  using motion = await openMotionModule(adapter, sd.model.unet.config);
+  try {
+    await registerMotionUnet(sd, motion);
+    const conditioner = conditionerFor({ ...PROMPT, prompt: "a fox", steps: 2 });
+    const names = [...new Set(samplerTable().map((r) => r.sampler))];
+    assert.ok(names.length >= 15, names.join());
+    for (const sampler of names) {
+      const result = await animateVideo(sd, {
+        steps: 2,
+        cfg: 3,
+        sampler,
+        seed: 7n,
+        rng: "cpu",
+        width: 32,
+        height: 32,
+        frames: 3,
+        motion: motion.config,
+        conditioner: async (s, sch, size) => sharedConditioning(await conditioner(s, sch, size)),
+      });
+      assert.deepEqual(result.latents.dims, [1, 4, 3, 4, 4], sampler);
+      assert.ok(result.latents.data.every(Number.isFinite), `${sampler}: finite latents`);
+      assert.equal(result.frames.length, 3);
+    }
+  } finally {
+    await sd.release();
+  }
+});
+
+Deno.test("animateVideo() on an SDXL-shaped model: pooled text_embeds and time_ids per clip and per frame (prompt travel)", async () => {
+  const { makeTinyModel } = await import("../../tests/fixtures/random_model.ts");
+  const { writeByteTokenizer } = await import("../../tests/fixtures/tokenizer.ts");
+  const { createRandomMotionAdapter } = await import("../models/random_motion.ts");
+  const { travelConditioning } = await import("./prompt_travel.ts");
+  const dir = await makeTinyModel("sdxl", {
+    seed: 2,
+    tokenizerDir: await writeByteTokenizer(await Deno.makeTempDir({ prefix: "denoise-tok-" })),
+  });
+  const adapter = join(await Deno.makeTempDir({ prefix: "denoise-mm-" }), "mm_xl");
+  await createRandomMotionAdapter({
+    block_out_channels: [32, 64, 64],
+    motion_layers_per_block: 2,
+    use_motion_mid_block: false,
+    motion_max_seq_length: 8,
+  }, adapter);
+  const sd = await StableDiffusion.open(dir, {
+    cacheDir: await Deno.makeTempDir({ prefix: "denoise-animate-" }),
+    threads: 2,
+  });
+  using motion = await openMotionModule(adapter, sd.model.unet.config);
+  try {
+    await registerMotionUnet(sd, motion);
+    const base = { ...PROMPT, steps: 2 };
+    const run = (conditioner: Parameters<typeof animateVideo>[1]["conditioner"]) =>
+      animateVideo(sd, {
+        steps: 2,
+        cfg: 5,
+        sampler: "euler",
+        seed: 3n,
+        rng: "cpu",
+        width: 32,
+        height: 32,
+        frames: 4,
+        motion: motion.config,
+        conditioner,
+      });
+    const plain = conditionerFor({ ...base, prompt: "a fox" });
+    const a = await run(async (s, sch, size) => sharedConditioning(await plain(s, sch, size)));
+    const other = conditionerFor({ ...base, prompt: "a bird" });
+    const travel = await run(async (s, sch, size) =>
+      travelConditioning([0, 3], [await plain(s, sch, size), await other(s, sch, size)], 4)
+    );
+    assert.ok(a.latents.data.every(Number.isFinite));
+    assert.ok(travel.latents.data.every(Number.isFinite));
+    assert.ok(
+      a.latents.data.some((v, i) => v !== travel.latents.data[i]),
+      "travel changes the clip",
+    );
+  } finally {
+    await sd.release();
+  }
+});

@@ -13,6 +13,7 @@
  */
 import { basename } from "node:path";
 import { applyMotionLoras, type MotionLoraSpec } from "../adapters/motion_lora.ts";
+import { IoError } from "../errors.ts";
 import type { TensorSource } from "../onnx/graph.ts";
 import { fileIdentity } from "../onnx/cache.ts";
 import { openComponent } from "../model_io/engine.ts";
@@ -59,6 +60,18 @@ export interface RegisterMotionUnetOptions {
   onMotionLoras?: (ledgers: Awaited<ReturnType<typeof applyMotionLoras>>["ledgers"]) => void;
 }
 
+/** A motion LoRA file's identity for the cache key; a missing file is an IoError naming it. */
+async function loraIdentity(path: string) {
+  try {
+    return await fileIdentity(path);
+  } catch (error) {
+    throw new IoError(`Cannot read the motion LoRA "${path}": ${(error as Error).message}`, {
+      hint: "check the --motion-lora path",
+      cause: error,
+    });
+  }
+}
+
 /**
  * Registers the motion UNet (`"unet_motion"`) of `sd` with the motion module `motion` (kept
  * open by the caller until the session is open). The graph is built on first use.
@@ -84,7 +97,7 @@ export async function registerMotionUnet(
     file: await fileIdentity(motion.path),
     layout: motion.layout,
     loras: await Promise.all(
-      loras.map(async (l) => ({ file: await fileIdentity(l.path), scale: l.scale })),
+      loras.map(async (l) => ({ file: await loraIdentity(l.path), scale: l.scale })),
     ),
   };
   await sd.components.register(MOTION_UNET, () =>
