@@ -66,6 +66,11 @@ export async function checkFfmpeg(program = "ffmpeg"): Promise<void> {
 /**
  * Encodes `frames` as an H.264 MP4 at `path` (atomically). Throws a ModelNotFoundError when
  * ffmpeg is missing and an IoError with ffmpeg's last message when it fails.
+ *
+ * @example
+ * ```ts ignore
+ * await writeMp4("clip.mp4", frames, { fps: 8, metadata: { comment: JSON.stringify(job) } });
+ * ```
  */
 export async function writeMp4(
   path: string,

@@ -35,7 +35,15 @@ export interface EncodeAnimationMetadataOptions {
   quality?: number;
 }
 
-/** The `denoise:{json}` text the Job is stored as where a file has no keyed text. */
+/**
+ * The `denoise:{json}` text the Job is stored as where a file has no keyed text.
+ *
+ * @example
+ * ```ts
+ * import { jobText } from "./animation.ts";
+ * console.assert(jobText({ command: "animate" }) === 'denoise:{"command":"animate"}');
+ * ```
+ */
 export function jobText(job: unknown): string {
   return `${DENOISE_JOB_KEYWORD}:${JSON.stringify(job)}`;
 }

@@ -84,7 +84,17 @@ function commentBlock(text: string): Uint8Array {
   return concatBytes(parts);
 }
 
-/** The GIF with comment extensions added before its first block (in the given order). */
+/**
+ * The GIF with comment extensions added before its first block (in the given order).
+ *
+ * @example
+ * ```ts
+ * import { addGifComments, readGifComments } from "./gif.ts";
+ * const gif = Uint8Array.of(...new TextEncoder().encode("GIF87a"), 1, 0, 1, 0, 0, 0, 0, 0x3b);
+ * const out = addGifComments(gif, ["a", "b"]);
+ * console.assert(readGifComments(out).join() === "a,b");
+ * ```
+ */
 export function addGifComments(bytes: Uint8Array, comments: readonly string[]): Uint8Array {
   const at = firstBlock(bytes);
   // Comment extensions are GIF89a; an 87a file becomes 89a.

@@ -73,6 +73,18 @@ function scaleInPlace(x: Float32Array, s: number): Float32Array {
  * 3. initial noise `randn([1, C, F, h, w]) * init_noise_sigma` from the seeded generator;
  * 4. the denoising loop over the video latents (context windows when asked);
  * 5. VAE decode, one frame at a time.
+ *
+ * @example
+ * ```ts ignore
+ * using motion = await openMotionModule("mm_sd_v15_v2.ckpt", sd.model.unet.config);
+ * await registerMotionUnet(sd, motion);
+ * const plain = conditionerFor(promptOptions);
+ * const clip = await animateVideo(sd, {
+ *   steps: 20, cfg: 7.5, seed: 7n, rng: "cpu", width: 512, height: 512, frames: 16,
+ *   motion: motion.config,
+ *   conditioner: async (s, sch, size) => sharedConditioning(await plain(s, sch, size)),
+ * });
+ * ```
  */
 export async function animateVideo(sd: StableDiffusion, p: AnimateParams): Promise<AnimateResult> {
   checkSize(sd, p.width, p.height);

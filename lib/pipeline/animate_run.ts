@@ -53,7 +53,18 @@ export interface MadeAnimation {
   latents: AnimateResult["latents"];
 }
 
-/** The context-window options of a Job, or undefined without `contextLength`. */
+/**
+ * The context-window options of a Job (defaults filled in), or undefined without
+ * `contextLength`; window flags without it are a UsageError.
+ *
+ * @example
+ * ```ts
+ * import { AnimateJob } from "../job/animate.ts";
+ * import { contextOptionsOf } from "./animate_run.ts";
+ * const job = AnimateJob.parse({ command: "animate", contextLength: 16 });
+ * console.assert(contextOptionsOf(job)?.overlap === 4);
+ * ```
+ */
 export function contextOptionsOf(job: AnimateJob): ContextOptions | undefined {
   if (job.contextLength === undefined) {
     const stray = (["contextOverlap", "contextStride", "contextSchedule", "closedLoop"] as const)
@@ -91,6 +102,17 @@ function allPrompts(job: AnimateJob): string {
 /**
  * Checks a Job's values that need no model: the clip against the context windows and the
  * prompt map against the frames. Throws UsageError / RangeError naming the flag.
+ *
+ * @example
+ * ```ts
+ * import { AnimateJob } from "../job/animate.ts";
+ * import { checkAnimateJob } from "./animate_run.ts";
+ * let refused = false;
+ * try {
+ *   checkAnimateJob(AnimateJob.parse({ command: "animate", frames: 8, promptMap: { "9": "x" } }));
+ * } catch { refused = true; }
+ * console.assert(refused);
+ * ```
  */
 export function checkAnimateJob(job: AnimateJob): void {
   const context = contextOptionsOf(job);
@@ -102,6 +124,14 @@ export function checkAnimateJob(job: AnimateJob): void {
  * Makes the clip of an animate Job (its seed fixed). Throws before loading weights when the
  * motion module does not fit the model, the clip is longer than the module's positions without
  * context windows, or the prompt map names a frame past the clip.
+ *
+ * @example
+ * ```ts ignore
+ * const made = await runAnimateJob(env, AnimateJob.parse({ command: "animate",
+ *   prompt: "a fox", model: "sd15", motionModule: "mm_sd_v15_v2", seed: 7 }));
+ * await Deno.writeFile("fox.webp", await encodeAnimationWithMetadata(made.frames, "webp",
+ *   { infotext: made.infotext, job: made.job }, { fps: made.fps }));
+ * ```
  */
 export async function runAnimateJob(
   env: RunEnvironment,

@@ -73,7 +73,19 @@ function range(start: number, stop: number, step = 1): number[] {
   return out;
 }
 
-/** Throws a RangeError for options that make no windows (the flag names are the CLI's). */
+/**
+ * Throws a RangeError for options that make no windows, or windows longer than `maxLength` (the
+ * motion module's positions); messages name the CLI flags.
+ *
+ * @example
+ * ```ts
+ * import { checkContextOptions } from "./context_windows.ts";
+ * checkContextOptions({ length: 16, overlap: 4 }, 32);
+ * let refused = false;
+ * try { checkContextOptions({ length: 16, overlap: 16 }); } catch { refused = true; }
+ * console.assert(refused);
+ * ```
+ */
 export function checkContextOptions(options: ContextOptions, maxLength?: number): void {
   const { length, overlap } = options;
   const stride = options.stride ?? 1;

@@ -75,6 +75,13 @@ async function loraIdentity(path: string) {
 /**
  * Registers the motion UNet (`"unet_motion"`) of `sd` with the motion module `motion` (kept
  * open by the caller until the session is open). The graph is built on first use.
+ *
+ * @example
+ * ```ts ignore
+ * using motion = await openMotionModule("mm_sd_v15_v2.ckpt", sd.model.unet.config);
+ * await registerMotionUnet(sd, motion, { motionLoras: [{ path: "v2_lora_ZoomIn.ckpt", scale: 0.8 }] });
+ * const unet = sd.unetCall("unet_motion");
+ * ```
  */
 export async function registerMotionUnet(
   sd: StableDiffusion,

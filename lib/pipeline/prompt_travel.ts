@@ -144,6 +144,15 @@ function blendCond(a: Cond, b: Cond, w: number, what: () => string): Cond {
  * (`perKeyframe[k]` for `keys[k]`). Blends are computed once per distinct set of keyframe
  * conditionings (prompt-editing schedules change them between steps). Throws a UsageError when
  * keyframes differ in AND parts or chunk count.
+ *
+ * @example
+ * ```ts
+ * import { travelConditioning } from "./prompt_travel.ts";
+ * const cond = (v: number) => ({ embedding: { data: Float32Array.of(v), tokens: 1, dim: 1 } });
+ * const at = (v: number) => () => ({ uncond: cond(0), conds: [{ cond: cond(v), weight: 1 }] });
+ * const step = travelConditioning([0, 2], [at(0), at(4)], 3)(0);
+ * console.assert(step.conds[0]!.frames[1]!.embedding.data[0] === 2);
+ * ```
  */
 export function travelConditioning(
   keys: readonly number[],
@@ -206,7 +215,17 @@ export function travelConditioning(
   };
 }
 
-/** A plain (non-travelling) step conditioning as a video one: every frame shares it. */
+/**
+ * A plain (non-travelling) step conditioning as a video one: every frame shares it.
+ *
+ * @example
+ * ```ts
+ * import { sharedConditioning } from "./prompt_travel.ts";
+ * const cond = { embedding: { data: Float32Array.of(1), tokens: 1, dim: 1 } };
+ * const step = sharedConditioning(() => ({ uncond: cond, conds: [{ cond, weight: 1 }] }))(0);
+ * console.assert(step.conds[0]!.frames.length === 1);
+ * ```
+ */
 export function sharedConditioning(
   conditioning: (i: number) => StepConditioning,
 ): (i: number) => VideoStepConditioning {

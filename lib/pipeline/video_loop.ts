@@ -109,6 +109,15 @@ function chunks<T>(items: readonly T[], size: number): T[][] {
 /**
  * Throws a RangeError when a clip of `frames` frames cannot be denoised in windows of at most
  * `maxFrames` (the motion module's positions): without context windows, or with longer ones.
+ *
+ * @example
+ * ```ts
+ * import { checkClipLength } from "./video_loop.ts";
+ * checkClipLength(24, 16, { length: 16, overlap: 4 });
+ * let message = "";
+ * try { checkClipLength(24, 16, undefined); } catch (e) { message = (e as Error).message; }
+ * console.assert(message.includes("--context-length 16"));
+ * ```
  */
 export function checkClipLength(
   frames: number,
@@ -132,6 +141,14 @@ export function checkClipLength(
  * Runs the loop and returns the final latents `[1, C, F, h, w]`. Guidance as Diffusers:
  * `eps = uncond + g * (cond - uncond)` (several AND sub-prompts: A1111's
  * `uncond + g * Σ wᵢ (condᵢ - uncond)`).
+ *
+ * @example
+ * ```ts ignore
+ * const latents = await denoiseVideo({
+ *   scheduler, latents: noise, shape: [1, 4, 24, 64, 64], conditioning, guidanceScale: 7.5,
+ *   unet: sd.unetCall("unet_motion"), rng, maxFrames: 32, context: { length: 16, overlap: 4 },
+ * });
+ * ```
  */
 export async function denoiseVideo(options: DenoiseVideoOptions): Promise<Float32Array> {
   const { scheduler, shape } = options;
