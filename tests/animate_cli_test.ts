@@ -344,7 +344,7 @@ Deno.test("animate: prompt travel with one keyframe at 0 equals the plain prompt
 
 Deno.test({
   name:
-    "animate: a motion LoRA at scale 0 changes nothing, at scale 1 it does (Diffusers-converted layout)",
+    "animate: a motion LoRA at scale 0 changes nothing, at scale 1 it does; an image LoRA applies",
   ignore: !hasShared,
   fn: async () => {
     const lora = sharedPath(
@@ -368,13 +368,17 @@ Deno.test({
       "--height",
       "64",
     ];
-    const dirs = ["lora_none", "lora_0", "lora_1"].map((d) => join(OUT, d));
+    const dirs = ["lora_none", "lora_0", "lora_1", "lora_image"].map((d) => join(OUT, d));
     await animate([...common, "-o", `${dirs[0]}/`]);
     await animate([...common, "--motion-lora", `${lora}:0`, "-o", `${dirs[1]}/`]);
     await animate([...common, "--motion-lora", lora, "-o", `${dirs[2]}/`]);
-    const [none, zero, one] = await Promise.all(dirs.map(framePixels));
+    // An image LoRA (kohya) on the model's spatial layers, as generate applies it.
+    const image = sharedPath("golden/models/tiny_sd/lora_kohya.safetensors");
+    await animate([...common, "--lora", image, "-o", `${dirs[3]}/`]);
+    const [none, zero, one, withImage] = await Promise.all(dirs.map(framePixels));
     none!.forEach((f, k) => assert.equal(maxDiff(f, zero![k]!), 0, `frame ${k}`));
     assert.ok(one!.some((f, k) => maxDiff(f, none![k]!) > 0));
+    assert.ok(withImage!.some((f, k) => maxDiff(f, none![k]!) > 0), "the image LoRA applies");
     const job = readMetadata(await Deno.readFile(join(dirs[2]!, "frame_000.png"))).job as {
       motionLora: Array<{ path: string; scale: number }>;
     };
