@@ -13,7 +13,9 @@
  * removed unless DENOISE_BENCH_KEEP=1). It reports wall time and peak RSS (VmHWM, reset at each
  * phase) of: model and motion-UNet setup plus prompt encoding, the denoising steps, and the VAE
  * decode (frame by frame). Knobs: DENOISE_BENCH_FRAMES (16), DENOISE_BENCH_SIZE (512),
- * DENOISE_BENCH_STEPS (1), DENOISE_BENCH_CFG (7.5), DENOISE_BENCH_THREADS (ORT's default).
+ * DENOISE_BENCH_STEPS (1), DENOISE_BENCH_CFG (7.5), DENOISE_BENCH_THREADS (ORT's default),
+ * DENOISE_BENCH_LOW_MEMORY=1 (`--low-memory`: text encoder freed before the loop, motion UNet
+ * before decoding). The build cache is `$DENOISE_BENCH_DIR/cache`: kept, a rerun's setup is a hit.
  */
 import { join } from "node:path";
 import { AnimateJob } from "../lib/job/animate.ts";
@@ -190,6 +192,7 @@ async function fullBenchmark(): Promise<void> {
   const steps = Number(Deno.env.get("DENOISE_BENCH_STEPS") ?? 1);
   const cfg = Number(Deno.env.get("DENOISE_BENCH_CFG") ?? 7.5);
   const threads = Deno.env.get("DENOISE_BENCH_THREADS");
+  const lowMemory = Deno.env.get("DENOISE_BENCH_LOW_MEMORY") === "1";
   const rows: Array<[string, string]> = [];
   const log = (k: string, v: string) => {
     rows.push([k, v]);
@@ -218,7 +221,7 @@ async function fullBenchmark(): Promise<void> {
     // Phases follow the pipeline's progress events: setup ends at the first denoise event,
     // the loop at the first decode event.
     const phases: Array<{ name: string; seconds: number; rss: number }> = [];
-    let phase = "setup: open the model, encode the prompt, build the motion UNet (cold cache)";
+    let phase = "setup: open the model, encode the prompt, build or load the motion UNet";
     resetPeakRss();
     t = performance.now();
     const next = (name: string) => {
