@@ -211,6 +211,11 @@ export function animateCommand() {
     )
     .option("--closed-loop", "looped_uniform: also join the last frames to the first")
     .option(
+      "--context-batch <n>",
+      "context windows per UNet call (default 1; more is fewer, larger calls and more memory)",
+      positiveInt("--context-batch"),
+    )
+    .option(
       "--prompt-map <json>",
       `prompt travel: '{"0": "a cat", "8": "a dog"}' (frame -> prompt, blended between keyframes; ` +
         "the prompt argument is put before each)",
@@ -255,6 +260,7 @@ export function animateCommand() {
   return command.action(async (prompt, commandOptions, cmd) => {
     const options = commandOptions as typeof commandOptions & DiffusionOptions & {
       format?: keyof typeof FORMATS;
+      contextBatch?: number;
     };
     const ctx = runContext(cmd);
     const flags = pickJobFlags(AnimateJob, explicitOptions(cmd));
@@ -277,6 +283,7 @@ export function animateCommand() {
       made = await runAnimateJob(runEnvironment(options), job, {
         onProgress: ctx.progress.report,
         onAdapters: debugLedger(ctx),
+        windowsPerCall: options.contextBatch,
         onMotionLoras: (ledgers) => {
           for (const l of ledgers) {
             ctx.debug(`motion LoRA ${l.name} (${l.layout}): ${l.applied.length} modules applied`);

@@ -163,6 +163,25 @@ Deno.test("animate: a 24-frame clip runs with a 16-frame module in context windo
   const frames = await framePixels(dir);
   assert.equal(frames.length, 24);
   assert.ok(frames.some((f, k) => k > 0 && maxDiff(f, frames[0]!) > 0), "frames differ");
+  // Both windows of each step in one UNet call (two clips): the same clip.
+  const batched = join(OUT, "long24_batched");
+  await animate([
+    ...BASE,
+    "--frames",
+    "24",
+    "--seed",
+    "1",
+    "--context-length",
+    "16",
+    "--context-batch",
+    "2",
+    "-o",
+    `${batched}/`,
+  ]);
+  const again = await framePixels(batched);
+  const worst = Math.max(...frames.map((f, k) => maxDiff(f, again[k]!)));
+  console.log(`--context-batch 2 vs 1: maxdiff ${worst}/255`);
+  assert.ok(worst <= 1, `maxdiff ${worst}`);
 });
 
 Deno.test("animate: animated WebP and GIF open in sharp with the frame count, frame rate and Job", async () => {

@@ -6,7 +6,7 @@
  *
  * One step: scale the input; split the frames into context windows (one window of every frame
  * without `context`); evaluate every (pass, window) clip — the unconditional pass first, as
- * Diffusers' `torch.cat([latents] * 2)` — in as few UNet calls as `windowsPerCall` allows; give
+ * Diffusers' `torch.cat([latents] * 2)` — `windowsPerCall` windows per UNet call; give
  * each frame the mean of its windows' predictions (AnimateDiff-Evolved's "flat" fuse: the sum
  * over windows divided by their count, so one window is the plain run exactly); classifier-free
  * guidance; scheduler step.
@@ -52,9 +52,9 @@ export interface DenoiseVideoOptions {
   /** Sliding context windows; absent: one window of every frame. */
   context?: ContextOptions | undefined;
   /**
-   * Windows evaluated together in one UNet call (each as its own clip, every pass). Default:
-   * as many as keep a call within `max(F, L)` frames per pass, so a call costs about what the
-   * clip would cost without windows.
+   * Windows evaluated together in one UNet call, each as its own clip (with every pass). Default
+   * 1: a call holds one window, so memory stays that of one window whatever the clip's length;
+   * more windows per call trade memory for fewer, larger calls.
    */
   windowsPerCall?: number | undefined;
   onProgress?: ProgressCallback | undefined;
@@ -191,8 +191,10 @@ export async function denoiseVideo(options: DenoiseVideoOptions): Promise<Float3
     for (const w of windows) byLength.set(w.length, [...(byLength.get(w.length) ?? []), w]);
     const sums = passes.map(() => new Float32Array(size));
     for (const [length, group] of byLength) {
-      const perCall = options.windowsPerCall ??
-        Math.max(1, Math.floor(Math.max(frames, length) / length));
+      const perCall = options.windowsPerCall ?? 1;
+      if (!Number.isInteger(perCall) || perCall < 1) {
+        throw new RangeError(`--context-batch must be a positive integer, got ${perCall}`);
+      }
       for (const call of chunks(group, perCall)) {
         // [passes * windows * L, C, h, w]: pass-major, then window, then frame
         const clips = passes.length * call.length;

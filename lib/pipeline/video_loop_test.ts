@@ -78,7 +78,7 @@ Deno.test("denoiseVideo() fuses overlapping windows as the mean of each frame's 
   });
   const windows = contextWindows(frames, 0, context);
   assert.deepEqual(windows.map((w) => w[0]), [0, 8]);
-  // 24 frames in 16-frame windows: one window per call (the default keeps a call near 24 frames).
+  // 24 frames in 16-frame windows: one window per call by default.
   assert.equal(calls.length, 2);
   assert.deepEqual(calls[0]!.sampleShape, [16, C, H, W]);
   assert.deepEqual(calls[0]!.hiddenShape, [1, 2, 2], "one conditioning row per clip");
@@ -96,6 +96,43 @@ Deno.test("denoiseVideo() fuses overlapping windows as the mean of each frame's 
       }
     }
   }
+});
+
+Deno.test("denoiseVideo() puts several windows in one call as separate clips when asked", async () => {
+  const frames = 24;
+  const run = async (windowsPerCall: number) => {
+    const shapes: number[][] = [];
+    const out = await denoiseVideo({
+      scheduler: identityScheduler(),
+      latents: video(frames),
+      shape: [1, C, frames, H, W],
+      conditioning: shared(cond(0), cond(1)),
+      guidanceScale: 3,
+      unet: (input) => {
+        shapes.push([...input.sampleShape, input.hiddenShape[0]]);
+        // Per clip: the clip's mean input value, so clips must stay separate to match.
+        const length = input.extra.num_frames!.data[0]!;
+        const clipSize = length * C * PLANE;
+        const out = new Float32Array(input.sample.length);
+        for (let at = 0; at < out.length; at += clipSize) {
+          const clip = input.sample.subarray(at, at + clipSize);
+          out.fill(clip.reduce((a, b) => a + b, 0) / clip.length, at, at + clipSize);
+        }
+        return Promise.resolve(out);
+      },
+      rng: new TorchCpuGenerator(0),
+      maxFrames: 16,
+      context: { length: 8, overlap: 2 },
+      windowsPerCall,
+    });
+    return { out, shapes };
+  };
+  const one = await run(1);
+  const three = await run(3);
+  assert.deepEqual(one.shapes.map((s) => s[0]), [16, 16, 16, 16]);
+  // Guidance doubles each window: 3 windows x 2 passes x 8 frames, one hidden row per clip.
+  assert.deepEqual(three.shapes, [[48, C, H, W, 6], [16, C, H, W, 2]]);
+  assert.deepEqual(three.out, one.out);
 });
 
 Deno.test("denoiseVideo() feeds per-frame conditioning rows, uncond clip first, for prompt travel", async () => {
