@@ -405,12 +405,15 @@ Deno.test({
   },
 });
 
-Deno.test("animate: two runs write byte-identical files", async () => {
+Deno.test("animate: two runs write byte-identical files; --job clip.gif remakes it", async () => {
   const a = join(OUT, "same_a.gif");
   const b = join(OUT, "same_b.gif");
+  const c = join(OUT, "same_c.gif");
   await animate([...BASE, "--frames", "4", "--seed", "11", "-o", a]);
   await animate([...BASE, "--frames", "4", "--seed", "11", "-o", b]);
   assert.deepEqual(await Deno.readFile(a), await Deno.readFile(b));
+  await animate(["animate", "--job", a, "-o", c]);
+  assert.deepEqual(await Deno.readFile(c), await Deno.readFile(a));
 });
 
 for (

@@ -21,9 +21,9 @@ export interface LoadedJob {
 }
 
 /**
- * The Job stored in an image: denoise's own "denoise" chunk, else one rebuilt from A1111
- * parameters (PNG text or JPEG/WebP EXIF); undefined when there is neither or the bytes are not
- * a readable image.
+ * The Job stored in an image: denoise's own (PNG "denoise" chunk, WebP EXIF or GIF comment
+ * `denoise:{...}`), else one rebuilt from A1111 parameters (PNG text or JPEG/WebP EXIF);
+ * undefined when there is neither or the bytes are not a readable image.
  *
  * @example
  * ```ts
@@ -74,7 +74,7 @@ export async function loadJobDocument(
 ): Promise<LoadedJob> {
   const input = await readInput(path, { ...options, what: "job" });
   const format = sniffFormat(input.bytes);
-  if (format === "png" || format === "jpeg" || format === "webp") {
+  if (format === "png" || format === "jpeg" || format === "webp" || format === "gif") {
     const job = jobFromImage(input.bytes);
     if (job === undefined) {
       throw new InputError(`The image in ${input.label} holds no denoise job`, {
