@@ -9,6 +9,7 @@ import denoConfig from "./deno.json" with { type: "json" };
 import { type AnyCommand, examples, progressOption, writeStderr } from "./commands/common.ts";
 import { controlnetCommand } from "./commands/controlnet.ts";
 import { captionCommand } from "./commands/caption.ts";
+import { animateCommand } from "./commands/animate.ts";
 import { convertCkptCommand } from "./commands/convert_ckpt.ts";
 import { generateCommand } from "./commands/generate.ts";
 import { img2imgCommand } from "./commands/img2img.ts";
@@ -31,6 +32,7 @@ const COMMANDS: Array<() => AnyCommand> = [
   controlnetCommand,
   upscaleCommand,
   preprocessCommand,
+  animateCommand,
   convertCkptCommand,
   captionCommand,
   loraTrainCommand,

@@ -23,6 +23,11 @@ export const LockedFile = z.object({
 /** One locked model. */
 export const LockedModel = z.object({
   description: z.string(),
+  /**
+   * What the entry holds: a pipeline for `--model` (the default), or an AnimateDiff motion module
+   * for `animate --motion-module` (its family is the base model it is made for).
+   */
+  kind: z.enum(["pipeline", "motion-module"]).optional(),
   /** The model family; "esrgan" is an ESRGAN-family upscaler (RRDBNet, SRVGGNetCompact). */
   family: z.enum([
     "sd1",

@@ -22,9 +22,9 @@ export interface LoadedJob {
 }
 
 /**
- * The Job stored in an image: denoise's own "denoise" chunk, else one rebuilt from A1111
- * parameters (PNG text or JPEG/WebP EXIF); undefined when there is neither or the bytes are not
- * a readable image.
+ * The Job stored in an image: denoise's own (PNG "denoise" chunk, WebP EXIF or GIF comment
+ * `denoise:{...}`), else one rebuilt from A1111 parameters (PNG text or JPEG/WebP EXIF);
+ * undefined when there is neither or the bytes are not a readable image.
  *
  * @example
  * ```ts
@@ -92,7 +92,7 @@ export async function loadJobDocument(
 ): Promise<LoadedJob> {
   const input = await readInput(path, { ...options, what: "job" });
   const format = sniffFormat(input.bytes);
-  if (format === "png" || format === "jpeg" || format === "webp") {
+  if (format === "png" || format === "jpeg" || format === "webp" || format === "gif") {
     // Strictly: a truncated or damaged image is an error, not a source of a partial job.
     try {
       readMetadata(input.bytes);

@@ -24,3 +24,4 @@ export * from "./upscale.ts";
 export * from "./preprocess.ts";
 export * from "./caption.ts";
 export * from "./lora_train.ts";
+export * from "./animate.ts";
