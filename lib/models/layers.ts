@@ -251,12 +251,19 @@ export function gelu(g: GraphBuilder, x: Value): Value {
 export interface Conv2dOptions {
   kernel?: number;
   stride?: number;
-  /** Symmetric zero padding (default `(kernel - 1) / 2`). */
+  /** Symmetric zero padding (default `dilation * (kernel - 1) / 2`). */
   padding?: number;
   bias?: boolean;
+  /** Spacing between kernel taps (default 1). */
+  dilation?: number;
+  /** Channel groups (default 1); `groups = inChannels` is a depthwise convolution. */
+  groups?: number;
 }
 
-/** torch.nn.Conv2d with weights `${name}.weight` [out, in, k, k] and `${name}.bias` [out]. */
+/**
+ * torch.nn.Conv2d with weights `${name}.weight` [out, in / groups, k, k] and `${name}.bias`
+ * [out].
+ */
 export function conv2d(
   c: ModelContext,
   name: string,
@@ -267,8 +274,15 @@ export function conv2d(
 ): Value {
   const k = options.kernel ?? 3;
   const stride = options.stride ?? 1;
-  const pad = options.padding ?? Math.floor((k - 1) / 2);
-  const w = c.param(`${name}.weight`, [outChannels, inChannels, k, k]);
+  const dilation = options.dilation ?? 1;
+  const groups = options.groups ?? 1;
+  const pad = options.padding ?? Math.floor((dilation * (k - 1)) / 2);
+  if (inChannels % groups !== 0 || outChannels % groups !== 0) {
+    throw new RangeError(
+      `Cannot build ${c.what}: "${name}" has ${inChannels} -> ${outChannels} channels, not divisible into ${groups} groups`,
+    );
+  }
+  const w = c.param(`${name}.weight`, [outChannels, inChannels / groups, k, k]);
   const b = options.bias === false ? null : c.param(`${name}.bias`, [outChannels]);
   return c.g.scope(name, () =>
     // [B, Cin, H, W] -> [B, Cout, H', W']
@@ -276,6 +290,8 @@ export function conv2d(
       kernel_shape: [k, k],
       strides: [stride, stride],
       pads: [pad, pad, pad, pad],
+      ...(dilation !== 1 ? { dilations: [dilation, dilation] } : {}),
+      ...(groups !== 1 ? { group: groups } : {}),
     }));
 }
 
