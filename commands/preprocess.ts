@@ -1,7 +1,7 @@
 /**
  * `denoise preprocess KIND [IMAGE|-] -o OUT`: make the control image a ControlNet expects (canny
  * edges, tile blur, content shuffle, scribble, line art, inversion, Depth Anything depth,
- * DWPose skeletons). The kind's options are flags derived from the preprocessor table's option
+ * DWPose skeletons, HED/PiDiNet soft edges, model line art). The kind's options are flags derived from the preprocessor table's option
  * specs (lib/preprocess), so they are written once; the result carries its Job in metadata.
  *
  * @module
@@ -104,8 +104,11 @@ function kindsHelp(): string {
       lines.push(`      ${flag.padEnd(22)} ${o.description}${range}`);
     }
     if (p.model !== undefined) {
+      const single = p.model.format === "weights" || Object.keys(p.model.files).length === 1;
       lines.push(
-        `      model: --model ALIAS|FOLDER (default alias ${p.model.defaultAlias}: ${
+        `      model: --model ALIAS|FOLDER${
+          single ? "|FILE" : ""
+        } (default alias ${p.model.defaultAlias}: ${
           Object.values(p.model.files).map((n) => n[0]).join(", ")
         })`,
       );
@@ -210,7 +213,8 @@ export function preprocessCommand() {
     .option("--quality <q>", "JPEG/WebP quality 1-100 (default 95)", positiveInt("--quality"))
     .option(
       "-m, --model <alias|folder|file>",
-      "depth/openpose: the ONNX model (default: the kind's alias in models.lock.json)",
+      "model-based kinds: an alias, a folder of the model's files, or a file (default: the " +
+        "kind's alias in models.lock.json)",
     )
     .option(
       "--detect-resolution <px>",
@@ -261,6 +265,14 @@ export function preprocessCommand() {
           [
             "denoise preprocess openpose people.png --no-face -o pose.png",
             "DWPose skeletons (denoise models pull dwpose first)",
+          ],
+          [
+            "denoise preprocess softedge photo.png --safe -o soft.png",
+            "HED soft edges (denoise models pull hed first; -m pidinet for PiDiNet)",
+          ],
+          [
+            "denoise preprocess lineart photo.png -m ./sk_model.pth -o lines.png",
+            "line art from a weight file (--coarse with the lineart alias: sk_model2.pth)",
           ],
           [
             "denoise meta read edges.png | denoise preprocess --job - photo.png -o again.png",
@@ -369,6 +381,7 @@ export function preprocessCommand() {
       : await resolvePreprocessorModel(preprocessor, job.model, {
         lock: env.lock,
         cacheDir: env.cacheDir,
+        options: resolved,
       });
 
     // 4. The input: the argument, else the image the job names, else stdin.
@@ -397,6 +410,7 @@ export function preprocessCommand() {
       : detectResize(image, job.detectResolution);
     const control = await preprocess(work, kind, resolved, {
       ...(models !== undefined ? { models } : {}),
+      cacheDir: env.cacheDir,
       session: {
         ...(env.threads !== undefined ? { threads: env.threads } : {}),
         executionProvider: env.device ?? "cpu",

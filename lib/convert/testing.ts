@@ -97,22 +97,38 @@ const STORAGE: Record<string, string> = {
   I64: "LongStorage",
 };
 
+/** Options of {@linkcode writeTorchCheckpoint}. */
+export interface TorchCheckpointOptions {
+  /**
+   * Save the state dict itself as the top-level object (`torch.save(model.state_dict())`, as
+   * annotator files are), as a `collections.OrderedDict`; `globalStep` is then ignored.
+   */
+  bare?: boolean;
+}
+
 /**
  * Writes tensors as a torch.save (zip, pickle protocol 2) checkpoint the way PyTorch lays it out:
- * `{"global_step": step, "state_dict": {name: tensor}}` with one storage per tensor under
- * `archive/data/<n>`. Only for tests: it lets the .ckpt path run without PyTorch.
+ * `{"global_step": step, "state_dict": {name: tensor}}` (or, with `bare`, the state dict alone)
+ * with one storage per tensor under `archive/data/<n>`. Only for tests: it lets the .ckpt path
+ * run without PyTorch.
  */
 export async function writeTorchCheckpoint(
   path: string,
   tensors: Array<{ name: string; dtype: string; shape: number[]; data: Uint8Array }>,
   globalStep?: number,
+  options: TorchCheckpointOptions = {},
 ): Promise<void> {
   const { zipSync } = await import("fflate");
   const files: Record<string, Uint8Array> = {};
   const op = (s: string) => ENC.encode(s);
-  const parts: Uint8Array[] = [Uint8Array.of(0x80, 2), op("}(")]; // PROTO 2, EMPTY_DICT, MARK
-  if (globalStep !== undefined) parts.push(binUnicode("global_step"), binInt(globalStep));
-  parts.push(binUnicode("state_dict"), op("}("));
+  const parts: Uint8Array[] = [Uint8Array.of(0x80, 2)]; // PROTO 2
+  if (options.bare) {
+    parts.push(op("ccollections\nOrderedDict\n)R(")); // OrderedDict(), MARK
+  } else {
+    parts.push(op("}(")); // EMPTY_DICT, MARK
+    if (globalStep !== undefined) parts.push(binUnicode("global_step"), binInt(globalStep));
+    parts.push(binUnicode("state_dict"), op("}("));
+  }
   tensors.forEach((t, k) => {
     const storage = STORAGE[t.dtype];
     if (storage === undefined) throw new TypeError(`No torch storage for ${t.dtype}`);
@@ -140,7 +156,8 @@ export async function writeTorchCheckpoint(
       op("tR"),
     );
   });
-  parts.push(op("uu.")); // SETITEMS (state_dict), SETITEMS (root), STOP
+  // SETITEMS (state_dict)[, SETITEMS (root)], STOP
+  parts.push(op(options.bare ? "u." : "uu."));
   files["archive/data.pkl"] = concat(parts);
   files["archive/version"] = op("3\n");
   files["archive/byteorder"] = op("little");

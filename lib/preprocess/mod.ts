@@ -1,8 +1,9 @@
 /**
  * ControlNet preprocessors: each turns decoded pixels into the RGB control image a ControlNet 1.1
  * net expects (canny edges, a tile blur, a content shuffle, an XDoG scribble, standard line art,
- * an inversion; with a published ONNX model, Depth Anything depth and DWPose skeletons),
- * reproducing the reference implementation it names.
+ * an inversion; with a published ONNX model, Depth Anything depth and DWPose skeletons; with
+ * annotator weights built into graphs, HED/PiDiNet soft edges and model line art), reproducing
+ * the reference implementation it names.
  *
  * @example
  * ```ts
@@ -16,6 +17,13 @@
  * @module
  */
 export { CANNY_OPTIONS, cannyControl, type CannyControlOptions } from "./canny.ts";
+export {
+  annotatorInput,
+  type AnnotatorSession,
+  grayToRgb,
+  openAnnotator,
+  padEdge,
+} from "./annotator_session.ts";
 export {
   DEPTH_OPTIONS,
   depthControl,
@@ -45,6 +53,7 @@ export {
 } from "./model_files.ts";
 export { detectResize, resizeControl, resolutionSize } from "./resolution.ts";
 export { invertControl } from "./invert.ts";
+export { invertedLine, LINEART_OPTIONS, lineartControl } from "./lineart.ts";
 export {
   LINEART_STANDARD_OPTIONS,
   lineartStandardControl,
@@ -76,4 +85,13 @@ export {
   type ScribbleXdogOptions,
 } from "./scribble_xdog.ts";
 export { SHUFFLE_OPTIONS, shuffleControl, type ShuffleOptions } from "./shuffle.ts";
+export {
+  type EdgeMap,
+  hedEdges,
+  pidinetEdges,
+  safeStep,
+  SOFTEDGE_OPTIONS,
+  softedgeControl,
+  type SoftedgeOptions,
+} from "./softedge.ts";
 export { TILE_OPTIONS, tileControl, type TileOptions } from "./tile.ts";

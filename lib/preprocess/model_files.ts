@@ -1,7 +1,8 @@
 /**
- * Finding the ONNX files of a model-based preprocessor from `--model`: an alias from
+ * Finding the model files of a model-based preprocessor from `--model`: an alias from
  * models.lock.json (pulled into the cache), a folder holding the files under their published
- * names, or, for a preprocessor with one file, that `.onnx` file itself.
+ * names, or a single file (an `.onnx` file for a preprocessor with one ONNX model; any weight file
+ * for one whose network is built from weights).
  *
  * @module
  */
@@ -11,15 +12,20 @@ import { ModelNotFoundError, UsageError } from "../errors.ts";
 import { type ModelsLock, modelStatus } from "../hub/mod.ts";
 import type { Preprocessor } from "./preprocessor.ts";
 
-/** Role -> absolute path of its ONNX file. */
+/** Role -> absolute path of its model file. */
 export type ResolvedModelFiles = Record<string, string>;
 
-/** Where aliases are looked up. */
+/** Where aliases are looked up, and what the run needs. */
 export interface ResolvePreprocessorModelOptions {
   /** Model aliases (models.lock.json). */
   lock?: ModelsLock | undefined;
   /** The cache root models are pulled into. */
   cacheDir?: string | undefined;
+  /**
+   * The run's resolved options: a preprocessor whose `model.roles` depends on them needs only
+   * those roles' files (default: every role).
+   */
+  options?: Readonly<Record<string, unknown>> | undefined;
 }
 
 /**
@@ -45,12 +51,17 @@ export async function resolvePreprocessorModel(
       hint: "drop --model",
     });
   }
-  const roles = Object.entries(model.files);
+  const needed = model.roles?.(options.options ?? {});
+  const roles = Object.entries(model.files).filter(([role]) =>
+    needed === undefined || needed.includes(role)
+  );
   const expected = roles.map(([, names]) => names[0]!).join(" and ");
   const given = spec ?? model.defaultAlias;
   if (existsSync(given)) {
     const path = resolve(given);
     if (statSync(path).isDirectory()) return filesInFolder(kind, path, roles, expected);
+    // A weight file holds one network, which serves whichever role the run needs.
+    if (model.format === "weights") return Object.fromEntries(roles.map(([role]) => [role, path]));
     if (roles.length === 1 && /\.onnx$/i.test(path)) return { [roles[0]![0]]: path };
     throw new UsageError(
       roles.length === 1
@@ -61,7 +72,12 @@ export async function resolvePreprocessorModel(
   }
   const locked = options.lock?.models[given];
   if (locked !== undefined && options.cacheDir !== undefined) {
-    const status = await modelStatus(options.cacheDir, given, locked);
+    const all = await modelStatus(options.cacheDir, given, locked);
+    const wanted = roles.flatMap(([, names]) => names);
+    // Only the files this run needs must be there (an alias may hold a file for each option).
+    const status = all.some((s) => wanted.includes(basename(s.path)))
+      ? all.filter((s) => wanted.includes(basename(s.path)))
+      : all;
     if (status.some((s) => !s.present)) {
       throw new ModelNotFoundError(`The ${kind} model "${given}" is not downloaded`, {
         hint:

@@ -9,7 +9,10 @@ import type { RgbImage } from "../image/gray.ts";
 import type { SessionOptions } from "../onnx/session.ts";
 import type { OptionSpec } from "./options.ts";
 
-/** The preprocessors: model-free ones, then those that run a published ONNX model. */
+/**
+ * The preprocessors: model-free ones, then those that run a published ONNX model, then those
+ * whose network is built from its weights.
+ */
 export type PreprocessorKind =
   | "canny"
   | "tile"
@@ -18,25 +21,43 @@ export type PreprocessorKind =
   | "lineart_standard"
   | "invert"
   | "depth"
-  | "openpose";
+  | "openpose"
+  | "softedge"
+  | "lineart";
 
-/** The ONNX files a model-based preprocessor runs, by role. */
+/** The model files a model-based preprocessor runs, by role. */
 export interface PreprocessorModel {
   /** The models.lock.json alias used when no model is given. */
   readonly defaultAlias: string;
   /**
    * Role -> the file names that fill it in a model folder (first found wins; also looked up in an
-   * `onnx/` subfolder). A preprocessor with one role also takes a single `.onnx` file.
+   * `onnx/` subfolder). A preprocessor with one role also takes a single file.
    */
   readonly files: Readonly<Record<string, readonly string[]>>;
+  /**
+   * `"onnx"` (default): published ONNX exports, a single file must be `.onnx`; `"weights"`:
+   * weight files (`.pth`, `.pt`, `.bin`, `.safetensors`) whose network is built by denoise, and a
+   * single file fills every role.
+   */
+  readonly format?: "onnx" | "weights";
+  /**
+   * The roles a run with these (resolved) options needs (default: every role), so that a folder
+   * or alias needs only those files.
+   */
+  readonly roles?: (options: Readonly<Record<string, unknown>>) => readonly string[];
 }
 
 /** What a model-based preprocessor's run needs besides pixels and options. */
 export interface PreprocessContext {
-  /** Role -> path of the ONNX file (see {@linkcode PreprocessorModel}). */
+  /** Role -> path of the model file (see {@linkcode PreprocessorModel}). */
   readonly models?: Readonly<Record<string, string>>;
   /** Threads and execution provider of the ONNX sessions. */
   readonly session?: SessionOptions;
+  /**
+   * The cache root; networks built from weights keep their graphs in `<cacheDir>/graphs/`
+   * (needed by `softedge` and `lineart`).
+   */
+  readonly cacheDir?: string;
 }
 
 /**
@@ -54,7 +75,7 @@ export interface Preprocessor {
   /** Where the semantics come from (the reference implementation it reproduces). */
   readonly reference: string;
   readonly options: readonly OptionSpec[];
-  /** The ONNX model(s) it runs; absent for model-free preprocessors. */
+  /** The model(s) it runs; absent for model-free preprocessors. */
   readonly model?: PreprocessorModel;
   run(
     image: RawImage,

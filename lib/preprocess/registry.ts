@@ -9,15 +9,20 @@ import type { RgbImage } from "../image/gray.ts";
 import { cannyPreprocessor } from "./canny.ts";
 import { depthPreprocessor } from "./depth.ts";
 import { invertPreprocessor } from "./invert.ts";
+import { lineartPreprocessor } from "./lineart.ts";
 import { lineartStandardPreprocessor } from "./lineart_standard.ts";
 import { openposePreprocessor } from "./openpose.ts";
 import { type ResolvedOptions, resolveOptions } from "./options.ts";
 import type { PreprocessContext, Preprocessor, PreprocessorKind } from "./preprocessor.ts";
 import { scribbleXdogPreprocessor } from "./scribble_xdog.ts";
 import { shufflePreprocessor } from "./shuffle.ts";
+import { softedgePreprocessor } from "./softedge.ts";
 import { tilePreprocessor } from "./tile.ts";
 
-/** Every preprocessor, by kind: the model-free ones, then those that run an ONNX model. */
+/**
+ * Every preprocessor, by kind: the model-free ones, then those that run an ONNX model, then those
+ * whose network is built from its weights.
+ */
 export const PREPROCESSORS: Readonly<Record<PreprocessorKind, Preprocessor>> = {
   canny: cannyPreprocessor,
   tile: tilePreprocessor,
@@ -27,6 +32,8 @@ export const PREPROCESSORS: Readonly<Record<PreprocessorKind, Preprocessor>> = {
   invert: invertPreprocessor,
   depth: depthPreprocessor,
   openpose: openposePreprocessor,
+  softedge: softedgePreprocessor,
+  lineart: lineartPreprocessor,
 };
 
 /** The kind names, in listing order. */
@@ -79,7 +86,7 @@ export function resolvePreprocessOptions(
 /**
  * Runs the preprocessor `kind` on decoded pixels and returns the RGB control image (the input's
  * size, except `tile` with `resizeBack: false`). Model-based kinds need their model files in
- * `context.models`.
+ * `context.models` (and `softedge`/`lineart` a `context.cacheDir` for the graphs they build).
  *
  * @example
  * ```ts
