@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { WeightsError } from "../errors.ts";
 import type { OnnxModel, TensorSource } from "../onnx/graph.ts";
 import { openWeights, type OpenWeightsOptions } from "../weights/weight_source.ts";
 import { buildHed, detectHedConfig, type HedConfig } from "./hed.ts";
@@ -56,7 +57,7 @@ export function annotatorKeyNames(stored: readonly string[]): Map<string, string
 }
 
 /**
- * The network a state dict holds (by key names) and its config (by shapes). Throws a TypeError
+ * The network a state dict holds (by key names) and its config (by shapes). Throws a WeightsError (a TypeError, exit 3)
  * when it is none of ControlNetHED, PiDiNet and the line-art Generator.
  *
  * @example
@@ -74,10 +75,10 @@ export function detectAnnotatorConfig(
   if (shapes.has("block1.convs.0.weight")) return detectHedConfig(shapes, options);
   if (shapes.has("init_block.weight")) return detectPidinetConfig(shapes, options);
   if (shapes.has("model0.1.weight")) return detectLineartConfig(shapes, options);
-  const where = options.source === undefined ? "The weights" : `"${options.source}"`;
+  const where = options.source === undefined ? "the weights" : `"${options.source}"`;
   const some = [...shapes.keys()].slice(0, 3).map((k) => `"${k}"`).join(", ");
-  throw new TypeError(
-    `${where} hold no annotator network this build knows (keys ${some || "none"}...): expected ` +
+  throw new WeightsError(
+    `Cannot read ${where} as an annotator network (keys ${some || "none"}, ...): use ` +
       "ControlNetHED.pth (block1.convs.*), table5_pidinet.pth (init_block.*) or sk_model.pth " +
       "(model0.1.*) from lllyasviel/Annotators",
   );
@@ -88,7 +89,7 @@ export function detectAnnotatorConfig(
  * the file and are referenced in place; others (fp16 files) are converted to float32 in memory.
  * The file is closed on return.
  *
- * Throws a TypeError when the file holds no known annotator network, and the unpickler's
+ * Throws a WeightsError (a TypeError, exit 3) when the file holds no known annotator network, and the unpickler's
  * `UnsafePickleError` (a RangeError) when a .pth asks for globals a weight file never needs.
  *
  * @example

@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { WeightsError } from "../errors.ts";
 import { GraphBuilder, type OnnxModel, type TensorSource } from "../onnx/graph.ts";
 import { collectParameterShapes, conv2d, ModelContext } from "./layers.ts";
 
@@ -61,7 +62,7 @@ export function controlNetHedConfig(): HedConfig {
 
 /**
  * The HED config a state dict describes, from its key names and shapes: `blockN.convs.K.weight`
- * give each block's channels and convolution count. Throws a TypeError naming what does not fit.
+ * give each block's channels and convolution count. Throws a WeightsError (a TypeError, exit 3) naming what does not fit.
  *
  * @example
  * ```ts
@@ -82,7 +83,7 @@ export function detectHedConfig(
   const where = options.source === undefined ? "the weights" : `"${options.source}"`;
   const norm = shapes.get("norm");
   if (norm === undefined || norm.length !== 4 || norm[0] !== 1 || norm[2] !== 1 || norm[3] !== 1) {
-    throw new TypeError(
+    throw new WeightsError(
       `Cannot read ${where} as ControlNetHED: "norm" is ${
         norm === undefined ? "missing" : `[${norm}]`
       }, expected [1, C, 1, 1]`,
@@ -95,7 +96,7 @@ export function detectHedConfig(
     while (shapes.has(`block${b}.convs.${layers}.weight`)) layers++;
     const first = shapes.get(`block${b}.convs.0.weight`)!;
     if (first.length !== 4 || first[1] !== previous) {
-      throw new TypeError(
+      throw new WeightsError(
         `Cannot read ${where} as ControlNetHED: "block${b}.convs.0.weight" is [${first}], expected [C, ${previous}, 3, 3]`,
       );
     }
@@ -103,7 +104,9 @@ export function detectHedConfig(
     previous = first[0]!;
   }
   if (blocks.length === 0) {
-    throw new TypeError(`Cannot read ${where} as ControlNetHED: it has no "block1.convs.0.weight"`);
+    throw new WeightsError(
+      `Cannot read ${where} as ControlNetHED: it has no "block1.convs.0.weight"`,
+    );
   }
   return { architecture: "hed", inChannels: norm[1]!, blocks };
 }

@@ -22,6 +22,7 @@
  *
  * @module
  */
+import { WeightsError } from "../errors.ts";
 import { GraphBuilder, type OnnxModel, type TensorSource, type Value } from "../onnx/graph.ts";
 import { collectParameterShapes, conv2d, ModelContext } from "./layers.ts";
 
@@ -79,7 +80,7 @@ export function detectLineartConfig(
   const first = shapes.get("model0.1.weight");
   const last = shapes.get("model4.1.weight");
   if (first === undefined || first.length !== 4 || last === undefined || last.length !== 4) {
-    throw new TypeError(
+    throw new WeightsError(
       `Cannot read ${where} as a line-art generator: "model0.1.weight" and "model4.1.weight" must be 4-D conv weights`,
     );
   }

@@ -28,6 +28,7 @@
  *
  * @module
  */
+import { WeightsError } from "../errors.ts";
 import { GraphBuilder, type OnnxModel, type TensorSource, type Value } from "../onnx/graph.ts";
 import { collectParameterShapes, conv2d, ModelContext } from "./layers.ts";
 
@@ -103,7 +104,7 @@ function blockSpecs(inplane: number): BlockSpec[] {
  * The PiDiNet config a state dict describes (keys without `module.`): `init_block.weight` gives
  * `inplane`, `dilations.0.conv1.weight` the CDCM width, `attentions.*` whether CSAM is there.
  * The pixel difference types cannot be read from shapes (every kernel is 3x3); they are carv4,
- * the only configuration released for ControlNet. Throws a TypeError naming what does not fit.
+ * the only configuration released for ControlNet. Throws a WeightsError (a TypeError, exit 3) naming what does not fit.
  *
  * @example
  * ```ts
@@ -119,7 +120,7 @@ export function detectPidinetConfig(
   const where = options.source === undefined ? "the weights" : `"${options.source}"`;
   const init = shapes.get("init_block.weight");
   if (init === undefined || init.length !== 4 || init[1] !== 3 || init[2] !== 3) {
-    throw new TypeError(
+    throw new WeightsError(
       `Cannot read ${where} as PiDiNet: "init_block.weight" is ${
         init === undefined ? "missing" : `[${init}]`
       }, expected [C, 3, 3, 3]`,
@@ -127,7 +128,7 @@ export function detectPidinetConfig(
   }
   const rd = shapes.get("block1_2.conv1.weight");
   if (rd !== undefined && rd[2] === 5) {
-    throw new TypeError(
+    throw new WeightsError(
       `Cannot read ${where} as PiDiNet: it is a converted PiDiNet (5x5 radial kernels), which is ` +
         "not supported; use the training checkpoint (table5_pidinet.pth), whose kernels are 3x3",
     );
@@ -253,10 +254,24 @@ function pdcBlock(
 }
 
 /**
- * A 3x3 pixel difference convolution without bias (`Conv2d(pdc, ...)`, padding 1): the stored
- * kernel `${name}.weight` [cout, cin / groups, 3, 3] transformed as the module doc says.
+ * A 3x3 pixel difference convolution without bias (`Conv2d(pdc, ...)`, padding 1; the radial
+ * type a 5x5 kernel with padding 2): the stored kernel `${name}.weight` [cout, cin / groups, 3,
+ * 3] transformed as the module doc says. [B, cin, H, W] -> [B, cout, H, W].
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder } from "../onnx/graph.ts";
+ * import { ModelContext, memoryWeights } from "./layers.ts";
+ * import { pixelDifferenceConv } from "./pidinet.ts";
+ * const g = new GraphBuilder("pdc");
+ * const w = memoryWeights(new Map([["conv.weight", { shape: [2, 1, 3, 3], data: new Float32Array(18) }]]));
+ * const c = new ModelContext(g, "pdc", w);
+ * const y = pixelDifferenceConv(c, "conv", g.input("x", "float32", [1, 2, 4, 4]), 2, 2, "rd", 2);
+ * g.output(y, "y", "float32", [1, 2, 4, 4]);
+ * c.finish();
+ * ```
  */
-function pixelDifferenceConv(
+export function pixelDifferenceConv(
   c: ModelContext,
   name: string,
   x: Value,

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { WeightsError } from "../errors.ts";
 import type { RgbImage } from "../image/gray.ts";
 import { openComponent } from "../model_io/engine.ts";
 import {
@@ -29,7 +30,7 @@ export interface AnnotatorSession {
 /**
  * Opens the annotator network in `path` for the preprocessor `kind`, which accepts the
  * architectures `accepted`. Needs `context.cacheDir` (where built graphs are kept). Throws a
- * TypeError when the file holds another network (naming both).
+ * WeightsError (exit 3) when the file holds another network (naming both).
  *
  * @example
  * ```ts ignore
@@ -49,10 +50,12 @@ export async function openAnnotator(
   }
   const config = await probeAnnotatorConfig(path);
   if (!accepted.includes(config.architecture)) {
-    throw new TypeError(
+    const other = config.architecture === "lineart" ? "lineart" : "softedge";
+    throw new WeightsError(
       `${kind}: "${path}" holds ${ANNOTATOR_NAMES[config.architecture]}, not ${
         accepted.map((a) => ANNOTATOR_NAMES[a]).join(" or ")
       }`,
+      { hint: `"denoise preprocess ${other}" runs it; see --help for ${kind}'s model` },
     );
   }
   const session = await openComponent({
