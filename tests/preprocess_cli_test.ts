@@ -9,8 +9,16 @@ import { join } from "node:path";
 import { decodeImage, encodeImage } from "../lib/image/codec.ts";
 import { readMetadata } from "../lib/meta/read.ts";
 import { cannyControl } from "../lib/preprocess/canny.ts";
+import { lineartPreprocessor } from "../lib/preprocess/lineart.ts";
+import { softedgePreprocessor } from "../lib/preprocess/softedge.ts";
 import { runCli, runPipeline } from "./cli.ts";
-import { writeTinyDepthModel, writeTinyDwposeModels } from "./fixtures/preprocess_models.ts";
+import {
+  writeTinyDepthModel,
+  writeTinyDwposeModels,
+  writeTinyHed,
+  writeTinyLineart,
+  writeTinyPidinet,
+} from "./fixtures/preprocess_models.ts";
 import { hasShared, sharedPath } from "./shared.ts";
 
 function oneLineError(stderr: string): string {
@@ -181,6 +189,98 @@ Deno.test("preprocess depth and openpose run models with the exports' signatures
   });
 });
 
+Deno.test("preprocess softedge and lineart build their networks from .pth weights (a file, a folder) and replay", async () => {
+  await withTemp(async (dir) => {
+    const input = join(dir, "photo.png");
+    await Deno.writeFile(input, await encodeImage(picture(), "png"));
+    const hed = await writeTinyHed(join(dir, "ControlNetHED.pth"));
+    await Deno.mkdir(join(dir, "pidi"));
+    await writeTinyPidinet(join(dir, "pidi", "table5_pidinet.pth"));
+    await Deno.mkdir(join(dir, "annotators"));
+    await writeTinyLineart(join(dir, "annotators", "sk_model.pth"));
+    await writeTinyLineart(join(dir, "annotators", "sk_model2.pth"), { coarse: true });
+    const env = { DENOISE_HOME: join(dir, "home") };
+    const r = await runPipeline(
+      `denoise preprocess softedge "${input}" -m "${hed}" --safe -o "${dir}/hed.png" && ` +
+        `denoise preprocess softedge "${input}" -m "${dir}/pidi" -o "${dir}/pidi.png" && ` +
+        `denoise preprocess lineart "${input}" -m "${dir}/annotators" --coarse -o "${dir}/coarse.png" && ` +
+        `denoise preprocess lineart "${input}" -m "${dir}/annotators" | denoise meta read - > "${dir}/meta.json"`,
+      { env },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    // The pixels: the library's preprocessors on the decoded input.
+    const work = join(dir, "lib-cache");
+    const expect = {
+      hed: await softedgePreprocessor.run(picture(), { safe: true }, {
+        models: { softedge: hed },
+        cacheDir: work,
+      }),
+      pidi: await softedgePreprocessor.run(picture(), {}, {
+        models: { softedge: join(dir, "pidi", "table5_pidinet.pth") },
+        cacheDir: work,
+      }),
+      coarse: await lineartPreprocessor.run(picture(), { coarse: true }, {
+        models: { coarse: join(dir, "annotators", "sk_model2.pth") },
+        cacheDir: work,
+      }),
+    };
+    for (const [name, control] of Object.entries(expect)) {
+      const image = await decodeImage(await Deno.readFile(join(dir, `${name}.png`)), {
+        channels: 3,
+      });
+      assert.deepEqual([image.width, image.height], [64, 48]);
+      assert.deepEqual(image.data, control.data, name);
+    }
+    // Graphs were built once per network into DENOISE_HOME's cache.
+    const graphs = [...Deno.readDirSync(join(dir, "home", "graphs"))].map((e) => e.name).sort();
+    assert.deepEqual(graphs.map((n) => n.split("-")[0]), ["hed", "lineart", "lineart", "pidinet"]);
+    // The Job records the kind, its options and the model as given.
+    const bytes = await Deno.readFile(join(dir, "hed.png"));
+    const job = readMetadata(bytes).job as Record<string, unknown>;
+    assert.equal(job.kind, "softedge");
+    assert.deepEqual(job.options, { safe: true });
+    assert.equal(job.model, hed);
+    const meta = JSON.parse(await Deno.readTextFile(join(dir, "meta.json")));
+    assert.deepEqual(meta.job.options, { coarse: false });
+    assert.equal(meta.job.model, join(dir, "annotators"));
+    // Replayed from its own metadata: the same image.
+    const again = await runCli([
+      "preprocess",
+      "--job",
+      join(dir, "hed.png"),
+      "-o",
+      join(dir, "again.png"),
+    ], {
+      env,
+    });
+    assert.equal(again.code, 0, again.stderr);
+    const a = await decodeImage(await Deno.readFile(join(dir, "again.png")), { channels: 3 });
+    assert.deepEqual(a.data, expect.hed.data);
+    // Wrong or missing files: one line, exit 3 or 4, no output.
+    const out = join(dir, "out.png");
+    const cases: Array<[string[], number, RegExp]> = [
+      [
+        ["preprocess", "softedge", input, "-m", join(dir, "annotators", "sk_model.pth"), "-o", out],
+        3,
+        /softedge: ".*sk_model.pth" holds the line-art Generator \(sk_model\), not ControlNetHED/,
+      ],
+      [
+        ["preprocess", "lineart", input, "--coarse", "-m", join(dir, "pidi"), "-o", out],
+        4,
+        /holds no sk_model2.pth \(the lineart coarse model\)/,
+      ],
+      [["preprocess", "softedge", input, "-o", out], 4, /softedge model "hed" is not downloaded/],
+      [["preprocess", "canny", input, "--safe", "-o", out], 2, /--safe is an option of softedge/],
+    ];
+    for (const [args, code, message] of cases) {
+      const bad = await runCli(args, { env });
+      assert.equal(bad.code, code, `${args.join(" ")}: ${bad.stderr}`);
+      assert.match(oneLineError(bad.stderr), message);
+      assert.ok(!existsSync(out), `${args.join(" ")} left ${out}`);
+    }
+  });
+});
+
 Deno.test("preprocess refuses bad input with one line, a documented exit code and no file", async () => {
   await withTemp(async (dir) => {
     const input = join(dir, "photo.png");
@@ -193,7 +293,7 @@ Deno.test("preprocess refuses bad input with one line, a documented exit code an
       [
         ["preprocess", "sobel", input, "-o", out],
         2,
-        /Unknown preprocessor "sobel": use one of canny, tile, shuffle, scribble_xdog, lineart_standard, invert, depth, openpose/,
+        /Unknown preprocessor "sobel": use one of canny, tile, shuffle, scribble_xdog, lineart_standard, invert, depth, openpose, softedge, lineart/,
       ],
       [
         ["preprocess", "canny", input, "--low", "-1", "-o", out],

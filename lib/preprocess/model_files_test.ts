@@ -18,6 +18,17 @@ const LOCK = parseLock(JSON.stringify({
       ],
       verified: false,
     },
+    lineart: {
+      description: "t",
+      family: "preprocessor",
+      source: { hub: "huggingface", repo: "a/b", revision: "1".repeat(40) },
+      layout: "single-file",
+      files: [
+        { path: "sk_model.pth", size: null, sha256: null },
+        { path: "sk_model2.pth", size: null, sha256: null },
+      ],
+      verified: false,
+    },
   },
 }));
 
@@ -74,6 +85,69 @@ Deno.test("resolvePreprocessorModel() finds files in a folder, a single .onnx fi
     await assert.rejects(() => resolvePreprocessorModel(getPreprocessor("canny"), "x"), {
       name: "UsageError",
     });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("resolvePreprocessorModel() takes any weight file for built networks and only the roles the options need", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const softedge = getPreprocessor("softedge");
+    const lineart = getPreprocessor("lineart");
+    // A single weight file (any name) fills the roles; a folder is searched by published names.
+    await Deno.writeTextFile(join(dir, "my_hed.pt"), "x");
+    assert.deepEqual(await resolvePreprocessorModel(softedge, join(dir, "my_hed.pt")), {
+      softedge: join(dir, "my_hed.pt"),
+    });
+    assert.deepEqual(
+      await resolvePreprocessorModel(lineart, join(dir, "my_hed.pt"), {
+        options: { coarse: true },
+      }),
+      { coarse: join(dir, "my_hed.pt") },
+    );
+    await Deno.mkdir(join(dir, "annotators"));
+    await Deno.writeTextFile(join(dir, "annotators", "table5_pidinet.pth"), "x");
+    await Deno.writeTextFile(join(dir, "annotators", "sk_model.pth"), "x");
+    assert.deepEqual(await resolvePreprocessorModel(softedge, join(dir, "annotators")), {
+      softedge: join(dir, "annotators", "table5_pidinet.pth"),
+    });
+    assert.deepEqual(
+      await resolvePreprocessorModel(lineart, join(dir, "annotators"), {
+        options: { coarse: false },
+      }),
+      { fine: join(dir, "annotators", "sk_model.pth") },
+    );
+    await assert.rejects(
+      () =>
+        resolvePreprocessorModel(lineart, join(dir, "annotators"), { options: { coarse: true } }),
+      {
+        name: "ModelNotFoundError",
+        message: /holds no sk_model2.pth \(the lineart coarse model\)/,
+      },
+    );
+    // An alias whose other file is not pulled serves the option whose file is.
+    const cache = join(dir, "cache");
+    const pulled = join(cache, "models", "lineart", "1".repeat(40));
+    await Deno.mkdir(pulled, { recursive: true });
+    await Deno.writeTextFile(join(pulled, "sk_model2.pth"), "x");
+    assert.deepEqual(
+      await resolvePreprocessorModel(lineart, undefined, {
+        lock: LOCK,
+        cacheDir: cache,
+        options: { coarse: true },
+      }),
+      { coarse: join(pulled, "sk_model2.pth") },
+    );
+    await assert.rejects(
+      () =>
+        resolvePreprocessorModel(lineart, undefined, {
+          lock: LOCK,
+          cacheDir: cache,
+          options: { coarse: false },
+        }),
+      { name: "ModelNotFoundError", message: /"lineart" is not downloaded/ },
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

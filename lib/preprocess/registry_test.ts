@@ -20,6 +20,8 @@ Deno.test("the registry lists every kind with a summary and its options", () => 
     "invert",
     "depth",
     "openpose",
+    "softedge",
+    "lineart",
   ]);
   for (const kind of PREPROCESSOR_KINDS) {
     const p = PREPROCESSORS[kind];
@@ -37,7 +39,7 @@ Deno.test("getPreprocessor() names the known kinds when the kind is unknown", ()
   assert.throws(() => getPreprocessor("hed"), {
     name: "RangeError",
     message:
-      'Unknown preprocessor "hed": use one of canny, tile, shuffle, scribble_xdog, lineart_standard, invert, depth, openpose',
+      'Unknown preprocessor "hed": use one of canny, tile, shuffle, scribble_xdog, lineart_standard, invert, depth, openpose, softedge, lineart',
   });
   assert.throws(() =>
     preprocess({ width: 1, height: 1, channels: 1, data: new Uint8Array(1) }, "x")
@@ -59,7 +61,8 @@ Deno.test("resolvePreprocessOptions() returns every option with defaults (what a
 Deno.test("every preprocessor returns 8-bit RGB of the input's size for 1 to 4 channels", async () => {
   await fc.assert(
     fc.asyncProperty(
-      // Model-based kinds are run end to end in depth_test.ts and openpose_test.ts.
+      // Model-based kinds are run end to end in depth_test.ts, openpose_test.ts, softedge_test.ts
+      // and lineart_test.ts.
       fc.constantFrom(...PREPROCESSOR_KINDS.filter((k) => PREPROCESSORS[k].model === undefined)),
       fc.integer({ min: 1, max: 4 }),
       fc.integer({ min: 1, max: 20 }),
