@@ -22,7 +22,10 @@ import { defineJob } from "./define.ts";
  * ```
  */
 export const PreprocessJob = defineJob("preprocess", {
-  /** The preprocessor: canny, tile, shuffle, scribble_xdog, lineart_standard, invert, depth, openpose. */
+  /**
+   * The preprocessor: canny, tile, shuffle, scribble_xdog, lineart_standard, invert, depth,
+   * openpose, softedge, lineart.
+   */
   kind: z.string().min(1),
   /** The preprocessor's options by their camelCase names (all of them once resolved). */
   options: z.record(z.string(), z.union([z.number(), z.boolean()])).default({}),
