@@ -202,7 +202,7 @@ Deno.test("preprocess softedge and lineart build their networks from .pth weight
     const env = { DENOISE_HOME: join(dir, "home") };
     const r = await runPipeline(
       `denoise preprocess softedge "${input}" -m "${hed}" --safe -o "${dir}/hed.png" && ` +
-        `denoise preprocess softedge "${input}" -m "${dir}/pidi" -o "${dir}/pidi.png" && ` +
+        `denoise preprocess softedge "${input}" -m "${dir}/pidi" --scribble -o "${dir}/pidi.png" && ` +
         `denoise preprocess lineart "${input}" -m "${dir}/annotators" --coarse -o "${dir}/coarse.png" && ` +
         `denoise preprocess lineart "${input}" -m "${dir}/annotators" | denoise meta read - > "${dir}/meta.json"`,
       { env },
@@ -215,7 +215,7 @@ Deno.test("preprocess softedge and lineart build their networks from .pth weight
         models: { softedge: hed },
         cacheDir: work,
       }),
-      pidi: await softedgePreprocessor.run(picture(), {}, {
+      pidi: await softedgePreprocessor.run(picture(), { scribble: true }, {
         models: { softedge: join(dir, "pidi", "table5_pidinet.pth") },
         cacheDir: work,
       }),
@@ -238,7 +238,7 @@ Deno.test("preprocess softedge and lineart build their networks from .pth weight
     const bytes = await Deno.readFile(join(dir, "hed.png"));
     const job = readMetadata(bytes).job as Record<string, unknown>;
     assert.equal(job.kind, "softedge");
-    assert.deepEqual(job.options, { safe: true });
+    assert.deepEqual(job.options, { safe: true, scribble: false });
     assert.equal(job.model, hed);
     const meta = JSON.parse(await Deno.readTextFile(join(dir, "meta.json")));
     assert.deepEqual(meta.job.options, { coarse: false });

@@ -134,6 +134,20 @@ export function annotatorInput(
   return { data, dims: [1, 3, image.height, image.width] };
 }
 
+/** The top-left `width` x `height` of a gray map (one byte per pixel) `grayWidth` wide. */
+export function cropGray(
+  gray: Uint8Array,
+  grayWidth: number,
+  width: number,
+  height: number,
+): Uint8Array {
+  const out = new Uint8Array(width * height);
+  for (let y = 0; y < height; y++) {
+    out.set(gray.subarray(y * grayWidth, y * grayWidth + width), y * width);
+  }
+  return out;
+}
+
 /** A gray map (one byte per pixel) cropped to `width` x `height` and repeated into RGB. */
 export function grayToRgb(
   gray: Uint8Array,

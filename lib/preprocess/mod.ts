@@ -20,6 +20,7 @@ export { CANNY_OPTIONS, cannyControl, type CannyControlOptions } from "./canny.t
 export {
   annotatorInput,
   type AnnotatorSession,
+  cropGray,
   grayToRgb,
   openAnnotator,
   padEdge,
@@ -53,6 +54,7 @@ export {
 } from "./model_files.ts";
 export { detectResize, resizeControl, resolutionSize } from "./resolution.ts";
 export { invertControl } from "./invert.ts";
+export { edgeNms, fakeScribble } from "./fake_scribble.ts";
 export { invertedLine, LINEART_OPTIONS, lineartControl } from "./lineart.ts";
 export {
   LINEART_STANDARD_OPTIONS,

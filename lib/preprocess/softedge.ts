@@ -17,7 +17,11 @@
  * 3. `safe`: `safe_step(x, 2)` = `float32(int32(float32(x) * 3)) / 2` (edges quantised to 0,
  *    0.5, 1 and beyond), as `softedge_hedsafe` / `softedge_pidisafe`.
  * 4. `(x * 255).clip(0, 255)` truncated to 8 bits (float64 for HED without safe, float32
- *    otherwise, as numpy does), repeated into RGB.
+ *    otherwise, as numpy does).
+ * 5. `scribble`: the fake scribble of the (cropped) map, as `scribble_hed` / `scribble_pidinet`
+ *    (lib/preprocess/fake_scribble.ts); controlnet_aux applies it after its final resize, the
+ *    extension (and denoise) before.
+ * 6. Gray repeated into RGB.
  *
  * @module
  */
@@ -25,7 +29,14 @@ import type { RawImage } from "../image/codec.ts";
 import { type RgbImage, toRgb } from "../image/gray.ts";
 import { resizeLinearFloat } from "../image/resize_linear_float.ts";
 import { hostTensor } from "../onnx/session.ts";
-import { annotatorInput, grayToRgb, openAnnotator, padEdge } from "./annotator_session.ts";
+import {
+  annotatorInput,
+  cropGray,
+  grayToRgb,
+  openAnnotator,
+  padEdge,
+} from "./annotator_session.ts";
+import { fakeScribble } from "./fake_scribble.ts";
 import { type OptionSpec, resolveOptions } from "./options.ts";
 import type { PreprocessContext, Preprocessor } from "./preprocessor.ts";
 
@@ -37,12 +48,20 @@ export const SOFTEDGE_OPTIONS: readonly OptionSpec[] = [
     default: false,
     description: "quantise the edges as safe_step (the extension's softedge_hedsafe / pidisafe)",
   },
+  {
+    name: "scribble",
+    type: "boolean",
+    default: false,
+    description: "thin and redraw the edges as strokes (the extension's scribble_hed / pidinet)",
+  },
 ];
 
 /** Options for {@linkcode softedgeControl}. */
 export interface SoftedgeOptions {
   /** `safe_step` the edge map (default false). */
   safe?: boolean;
+  /** Turn the edges into a fake scribble (default false). */
+  scribble?: boolean;
 }
 
 /**
@@ -132,12 +151,9 @@ export async function softedgeControl(
   const safe = o.safe as boolean;
   const rgb = toRgb(image);
   const padded = padEdge(rgb, 64);
-  const { config, session } = await openAnnotator(
-    modelPath,
-    "softedge",
-    ["hed", "pidinet"],
-    context,
-  );
+  const accepted = ["hed", "pidinet"] as const;
+  const { config, session } = await openAnnotator(modelPath, "softedge", accepted, context);
+  let edges: Uint8Array;
   try {
     const { width, height } = padded;
     if (config.architecture === "hed") {
@@ -152,20 +168,18 @@ export async function softedgeControl(
           height: dims[dims.length - 2]!,
         };
       });
-      return grayToRgb(hedEdges(sides, width, height, { safe }), width, rgb.width, rgb.height);
+      edges = hedEdges(sides, width, height, { safe });
+    } else {
+      const input = annotatorInput(padded, { order: "bgr", scale: true });
+      const result = await session.run({ image: hostTensor("float32", input.data, input.dims) });
+      edges = pidinetEdges(result["edge"]!.data as Float32Array, { safe });
     }
-    const input = annotatorInput(padded, { order: "bgr", scale: true });
-    const result = await session.run({ image: hostTensor("float32", input.data, input.dims) });
-    const edge = result["edge"]!;
-    return grayToRgb(
-      pidinetEdges(edge.data as Float32Array, { safe }),
-      width,
-      rgb.width,
-      rgb.height,
-    );
   } finally {
     await session.release();
   }
+  const { width, height } = rgb;
+  const map = cropGray(edges, padded.width, width, height);
+  return grayToRgb(o.scribble ? fakeScribble(map, width, height) : map, width, width, height);
 }
 
 /** The softedge preprocessor for the registry. */
@@ -173,7 +187,7 @@ export const softedgePreprocessor: Preprocessor = {
   kind: "softedge",
   summary: "HED (default) or PiDiNet soft edges for the softedge ControlNets",
   reference:
-    "controlnet_aux HEDdetector / PidiNetDetector, A1111 softedge_hed(safe) / softedge_pidinet(pidisafe)",
+    "controlnet_aux HEDdetector / PidiNetDetector; A1111 softedge_hed(safe), softedge_pidinet(pidisafe), scribble_hed, scribble_pidinet",
   options: SOFTEDGE_OPTIONS,
   model: {
     defaultAlias: "hed",

@@ -54,19 +54,20 @@ Deno.test(`HED side outputs match controlnet_aux's ControlNetHED_Apache2 (torch 
   });
 });
 
-Deno.test(`softedge (HED) matches controlnet_aux's HEDdetector, plain and safe, with the extension's padding`, async () => {
+Deno.test(`softedge (HED) matches controlnet_aux's HEDdetector, plain, safe and scribble, with the extension's padding`, async () => {
   await withTemp(async (dir) => {
     const path = await writeTinyHed(join(dir, "ControlNetHED.pth"));
     for (const c of HED.cases) {
-      for (const safe of [false, true]) {
+      for (const variant of ["plain", "safe", "scribble"] as const) {
         const picture = annotatorPicture(c.width, c.height);
-        const control = await softedgePreprocessor.run(picture, { safe }, {
+        const options = { safe: variant === "safe", scribble: variant === "scribble" };
+        const control = await softedgePreprocessor.run(picture, options, {
           models: { softedge: path },
           cacheDir: dir,
         });
         assert.deepEqual([control.width, control.height], [c.width, c.height]);
-        const d = grayDiff(control.data, bytesOf((safe ? c.safe : c.plain)!));
-        console.log(`${c.width}x${c.height} safe=${safe}: ${d.count} pixels differ (max ${d.max})`);
+        const d = grayDiff(control.data, bytesOf(c[variant]!));
+        console.log(`${c.width}x${c.height} ${variant}: ${d.count} pixels differ (max ${d.max})`);
         // A float32 sum one ulp away from torch's can move a truncation by one level, rarely.
         assert.ok(d.max <= 1 && d.count <= Math.ceil((c.width * c.height) / 500), `${d.count}`);
       }
@@ -95,12 +96,15 @@ Deno.test(`softedge (PiDiNet) matches controlnet_aux's PidiNetDetector (torch ${
       await session.release();
     }
     for (const c of PIDINET.cases) {
-      for (const safe of [false, true]) {
-        const control = await softedgePreprocessor.run(annotatorPicture(c.width, c.height), {
-          safe,
-        }, { models: { softedge: path }, cacheDir: dir });
-        const d = grayDiff(control.data, bytesOf((safe ? c.safe : c.plain)!));
-        console.log(`${c.width}x${c.height} safe=${safe}: ${d.count} pixels differ (max ${d.max})`);
+      for (const variant of ["plain", "safe", "scribble"] as const) {
+        const options = { safe: variant === "safe", scribble: variant === "scribble" };
+        const control = await softedgePreprocessor.run(
+          annotatorPicture(c.width, c.height),
+          options,
+          { models: { softedge: path }, cacheDir: dir },
+        );
+        const d = grayDiff(control.data, bytesOf(c[variant]!));
+        console.log(`${c.width}x${c.height} ${variant}: ${d.count} pixels differ (max ${d.max})`);
         assert.ok(d.max <= 1 && d.count <= Math.ceil((c.width * c.height) / 500), `${d.count}`);
       }
     }

@@ -15,9 +15,10 @@ export interface AnnotatorCase {
   edge?: string;
   /** Lineart: the raw generator output, first size only. */
   line?: string;
-  /** Control images (first channel, uint8) by variant: plain, safe, fine, coarse. */
+  /** Control images (first channel, uint8) by variant: plain, safe, scribble, fine, coarse. */
   plain?: string;
   safe?: string;
+  scribble?: string;
   fine?: string;
   coarse?: string;
 }
