@@ -2,9 +2,11 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { writeTorchCheckpoint } from "../convert/testing.ts";
 import { GraphBuilder } from "../onnx/graph.ts";
-import { serializeModel } from "../onnx/model_file.ts";
+import { readSource, serializeModel } from "../onnx/model_file.ts";
+import { f16ToF32, f32ToF16 } from "../tensor/dtype.ts";
 import { createSession, hostTensor } from "../onnx/session.ts";
 import {
+  annotatorTensor,
   TINY_HED,
   TINY_LINEART,
   TINY_PIDINET,
@@ -408,6 +410,32 @@ Deno.test("loadAnnotatorWeights() reads the annotator .pth layouts and the ledge
     for (const loaded of [hed, pidinet, line]) {
       assert.ok(buildAnnotator(loaded.config, loaded.weights).initializers.length > 0);
     }
+    // ControlNetHED.pth stores float16: read as float32, the values are the float16 ones.
+    const shapes16 = hedParameterShapes(TINY_HED);
+    const source = new Map(
+      [...shapes16].map((
+        [name, shape],
+      ) => [name, annotatorTensor(name, shape, { first: "block1.convs.0.weight" })]),
+    );
+    await writeTorchCheckpoint(
+      join(dir, "hed16.pth"),
+      [...shapes16].map(([name, shape]) => ({
+        name,
+        dtype: "F16",
+        shape,
+        data: new Uint8Array(f32ToF16(source.get(name)!).buffer),
+      })),
+      undefined,
+      { bare: true },
+    );
+    const hed16 = await loadAnnotatorWeights(join(dir, "hed16.pth"));
+    assert.deepEqual(hed16.config, TINY_HED);
+    const norm = await readSource("norm", hed16.weights.get("norm")!);
+    assert.deepEqual(
+      [...new Float32Array(norm.buffer, norm.byteOffset, 3)],
+      [...f16ToF32(f32ToF16(source.get("norm")!))],
+    );
+    assert.ok(buildAnnotator(hed16.config, hed16.weights).initializers.length > 0);
     // A leftover and a misshapen tensor are reported together.
     const shapes = lineartParameterShapes(TINY_LINEART);
     const tensors = [...shapes].map(([name, shape]) => ({
