@@ -106,7 +106,7 @@ Deno.test({
     assert.equal(
       params["ControlNet 0"],
       "Module: none, Model: controlnet, Weight: 1.0, Resize Mode: Just Resize, " +
-        "Guidance Start: 0.0, Guidance End: 1.0",
+        "Guidance Start: 0.0, Guidance End: 1.0, Control Mode: Balanced",
     );
   },
 });

@@ -23,7 +23,10 @@ export const LockedFile = z.object({
 /** One locked model. */
 export const LockedModel = z.object({
   description: z.string(),
-  /** The model family; "esrgan" is an ESRGAN-family upscaler (RRDBNet, SRVGGNetCompact). */
+  /**
+   * The model family; "esrgan" is an ESRGAN-family upscaler (RRDBNet, SRVGGNetCompact),
+   * "controlnet" a ControlNet (a Diffusers folder, or a single original-layout file).
+   */
   family: z.enum([
     "sd1",
     "sd2",
@@ -34,6 +37,7 @@ export const LockedModel = z.object({
     "lcm",
     "turbo",
     "esrgan",
+    "controlnet",
     "preprocessor",
     "blip",
     "florence2",
