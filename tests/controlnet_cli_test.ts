@@ -410,6 +410,12 @@ Deno.test("bad input: one line on stderr, a documented exit code, no output file
     ],
     ["no --control", [], 2, /needs at least one --control/],
     [
+      "guess mode with an A1111 control mode",
+      ["--control", `${SD15_NET}:${EDGES}`, "--guess-mode", "--control-mode", "prompt"],
+      2,
+      /--guess-mode cannot be combined with --control-mode prompt/,
+    ],
+    [
       "two stdin inputs",
       ["--control", `${SD15_NET}:-`, "--image", "-"],
       2,

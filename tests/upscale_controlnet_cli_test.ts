@@ -292,6 +292,12 @@ Deno.test("controlnet-tile refuses bad input with one line and a documented exit
     [["-m", SD15, "--controlnet", join(WORK, "no-such-net")], 4, /Cannot find the ControlNet/],
     [["-m", SD15, "--mode", "controlnet-tile", "--controlnet", "nope"], 4, /Cannot find the/],
     [["--mode", "controlnet-tile"], 2, /--mode controlnet-tile cannot run with no model/],
+    [
+      ["-m", SD15, "--mode", "controlnet-tile"],
+      4,
+      /ControlNet "control_v11f1e_sd15_tile" is not downloaded/,
+    ],
+    [["-m", "control_v11f1e_sd15_tile"], 2, /is a ControlNet, not an upscaler/],
     [["-m", SD15, "--mode", "img2img", "--controlnet", NET], 2, /--controlnet does not apply/],
     [["-m", SD15, "--controlnet", NET, "--control-mode", "strong"], 2, /control-mode/],
   ];
