@@ -28,7 +28,10 @@ export const LockedModel = z.object({
    * for `animate --motion-module` (its family is the base model it is made for).
    */
   kind: z.enum(["pipeline", "motion-module"]).optional(),
-  /** The model family; "esrgan" is an ESRGAN-family upscaler (RRDBNet, SRVGGNetCompact). */
+  /**
+   * The model family; "esrgan" is an ESRGAN-family upscaler (RRDBNet, SRVGGNetCompact),
+   * "controlnet" a ControlNet (a Diffusers folder, or a single original-layout file).
+   */
   family: z.enum([
     "sd1",
     "sd2",
@@ -39,6 +42,7 @@ export const LockedModel = z.object({
     "lcm",
     "turbo",
     "esrgan",
+    "controlnet",
     "preprocessor",
     "blip",
     "florence2",

@@ -67,6 +67,12 @@ export async function resolveModel(spec: string | undefined, env: RunEnvironment
         hint: `pass it to denoise animate as --motion-module ${spec}`,
       });
     }
+    if (model.family === "controlnet") {
+      throw new UsageError(`Model "${spec}" is a ControlNet, not a diffusion model`, {
+        hint: `use it with "denoise controlnet --control ${spec}:IMAGE" or ` +
+          `"denoise upscale --mode controlnet-tile --controlnet ${spec}"`,
+      });
+    }
     const status = await modelStatus(env.cacheDir, spec, model);
     if (status.some((s) => !s.present)) {
       throw new ModelNotFoundError(`Model "${spec}" is not downloaded`, {
