@@ -279,7 +279,7 @@ export function preprocessCommand() {
             "remake a control image from its metadata",
           ],
         ]) +
-        "\nExit codes: 2 unknown kind or bad option, 3 undecodable image, 4 missing model, 5 I/O.\n",
+        "\nExit codes: 2 unknown kind or bad option, 3 undecodable image or weights, 4 missing model, 5 I/O.\n",
     );
   return command.action(async (firstArg, secondArg, commandOptions, cmd) => {
     const options = commandOptions as unknown as PreprocessOptions;

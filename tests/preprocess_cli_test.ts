@@ -204,7 +204,10 @@ Deno.test("preprocess softedge and lineart build their networks from .pth weight
       `denoise preprocess softedge "${input}" -m "${hed}" --safe -o "${dir}/hed.png" && ` +
         `denoise preprocess softedge "${input}" -m "${dir}/pidi" --scribble -o "${dir}/pidi.png" && ` +
         `denoise preprocess lineart "${input}" -m "${dir}/annotators" --coarse -o "${dir}/coarse.png" && ` +
-        `denoise preprocess lineart "${input}" -m "${dir}/annotators" | denoise meta read - > "${dir}/meta.json"`,
+        `denoise preprocess lineart "${input}" -m "${dir}/annotators" | denoise meta read - > "${dir}/meta.json" && ` +
+        // stdin in, stdout out: the same pixels as the file written with -o.
+        `cat "${input}" | denoise preprocess softedge - -m "${hed}" --safe | cat > "${dir}/hed_piped.png" && ` +
+        `cat "${input}" | denoise preprocess lineart - -m "${dir}/annotators" --coarse > "${dir}/coarse_piped.png"`,
       { env },
     );
     assert.equal(r.code, 0, r.stderr);
@@ -231,6 +234,12 @@ Deno.test("preprocess softedge and lineart build their networks from .pth weight
       assert.deepEqual([image.width, image.height], [64, 48]);
       assert.deepEqual(image.data, control.data, name);
     }
+    for (const name of ["hed", "coarse"] as const) {
+      const piped = await decodeImage(await Deno.readFile(join(dir, `${name}_piped.png`)), {
+        channels: 3,
+      });
+      assert.deepEqual(piped.data, expect[name].data, `${name} through a pipe`);
+    }
     // Graphs were built once per network into DENOISE_HOME's cache.
     const graphs = [...Deno.readDirSync(join(dir, "home", "graphs"))].map((e) => e.name).sort();
     assert.deepEqual(graphs.map((n) => n.split("-")[0]), ["hed", "lineart", "lineart", "pidinet"]);
@@ -256,8 +265,10 @@ Deno.test("preprocess softedge and lineart build their networks from .pth weight
     assert.equal(again.code, 0, again.stderr);
     const a = await decodeImage(await Deno.readFile(join(dir, "again.png")), { channels: 3 });
     assert.deepEqual(a.data, expect.hed.data);
-    // Wrong or missing files: one line, exit 3 or 4, no output.
+    // Wrong, broken or missing files: one line, exit 3 or 4, no output.
     const out = join(dir, "out.png");
+    await Deno.writeTextFile(join(dir, "junk.pth"), "not a checkpoint\n");
+    await Deno.writeFile(join(dir, "cut.pth"), (await Deno.readFile(hed)).subarray(0, 20000));
     const cases: Array<[string[], number, RegExp]> = [
       [
         ["preprocess", "softedge", input, "-m", join(dir, "annotators", "sk_model.pth"), "-o", out],
@@ -270,6 +281,21 @@ Deno.test("preprocess softedge and lineart build their networks from .pth weight
         /holds no sk_model2.pth \(the lineart coarse model\)/,
       ],
       [["preprocess", "softedge", input, "-o", out], 4, /softedge model "hed" is not downloaded/],
+      [
+        ["preprocess", "lineart", input, "-m", join(dir, "junk.pth"), "-o", out],
+        3,
+        /"[^"]*junk.pth" is neither safetensors nor a torch.save checkpoint/,
+      ],
+      [
+        ["preprocess", "softedge", input, "-m", join(dir, "cut.pth"), "-o", out],
+        3,
+        /Invalid ZIP archive "[^"]*cut.pth"/,
+      ],
+      [
+        ["preprocess", "softedge", input, "-m", join(dir, "nothere.pth"), "-o", out],
+        4,
+        /softedge model "[^"]*nothere.pth" is neither a file, a folder nor a known alias/,
+      ],
       [["preprocess", "canny", input, "--safe", "-o", out], 2, /--safe is an option of softedge/],
     ];
     for (const [args, code, message] of cases) {
