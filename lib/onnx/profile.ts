@@ -11,13 +11,21 @@
  * @module
  */
 
+/** Element type and dims of one input or output, as ORT records them (`{ float: [2, 4] }`). */
+export type TypeShape = Record<string, number[]>;
+
 /** One event of the trace (only the fields read here). */
 export interface TraceEvent {
   cat?: string;
   name?: string;
   ts?: number;
   dur?: number;
-  args?: { op_name?: string; [key: string]: unknown };
+  args?: {
+    op_name?: string;
+    input_type_shape?: TypeShape[];
+    output_type_shape?: TypeShape[];
+    [key: string]: unknown;
+  };
 }
 
 /** Time spent in one op type during one run. */
@@ -30,6 +38,8 @@ export interface OpTypeTime {
   count: number;
   /** Share of the run's summed kernel time (0..1). */
   share: number;
+  /** Floating-point (or integer) operations of these nodes, from their shapes (see {@linkcode nodeFlops}). */
+  flops: number;
 }
 
 /** What {@linkcode summariseProfile} found. */
@@ -40,6 +50,8 @@ export interface ProfileSummary {
   runMs: number;
   /** Summed kernel time of the summarised run in milliseconds. */
   kernelMs: number;
+  /** Operations of the run's matrix products, convolutions and attentions ({@linkcode nodeFlops}). */
+  flops: number;
   /** Op types by decreasing time. */
   opTypes: OpTypeTime[];
 }
@@ -72,26 +84,95 @@ export function summariseProfile(
   }
   const start = run?.ts ?? -Infinity;
   const end = run === undefined ? Infinity : (run.ts ?? 0) + (run.dur ?? 0);
-  const byType = new Map<string, { us: number; count: number }>();
+  const byType = new Map<string, { us: number; count: number; flops: number }>();
   let total = 0;
+  let flops = 0;
   for (const e of events) {
     if (e.cat !== "Node" || !e.name?.endsWith("_kernel_time")) continue;
     const ts = e.ts ?? 0;
     if (ts < start || ts > end) continue;
     const type = e.args?.op_name ?? "?";
-    const entry = byType.get(type) ?? { us: 0, count: 0 };
+    const entry = byType.get(type) ?? { us: 0, count: 0, flops: 0 };
+    const f = nodeFlops(type, e.args?.input_type_shape ?? [], e.args?.output_type_shape ?? []);
     entry.us += e.dur ?? 0;
     entry.count++;
+    entry.flops += f;
     byType.set(type, entry);
     total += e.dur ?? 0;
+    flops += f;
   }
-  const opTypes = [...byType].map(([opType, { us, count }]) => ({
+  const opTypes = [...byType].map(([opType, { us, count, flops }]) => ({
     opType,
     ms: us / 1000,
     count,
     share: total > 0 ? us / total : 0,
+    flops,
   })).sort((a, b) => b.ms - a.ms);
-  return { runs: runs.length, runMs: (run?.dur ?? 0) / 1000, kernelMs: total / 1000, opTypes };
+  return {
+    runs: runs.length,
+    runMs: (run?.dur ?? 0) / 1000,
+    kernelMs: total / 1000,
+    flops,
+    opTypes,
+  };
+}
+
+function dimsOf(ts: TypeShape | undefined): number[] {
+  if (ts === undefined) return [];
+  return Object.values(ts)[0] ?? [];
+}
+
+function product(dims: readonly number[]): number {
+  return dims.reduce((a, b) => a * b, 1);
+}
+
+/**
+ * Operations of one node (2 per multiply-add) from the shapes ORT recorded: convolutions
+ * (`2 * output elements * in-channels per group * kernel area`), matrix products, plain or
+ * quantised or fused (`2 * output elements * K`, K the left operand's last axis) and
+ * `MultiHeadAttention` (`4 * B * S * L * D`: the two products of each head). Other ops count 0:
+ * their cost is memory traffic, not arithmetic.
+ *
+ * @example
+ * ```ts
+ * import { nodeFlops } from "./profile.ts";
+ * console.assert(nodeFlops("Gemm", [{ float: [8, 3] }], [{ float: [8, 5] }]) === 2 * 8 * 5 * 3);
+ * ```
+ */
+export function nodeFlops(
+  opType: string,
+  inputs: readonly TypeShape[],
+  outputs: readonly TypeShape[],
+): number {
+  const out = dimsOf(outputs[0]);
+  switch (opType) {
+    case "Conv":
+    case "FusedConv":
+    case "NhwcFusedConv": {
+      const w = dimsOf(inputs[1]);
+      return w.length < 3 ? 0 : 2 * product(out) * product(w.slice(1));
+    }
+    case "Gemm":
+    case "FusedGemm":
+    case "MatMul":
+    case "FusedMatMul":
+    case "MatMulInteger":
+    case "MatMulIntegerToFloat":
+    case "DynamicQuantizeMatMul": {
+      const a = dimsOf(inputs[0]);
+      return a.length === 0 ? 0 : 2 * product(out) * a[a.length - 1]!;
+    }
+    case "MultiHeadAttention": {
+      // query [B, S, D]; key [B, L, D] or [B, N, L, H]
+      const q = dimsOf(inputs[0]);
+      const k = dimsOf(inputs[1]);
+      if (q.length !== 3 || k.length < 3) return 0;
+      const l = k.length === 3 ? k[1]! : k[2]!;
+      return 4 * q[0]! * q[1]! * l * q[2]!;
+    }
+    default:
+      return 0;
+  }
 }
 
 /**
@@ -119,22 +200,30 @@ export async function readProfile(prefix: string): Promise<TraceEvent[]> {
 export function profileTable(summary: ProfileSummary, limit = 12): string {
   const rows = summary.opTypes.slice(0, limit);
   const rest = summary.opTypes.slice(limit);
-  const lines = ["| op type | ms | share | nodes |", "|---|---:|---:|---:|"];
-  for (const r of rows) {
+  const gflop = (flops: number) => flops > 0 ? (flops / 1e9).toFixed(1) : "";
+  const rate = (flops: number, ms: number) => flops > 0 ? (flops / ms / 1e6).toFixed(0) : "";
+  const lines = [
+    "| op type | ms | share | nodes | GFLOP | GFLOP/s |",
+    "|---|---:|---:|---:|---:|---:|",
+  ];
+  const row = (name: string, ms: number, share: number, count: number | string, flops: number) =>
     lines.push(
-      `| ${r.opType} | ${r.ms.toFixed(1)} | ${(r.share * 100).toFixed(1)}% | ${r.count} |`,
+      `| ${name} | ${ms.toFixed(1)} | ${(share * 100).toFixed(1)}% | ${count} | ${
+        gflop(flops)
+      } | ` +
+        `${rate(flops, ms)} |`,
     );
-  }
+  for (const r of rows) row(r.opType, r.ms, r.share, r.count, r.flops);
   if (rest.length > 0) {
-    const ms = rest.reduce((a, r) => a + r.ms, 0);
-    const share = rest.reduce((a, r) => a + r.share, 0);
-    const count = rest.reduce((a, r) => a + r.count, 0);
-    lines.push(
-      `| other (${rest.length} types) | ${ms.toFixed(1)} | ${
-        (share * 100).toFixed(1)
-      }% | ${count} |`,
+    const sum = (f: (r: OpTypeTime) => number) => rest.reduce((a, r) => a + f(r), 0);
+    row(
+      `other (${rest.length} types)`,
+      sum((r) => r.ms),
+      sum((r) => r.share),
+      sum((r) => r.count),
+      sum((r) => r.flops),
     );
   }
-  lines.push(`| **all kernels** | ${summary.kernelMs.toFixed(1)} | 100% | |`);
+  row("**all kernels**", summary.kernelMs, 1, "", summary.flops);
   return lines.join("\n");
 }
