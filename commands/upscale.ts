@@ -11,7 +11,7 @@ import { UsageError } from "../lib/errors.ts";
 import { decodeFloatImage, type ImageFormat } from "../lib/image/codec.ts";
 import { readInput } from "../lib/io/input.ts";
 import { writeFileAtomic, writeOutput } from "../lib/io/output.ts";
-import { jobFromImage, pickJobFlags, resolveJob, UpscaleJob } from "../lib/job/mod.ts";
+import { jobFromImage, pickJobFlags, PRECISIONS, resolveJob, UpscaleJob } from "../lib/job/mod.ts";
 import { encodeFloatWithMetadata } from "../lib/meta/encode.ts";
 import { readMetadata } from "../lib/meta/read.ts";
 import { SIGMA_SCHEDULES } from "../lib/schedulers/mod.ts";
@@ -123,7 +123,7 @@ export function upscaleCommand() {
     .option("--clip-skip <n>", "img2img: A1111 clip skip", positiveInt("--clip-skip"))
     .option("--vae <folder>", "img2img: decode with this VAE")
     .addOption(
-      new Option("--precision <p>", "img2img: graph precision").choices(["fp32", "fp16"] as const),
+      new Option("--precision <p>", "img2img: graph precision").choices(PRECISIONS),
     )
     .addOption(
       new Option("--prompt-syntax <syntax>", "img2img: prompt language").choices(

@@ -65,22 +65,22 @@ export function quantizeRows(w: Float32Array, rows: number, cols: number): Quant
   const q = new Int8Array(rows * cols);
   const scale = new Float32Array(rows);
   for (let r = 0; r < rows; r++) {
-    let max = 0;
     const base = r * cols;
+    let max = 0;
+    let sum = 0; // NaN-sticky, where comparisons are not
     for (let i = 0; i < cols; i++) {
       const a = Math.abs(w[base + i]!);
-      if (!(a <= max)) {
-        if (!Number.isFinite(a)) {
-          throw new RangeError(`Cannot quantise a weight holding ${w[base + i]}`);
-        }
-        max = a;
-      }
+      sum += a;
+      if (a > max) max = a;
+    }
+    if (!Number.isFinite(sum)) {
+      throw new RangeError(`Cannot quantise row ${r}: it holds a NaN or an infinite weight`);
     }
     const s = max > 0 ? Math.fround(max / 127) : 1;
     scale[r] = s;
-    for (let i = 0; i < cols; i++) {
-      q[base + i] = Math.max(-127, Math.min(127, Math.round(w[base + i]! / s)));
-    }
+    const inv = 1 / s;
+    // |w| * inv <= 127 (up to rounding), so no value needs clamping.
+    for (let i = 0; i < cols; i++) q[base + i] = Math.round(w[base + i]! * inv);
   }
   return { q, scale };
 }
@@ -94,10 +94,14 @@ function im2colWeight(q: Int8Array, rows: number, channels: number, k: number): 
   const kk = k * k;
   const inner = channels * kk;
   const out = new Int8Array(inner * rows);
-  for (let o = 0; o < rows; o++) {
+  // Blocks of output channels keep the strided reads within a few cache lines.
+  for (let o0 = 0; o0 < rows; o0 += BLOCK) {
+    const o1 = Math.min(rows, o0 + BLOCK);
     for (let c = 0; c < channels; c++) {
       for (let s = 0; s < kk; s++) {
-        out[(s * channels + c) * rows + o] = q[o * inner + c * kk + s]!;
+        const dst = (s * channels + c) * rows;
+        const src = c * kk + s;
+        for (let o = o0; o < o1; o++) out[dst + o] = q[o * inner + src]!;
       }
     }
   }
@@ -107,11 +111,17 @@ function im2colWeight(q: Int8Array, rows: number, channels: number, k: number): 
 /** `[rows, cols]` int8 transposed to `[cols, rows]`. */
 function transposeInt8(q: Int8Array, rows: number, cols: number): Int8Array {
   const out = new Int8Array(rows * cols);
-  for (let r = 0; r < rows; r++) {
-    for (let c = 0; c < cols; c++) out[c * rows + r] = q[r * cols + c]!;
+  for (let r0 = 0; r0 < rows; r0 += BLOCK) {
+    const r1 = Math.min(rows, r0 + BLOCK);
+    for (let c = 0; c < cols; c++) {
+      const dst = c * rows;
+      for (let r = r0; r < r1; r++) out[dst + r] = q[r * cols + c]!;
+    }
   }
   return out;
 }
+
+const BLOCK = 64;
 
 /**
  * The int8 weight (as MatMulInteger's `[inner, rows]` right operand) and its scales as tensor
