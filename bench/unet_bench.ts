@@ -39,7 +39,7 @@ import {
 } from "../lib/onnx/session.ts";
 import { availableCores } from "../lib/onnx/threads.ts";
 import { tensorSources } from "../lib/onnx/tensor_sources.ts";
-import { DEFAULT_OPTIMIZATION_LEVEL } from "../lib/model_io/engine.ts";
+import { DEFAULT_OPTIMIZATION_LEVEL, openComponent } from "../lib/model_io/engine.ts";
 import { SafetensorsFile } from "../lib/weights/safetensors.ts";
 import { parseUnetConfig } from "../lib/models/config.ts";
 import { memoryWeights } from "../lib/models/layers.ts";
@@ -247,6 +247,37 @@ async function fullBenchmark(): Promise<void> {
       );
       sessions.set(variant, session);
       paths.set(variant, cached.path);
+    }
+
+    // The same through the engine, as `generate` opens a UNet: content hash of the weight file,
+    // NaN/Inf check of every weight, build, write, session.
+    {
+      const cacheDir = join(dir, `cache-${crypto.randomUUID()}`);
+      cacheDirs.push(cacheDir);
+      resetPeakRss();
+      const t0 = performance.now();
+      const session = await openComponent({
+        kind: "unet",
+        weights: weightsPath,
+        config: SD15_UNET,
+        build: (sources) => buildUnet(config, sources),
+      }, { cacheDir });
+      log(
+        "ours: openComponent() cold (hash + NaN check + build + write + session)",
+        `${seconds(t0).toFixed(1)} s; peak RSS ${(peakRss() / GB).toFixed(2)} GB`,
+      );
+      await session.release();
+      const t1 = performance.now();
+      const again = await openComponent({
+        kind: "unet",
+        weights: weightsPath,
+        config: SD15_UNET,
+        build: () => {
+          throw new Error("expected a cache hit");
+        },
+      }, { cacheDir });
+      log("ours: openComponent() from the cache", `${seconds(t1).toFixed(1)} s`);
+      await again.release();
     }
 
     // 2. Interleaved evaluations against the floor.
