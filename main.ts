@@ -9,9 +9,11 @@ import denoConfig from "./deno.json" with { type: "json" };
 import { type AnyCommand, examples, progressOption, writeStderr } from "./commands/common.ts";
 import { controlnetCommand } from "./commands/controlnet.ts";
 import { captionCommand } from "./commands/caption.ts";
+import { animateCommand } from "./commands/animate.ts";
 import { convertCkptCommand } from "./commands/convert_ckpt.ts";
 import { generateCommand } from "./commands/generate.ts";
 import { img2imgCommand } from "./commands/img2img.ts";
+import { loraTrainCommand } from "./commands/lora_train.ts";
 import { metaCommand } from "./commands/meta.ts";
 import { modelsCommand } from "./commands/models.ts";
 import { preprocessCommand } from "./commands/preprocess.ts";
@@ -30,8 +32,10 @@ const COMMANDS: Array<() => AnyCommand> = [
   controlnetCommand,
   upscaleCommand,
   preprocessCommand,
+  animateCommand,
   convertCkptCommand,
   captionCommand,
+  loraTrainCommand,
   metaCommand,
   modelsCommand,
   samplersCommand,

@@ -13,6 +13,7 @@ import { decodeImage, imageToTensor } from "../lib/image/codec.ts";
 import { type Input, readInput } from "../lib/io/input.ts";
 import { writeOutput } from "../lib/io/output.ts";
 import {
+  CONTROL_MODES,
   ControlnetJob,
   type ControlUnit,
   pickJobFlags,
@@ -146,6 +147,14 @@ export function controlnetCommand() {
       "Diffusers guess mode: the nets see only the prompt's pass, residuals scaled by " +
         "logspace(-1, 0, n) (try --cfg 3 to 5)",
     )
+    .addOption(
+      new Option(
+        "--control-mode <mode>",
+        'A1111\'s control mode: balanced, prompt ("My prompt is more important": residuals ' +
+          'scaled by 0.825^(12-k)) or control ("ControlNet is more important": those scales, ' +
+          "and none for the negative pass) (default balanced)",
+      ).choices(CONTROL_MODES),
+    )
     .option(
       "--width <px>",
       "image width (default: the first control image's)",
@@ -260,6 +269,13 @@ export function controlnetCommand() {
       });
     }
     for (const job of jobs) {
+      if (job.guessMode && job.controlMode !== "balanced") {
+        throw new UsageError(
+          `--guess-mode cannot be combined with --control-mode ${job.controlMode}: both set ` +
+            "the residuals' scales",
+          { hint: "drop one of them (--control-mode control is A1111's take on guess mode)" },
+        );
+      }
       if (job.controls.some((c) => c.module === "inpaint") && job.mask === undefined) {
         throw new UsageError(`--control NET:${INPAINT_IMAGE} needs --image and --mask`, {
           hint: "pass the image to inpaint with --image and its mask with --mask",

@@ -61,8 +61,18 @@ export interface DiffusionOptions {
   dryRun?: true;
 }
 
-/** Adds the flags generate and img2img share. */
-export function addDiffusionOptions<C extends AnyCommand>(command: C): C {
+/** Options of {@linkcode addDiffusionOptions}. */
+export interface AddDiffusionOptionsOptions {
+  /** Long flags (without "--") a command leaves out, e.g. `["batch-size"]`. */
+  except?: readonly string[];
+}
+
+/** Adds the flags generate and img2img share (those in `except` left out). */
+export function addDiffusionOptions<C extends AnyCommand>(
+  command: C,
+  options: AddDiffusionOptionsOptions = {},
+): C {
+  const before = command.options.length;
   command
     .option("--negative <text>", "negative prompt")
     .option(
@@ -173,6 +183,12 @@ export function addDiffusionOptions<C extends AnyCommand>(command: C): C {
     .option("--low-memory", "keep only one model in memory at a time")
     .option("--job <file>", "read the job from a JSON file, an image made by denoise, or - (stdin)")
     .option("--dry-run", "print the resolved job as JSON and do nothing else");
+  const except = new Set((options.except ?? []).map((name) => `--${name}`));
+  if (except.size > 0) {
+    // Commander has no removeOption: keep the command's own options and the shared ones wanted.
+    const kept = command.options.filter((o, i) => i < before || !except.has(o.long ?? ""));
+    (command as unknown as { options: Option[] }).options = kept;
+  }
   return command;
 }
 

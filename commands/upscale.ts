@@ -1,7 +1,8 @@
 /**
- * `denoise upscale [IMAGE|-] --model PATH|ALIAS [--scale F] [--mode esrgan|img2img|lanczos]`:
- * make an image larger with an ESRGAN-family network, with img2img super-resolution on a Stable
- * Diffusion model, or with Lanczos. The image comes from a file or stdin and goes to a file or
+ * `denoise upscale [IMAGE|-] --model PATH|ALIAS [--scale F]
+ * [--mode esrgan|img2img|controlnet-tile|lanczos]`: make an image larger with an ESRGAN-family
+ * network, with img2img super-resolution on a Stable Diffusion model (guided by the tile
+ * ControlNet in controlnet-tile mode), or with Lanczos. The image comes from a file or stdin and goes to a file or
  * stdout, keeping its metadata: `denoise generate ... | denoise upscale ... | denoise meta read`.
  *
  * @module
@@ -11,10 +12,19 @@ import { UsageError } from "../lib/errors.ts";
 import { decodeFloatImage, type ImageFormat } from "../lib/image/codec.ts";
 import { readInput } from "../lib/io/input.ts";
 import { writeFileAtomic, writeOutput } from "../lib/io/output.ts";
-import { jobFromImage, pickJobFlags, PRECISIONS, resolveJob, UpscaleJob } from "../lib/job/mod.ts";
+import {
+  CONTROL_MODES,
+  jobFromImage,
+  pickJobFlags,
+  PRECISIONS,
+  resolveJob,
+  UPSCALE_MODES,
+  UpscaleJob,
+} from "../lib/job/mod.ts";
 import { encodeFloatWithMetadata } from "../lib/meta/encode.ts";
 import { readMetadata } from "../lib/meta/read.ts";
 import { SIGMA_SCHEDULES } from "../lib/schedulers/mod.ts";
+import { DEFAULT_TILE_CONTROLNET } from "../lib/upscale/controlnet_tile.ts";
 import { DEFAULT_MAX_PIXELS, runUpscale } from "../lib/upscale/run.ts";
 import {
   examples,
@@ -54,7 +64,8 @@ interface UpscaleCommandOptions {
 export function upscaleCommand() {
   const command = new Command("upscale")
     .description(
-      "make an image larger: an ESRGAN-family model, img2img super-resolution, or Lanczos",
+      "make an image larger: an ESRGAN-family model, img2img super-resolution (with the tile " +
+        "ControlNet or without), or Lanczos",
     )
     .argument("[image]", "the input image, or - for stdin (default: stdin)")
     .option(
@@ -63,9 +74,10 @@ export function upscaleCommand() {
         "Diffusion model for img2img super-resolution; none: Lanczos",
     )
     .addOption(
-      new Option("--mode <mode>", "how to upscale (default from the model)").choices(
-        ["esrgan", "img2img", "lanczos"] as const,
-      ),
+      new Option(
+        "--mode <mode>",
+        "how to upscale (default from the model; controlnet-tile when --controlnet is given)",
+      ).choices(UPSCALE_MODES),
     )
     .option(
       "--scale <f>",
@@ -75,7 +87,8 @@ export function upscaleCommand() {
     .option(
       "--tile <px>",
       "tile size: input pixels for esrgan (0 = whole image; default from a 1 GiB budget), " +
-        "output pixels for img2img (0 = one tile; default the model's native size)",
+        "output pixels for img2img and controlnet-tile (0 = one tile; default the model's " +
+        "native size)",
       nonNegativeInt("--tile"),
     )
     .option(
@@ -100,15 +113,35 @@ export function upscaleCommand() {
     )
     .option(
       "--strength <s>",
-      "img2img: how much to redraw, 0..1 (default 0.3)",
+      "img2img: how much to redraw, 0..1 (default 0.3; controlnet-tile 0.8)",
       finiteNumber("--strength"),
     )
     .option(
       "--steps <n>",
-      "img2img: schedule steps (default 80; 0.3 runs 24)",
+      "img2img: schedule steps (default 80, of which 0.3 runs 24; controlnet-tile 50)",
       positiveInt("--steps"),
     )
-    .option("--cfg <scale>", "img2img: guidance scale (default 8)", finiteNumber("--cfg"))
+    .option(
+      "--cfg <scale>",
+      "img2img: guidance scale (default 8; controlnet-tile 7)",
+      finiteNumber("--cfg"),
+    )
+    .option(
+      "--controlnet <net>",
+      "controlnet-tile: the ControlNet, a Diffusers folder, control_*.pth / .safetensors or " +
+        `alias (default ${DEFAULT_TILE_CONTROLNET}); implies --mode controlnet-tile`,
+    )
+    .option(
+      "--controlnet-scale <s>",
+      "controlnet-tile: the net's conditioning scale (default 1)",
+      finiteNumber("--controlnet-scale"),
+    )
+    .addOption(
+      new Option(
+        "--control-mode <mode>",
+        "controlnet-tile: A1111's control mode (balanced, prompt, control; default balanced)",
+      ).choices(CONTROL_MODES),
+    )
     .option(
       "--passes <n>",
       "img2img: Lanczos + img2img passes, each by scale^(1/n) (default 1)",
@@ -178,8 +211,13 @@ export function upscaleCommand() {
         "denoise upscale face.png -m sd15 --scale 3 --quality-prompt -o face3x.png",
         "img2img super-resolution (book 11.1): Lanczos x3, then img2img at strength 0.3",
       ],
+      [
+        "denoise upscale face.png -m sd15 --controlnet control_v11f1e_sd15_tile --scale 3 --quality-prompt -o face3x.png",
+        "ControlNet tile (book 11.2): Lanczos x3, then img2img at 0.8 guided by the tile net",
+      ],
       ["denoise upscale small.png --scale 2 -o big.png", "plain Lanczos (no model)"],
     ]) +
+      "\nOptions marked img2img apply to --mode controlnet-tile too.\n" +
       "\nMetadata: the output keeps the input's Job under job.source and its A1111 parameters\n" +
       "(esrgan and lanczos append the A1111 Extras fields); replay with --job OUT.png.\n",
   );

@@ -40,7 +40,9 @@ Deno.test("every subcommand's --help shows examples", async () => {
       ["controlnet"],
       ["upscale"],
       ["preprocess"],
+      ["animate"],
       ["convert-ckpt"],
+      ["lora-train"],
       ["meta", "read"],
       ["meta", "write"],
       ["models"],
@@ -60,6 +62,7 @@ Deno.test("every subcommand takes --dry-run (prints its Job) and --job (replays 
     [["img2img", "a cat", "-m", "x", "--seed", "1", "--image", "README.md"], "img2img"],
     [["controlnet", "a cat", "-m", "x", "--seed", "1", "--control", "n:README.md"], "controlnet"],
     [["upscale", "a.png", "-m", "x.pth", "--scale", "2"], "upscale"],
+    [["animate", "a cat", "-m", "x", "--motion-module", "mm", "--seed", "1"], "animate"],
     [["meta", "read", "a.png"], "meta read"],
     [["meta", "write", "a.png", "--set", "k=v"], "meta write"],
     [["models", "list"], "models list"],
@@ -71,6 +74,7 @@ Deno.test("every subcommand takes --dry-run (prints its Job) and --job (replays 
     [["convert-ckpt", "x.safetensors", "-o", "out"], "convert-ckpt"],
     [["preprocess", "canny", "x.png", "--low", "50"], "preprocess"],
     [["preprocess", "openpose", "x.png", "--no-face"], "preprocess"],
+    [["lora-train", "data", "-o", "x.safetensors", "-m", "x"], "lora-train"],
   ];
   for (const [args, command] of cases) {
     const r = await runCli([...args, "--dry-run"]);

@@ -106,7 +106,7 @@ Deno.test({
     assert.equal(
       params["ControlNet 0"],
       "Module: none, Model: controlnet, Weight: 1.0, Resize Mode: Just Resize, " +
-        "Guidance Start: 0.0, Guidance End: 1.0",
+        "Guidance Start: 0.0, Guidance End: 1.0, Control Mode: Balanced",
     );
   },
 });
@@ -409,6 +409,12 @@ Deno.test("bad input: one line on stderr, a documented exit code, no output file
       /net is for SDXL and the model is SD 1\.x/,
     ],
     ["no --control", [], 2, /needs at least one --control/],
+    [
+      "guess mode with an A1111 control mode",
+      ["--control", `${SD15_NET}:${EDGES}`, "--guess-mode", "--control-mode", "prompt"],
+      2,
+      /--guess-mode cannot be combined with --control-mode prompt/,
+    ],
     [
       "two stdin inputs",
       ["--control", `${SD15_NET}:-`, "--image", "-"],

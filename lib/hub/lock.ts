@@ -23,7 +23,15 @@ export const LockedFile = z.object({
 /** One locked model. */
 export const LockedModel = z.object({
   description: z.string(),
-  /** The model family; "esrgan" is an ESRGAN-family upscaler (RRDBNet, SRVGGNetCompact). */
+  /**
+   * What the entry holds: a pipeline for `--model` (the default), or an AnimateDiff motion module
+   * for `animate --motion-module` (its family is the base model it is made for).
+   */
+  kind: z.enum(["pipeline", "motion-module"]).optional(),
+  /**
+   * The model family; "esrgan" is an ESRGAN-family upscaler (RRDBNet, SRVGGNetCompact),
+   * "controlnet" a ControlNet (a Diffusers folder, or a single original-layout file).
+   */
   family: z.enum([
     "sd1",
     "sd2",
@@ -34,6 +42,7 @@ export const LockedModel = z.object({
     "lcm",
     "turbo",
     "esrgan",
+    "controlnet",
     "preprocessor",
     "blip",
     "florence2",

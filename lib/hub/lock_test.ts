@@ -93,3 +93,40 @@ Deno.test("the built-in lock's ESRGAN-family entries are pinned by size and SHA-
     "https://github.com/xinntao/Real-ESRGAN/releases/download/v0.1.0/RealESRGAN_x4plus.pth",
   );
 });
+
+Deno.test("the built-in lock's ControlNet 1.1 entries: one pinned revision, the .pth then its yaml", () => {
+  const lock = parseLock(JSON.stringify(builtin));
+  const nets = Object.entries(lock.models).filter(([, m]) =>
+    m.family === "controlnet" && m.layout === "single-file"
+  );
+  assert.deepEqual(nets.map(([alias]) => alias).sort(), [
+    "control_v11e_sd15_shuffle",
+    "control_v11f1e_sd15_tile",
+    "control_v11f1p_sd15_depth",
+    "control_v11p_sd15_canny",
+    "control_v11p_sd15_inpaint",
+    "control_v11p_sd15_lineart",
+    "control_v11p_sd15_openpose",
+    "control_v11p_sd15_scribble",
+    "control_v11p_sd15_softedge",
+  ]);
+  for (const [alias, model] of nets) {
+    assert.deepEqual(model.source, {
+      hub: "huggingface",
+      repo: "lllyasviel/ControlNet-v1-1",
+      revision: "69fc48b9cbd98661f6d0288dc59b59a5ccb32a6b",
+    });
+    assert.deepEqual(model.files.map((f) => f.path), [`${alias}.pth`, `${alias}.yaml`]);
+    // A value no source gave stays null, and then the entry is not verified.
+    const complete = model.files.every((f) => f.size !== null && f.sha256 !== null);
+    assert.ok(!model.verified || complete, alias);
+  }
+  // The values several unrelated projects pin (docs/models-lock.md).
+  const canny = lock.models["control_v11p_sd15_canny"]!.files[0]!;
+  assert.deepEqual([canny.size, canny.sha256?.slice(0, 8)], [1445234681, "f99cfe4c"]);
+  assert.equal(
+    fileUrl("https://huggingface.co", lock.models["control_v11f1e_sd15_tile"]!, "x.yaml"),
+    "https://huggingface.co/lllyasviel/ControlNet-v1-1/resolve/" +
+      "69fc48b9cbd98661f6d0288dc59b59a5ccb32a6b/x.yaml",
+  );
+});

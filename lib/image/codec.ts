@@ -124,6 +124,72 @@ export async function encodeImage(
   return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
 }
 
+/** Animated formats sharp writes. */
+export type AnimationFormat = "webp" | "gif";
+
+/** Options for {@linkcode encodeAnimation}. */
+export interface EncodeAnimationOptions {
+  /**
+   * Frames per second: each WebP frame is shown `round(1000 / fps)` ms, each GIF frame
+   * `round(100 / fps)` hundredths of a second (GIF's unit).
+   */
+  fps: number;
+  /** WebP quality 1..100 (default 95). */
+  quality?: number;
+  /** Times to play, 0 = forever (default). */
+  loop?: number;
+}
+
+/**
+ * Encodes frames of one size as an animated WebP or GIF (one frame = one page of a tall image,
+ * as libvips stores animations). GIF frames get a palette each, with libvips' dithering; libwebp
+ * merges a frame identical to the one before into a longer delay.
+ *
+ * @example
+ * ```ts
+ * import { encodeAnimation } from "./codec.ts";
+ * const frame = (v: number) => ({ width: 2, height: 2, channels: 3 as const, data: new Uint8Array(12).fill(v) });
+ * const webp = await encodeAnimation([frame(0), frame(255)], "webp", { fps: 8 });
+ * console.assert(new TextDecoder().decode(webp.subarray(8, 12)) === "WEBP");
+ * ```
+ */
+export async function encodeAnimation(
+  frames: readonly RawImage[],
+  format: AnimationFormat,
+  options: EncodeAnimationOptions,
+): Promise<Uint8Array> {
+  const first = frames[0];
+  if (first === undefined) throw new RangeError("Cannot encode an animation of no frames");
+  if (!(options.fps > 0) || !Number.isFinite(options.fps)) {
+    throw new RangeError(`Frame rate must be a positive number, got ${options.fps}`);
+  }
+  const { width, height, channels } = first;
+  const frameBytes = width * height * channels;
+  const data = new Uint8Array(frames.length * frameBytes);
+  frames.forEach((f, k) => {
+    if (f.width !== width || f.height !== height || f.channels !== channels) {
+      throw new TypeError(
+        `Cannot encode an animation of frames of different sizes: frame ${k} is ` +
+          `${f.width}x${f.height}x${f.channels}, frame 0 ${width}x${height}x${channels}`,
+      );
+    }
+    data.set(f.data.subarray(0, frameBytes), k * frameBytes);
+  });
+  // WebP counts milliseconds; GIF counts hundredths of a second, so its delay is rounded to 10 ms.
+  const ms = format === "gif"
+    ? 10 * Math.max(1, Math.round(100 / options.fps))
+    : Math.max(1, Math.round(1000 / options.fps));
+  const delay = new Array<number>(frames.length).fill(ms);
+  const loop = options.loop ?? 0;
+  const pipeline = sharp(data, {
+    raw: { width, height: height * frames.length, channels, pageHeight: height },
+  });
+  const buffer = format === "webp"
+    ? await pipeline.webp({ quality: options.quality ?? 95, loop, delay }).toBuffer()
+    : await pipeline.gif({ loop, delay, keepDuplicateFrames: true }).toBuffer();
+  return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+}
+
 /** Resizes raw pixels with Lanczos (downscale) or the given kernel. */
 export async function resizeImage(
   image: RawImage,

@@ -15,6 +15,13 @@ export interface ProgressEvent {
   total: number;
   /** Optional detail shown after the bar. */
   detail?: string;
+  /**
+   * Steps per second measured by the caller (e.g. a resumed run whose first steps were done by
+   * another process); default: `step / elapsed`.
+   */
+  rate?: number;
+  /** Extra numbers added to the JSON line (e.g. `{ loss: 0.1, lr: 1e-4 }`); not shown in bars. */
+  values?: Record<string, number>;
 }
 
 /** The callback library functions accept as `onProgress`. */
@@ -104,6 +111,9 @@ export function createProgressReporter(
         elapsed_s: Math.round(elapsed * 1000) / 1000,
       };
       if (event.detail !== undefined) line.detail = event.detail;
+      if (event.values !== undefined) {
+        for (const [k, v] of Object.entries(event.values)) if (!(k in line)) line[k] = v;
+      }
       options.sink.write(JSON.stringify(line) + "\n");
       return;
     }
@@ -131,7 +141,7 @@ export function formatBar(
   const filled = Math.round(fraction * width);
   let bar = "#".repeat(filled) + ".".repeat(width - filled);
   if (color) bar = `\x1b[32m${"#".repeat(filled)}\x1b[2m${".".repeat(width - filled)}\x1b[0m`;
-  const rate = elapsedSeconds > 0 ? event.step / elapsedSeconds : 0;
+  const rate = event.rate ?? (elapsedSeconds > 0 ? event.step / elapsedSeconds : 0);
   const remaining = rate > 0 && event.total > 0 ? (event.total - event.step) / rate : undefined;
   const parts = [
     `${event.task} [${bar}]`,

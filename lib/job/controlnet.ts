@@ -18,6 +18,17 @@ import { diffusionFields } from "./diffusion.ts";
  */
 export const CONTROL_MODULES = ["none", "inpaint"] as const;
 
+/**
+ * A1111's ControlNet control modes (the extension's `control_mode`): `"balanced"` (plain),
+ * `"prompt"` ("My prompt is more important": residuals scaled by `0.825 ** (12 - k)`) and
+ * `"control"` ("ControlNet is more important": those scales, and zeros for the unconditional
+ * pass).
+ */
+export const CONTROL_MODES = ["balanced", "prompt", "control"] as const;
+
+/** One of {@linkcode CONTROL_MODES}. */
+export type ControlMode = typeof CONTROL_MODES[number];
+
 /** One ControlNet of a run. */
 export const ControlUnit = z.object({
   /** A Diffusers ControlNet folder, an original-layout `.pth`/`.safetensors` file, or an alias. */
@@ -55,6 +66,11 @@ export const ControlnetJob = defineJob("controlnet", {
    * `logspace(-1, 0, n)`, zeros for the unconditional pass.
    */
   guessMode: z.boolean().default(false),
+  /**
+   * A1111's control mode for every net (see {@linkcode CONTROL_MODES}); not with `guessMode`
+   * (both set the residuals' scales).
+   */
+  controlMode: z.enum(CONTROL_MODES).default("balanced"),
   /** A1111 hires fix: upscale factor (unset = off); the control images follow the size. */
   hiresScale: z.number().min(1).max(8).optional(),
   /** Hires fix steps (default: the same as steps). */

@@ -9,6 +9,7 @@
 import { InputError } from "../errors.ts";
 import { readFileChecked, readInput, type ReadInputOptions } from "../io/input.ts";
 import { sniffFormat } from "../io/sniff.ts";
+import { summarizeInfotext } from "../meta/a1111.ts";
 import { readMetadata } from "../meta/read.ts";
 import { describeIssues, type JobSchema } from "./define.ts";
 import { jobFromInfotext } from "./infotext.ts";
@@ -21,9 +22,9 @@ export interface LoadedJob {
 }
 
 /**
- * The Job stored in an image: denoise's own "denoise" chunk, else one rebuilt from A1111
- * parameters (PNG text or JPEG/WebP EXIF); undefined when there is neither or the bytes are not
- * a readable image.
+ * The Job stored in an image: denoise's own (PNG "denoise" chunk, WebP EXIF or GIF comment
+ * `denoise:{...}`), else one rebuilt from A1111 parameters (PNG text or JPEG/WebP EXIF);
+ * undefined when there is neither or the bytes are not a readable image.
  *
  * @example
  * ```ts
@@ -58,10 +59,27 @@ export function unwrapJob(value: unknown): Record<string, unknown> | undefined {
   if (!isRecord(value)) return undefined;
   if (typeof value.command === "string") return value;
   if (isRecord(value.job)) return value.job;
-  if (isRecord(value.a1111)) {
-    return jobFromInfotext(value.a1111 as Parameters<typeof jobFromInfotext>[0]);
-  }
+  if (isRecord(value.a1111)) return jobFromA1111Document(value.a1111);
   return value;
+}
+
+/**
+ * A Job from the `a1111` part of a `meta read` document: a user's file, so every field is
+ * checked for its type and the typed summary is made again from the parameters.
+ */
+function jobFromA1111Document(a1111: Record<string, unknown>): Record<string, unknown> {
+  const params: Record<string, string> = {};
+  if (isRecord(a1111.params)) {
+    for (const [key, value] of Object.entries(a1111.params)) {
+      if (typeof value === "string") params[key] = value;
+    }
+  }
+  return jobFromInfotext({
+    prompt: typeof a1111.prompt === "string" ? a1111.prompt : "",
+    negativePrompt: typeof a1111.negativePrompt === "string" ? a1111.negativePrompt : "",
+    params,
+    summary: summarizeInfotext(params),
+  });
 }
 
 /**
@@ -74,7 +92,7 @@ export async function loadJobDocument(
 ): Promise<LoadedJob> {
   const input = await readInput(path, { ...options, what: "job" });
   const format = sniffFormat(input.bytes);
-  if (format === "png" || format === "jpeg" || format === "webp") {
+  if (format === "png" || format === "jpeg" || format === "webp" || format === "gif") {
     // Strictly: a truncated or damaged image is an error, not a source of a partial job.
     try {
       readMetadata(input.bytes);

@@ -23,3 +23,5 @@ export * from "./controlnet.ts";
 export * from "./upscale.ts";
 export * from "./preprocess.ts";
 export * from "./caption.ts";
+export * from "./lora_train.ts";
+export * from "./animate.ts";

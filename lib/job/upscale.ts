@@ -13,14 +13,15 @@
  */
 import { z } from "zod";
 import { defineJob } from "./define.ts";
+import { CONTROL_MODES } from "./controlnet.ts";
 import { diffusionFields } from "./diffusion.ts";
 
 /**
  * The upscale modes: an ESRGAN-family network, img2img super-resolution with a Stable Diffusion
- * model (book 11.1), or a plain Lanczos resize. (ControlNet tile, book 11.2, is to come as a
- * fourth mode: see docs/upscale.md.)
+ * model (book 11.1), img2img guided by the tile ControlNet (book 11.2), or a plain Lanczos
+ * resize.
  */
-export const UPSCALE_MODES = ["esrgan", "img2img", "lanczos"] as const;
+export const UPSCALE_MODES = ["esrgan", "img2img", "controlnet-tile", "lanczos"] as const;
 
 /** One of {@linkcode UPSCALE_MODES}. */
 export type UpscaleMode = typeof UPSCALE_MODES[number];
@@ -42,34 +43,41 @@ export const UpscaleJob = defineJob("upscale", {
   input: z.string().optional(),
   /**
    * An ESRGAN-family .pth/.safetensors or alias (esrgan mode), or a Stable Diffusion folder,
-   * single file or alias (img2img mode); none for lanczos.
+   * single file or alias (img2img and controlnet-tile modes); none for lanczos.
    */
   model: z.string().optional(),
-  /** How to upscale; default from the model (ESRGAN file: esrgan, diffusion model: img2img). */
+  /**
+   * How to upscale; default from the model (ESRGAN file: esrgan, diffusion model: img2img, or
+   * controlnet-tile when `controlnet` is given).
+   */
   mode: z.enum(UPSCALE_MODES).optional(),
   /** Output size / input size, > 0 (default: an ESRGAN model's own scale, else 2). */
   scale: z.number().positive().max(64).optional(),
   /**
    * Tile side in pixels: of the input for esrgan (0 = the whole image at once; default from a
-   * memory budget), of the output for img2img (0 = one tile; default the model's native size).
+   * memory budget), of the output for img2img and controlnet-tile (0 = one tile; default the
+   * model's native size).
    */
   tile: z.number().int().min(0).max(65536).optional(),
   /** Pixels neighbouring tiles share (default: esrgan 32 model pixels, img2img a quarter tile). */
   tileOverlap: z.number().int().min(0).max(65536).optional(),
   /** How an ESRGAN upscale treats alpha: through the model as Real-ESRGAN, or bilinear. */
   alphaUpsampler: z.enum(["realesrgan", "linear"]).optional(),
-  // img2img super-resolution (book 11.1)
+  // img2img super-resolution (book 11.1) and ControlNet tile (11.2)
   /** The prompt (default: the input's own, from its Job or A1111 parameters). */
   prompt: d.prompt.unwrap().optional(),
   /** The negative prompt (default: the input's own). */
   negative: d.negative.unwrap().optional(),
   /** Prefix the book's quality-booster prompt ("8k, best quality, masterpiece, ..."). */
   qualityPrompt: z.boolean().optional(),
-  /** How much to redraw (default 0.3, the book's). */
+  /** How much to redraw (default 0.3, the book's; controlnet-tile 0.8). */
   strength: z.number().gt(0).max(1).optional(),
-  /** Sampling steps of the schedule whose tail runs (default 80, the book's; 0.3 runs 24). */
+  /**
+   * Sampling steps of the schedule whose tail runs (default 80, the book's, of which 0.3 runs
+   * 24; controlnet-tile 50, of which 0.8 runs 40).
+   */
   steps: d.steps.unwrap().optional(),
-  /** Guidance scale (default 8, the book's). */
+  /** Guidance scale (default 8, the book's; controlnet-tile 7). */
   cfg: d.cfg,
   /** Lanczos + img2img passes; each scales by scale^(1/passes) (default 1). */
   passes: z.number().int().min(1).max(8).optional(),
@@ -87,6 +95,17 @@ export const UpscaleJob = defineJob("upscale", {
   loraDir: d.loraDir,
   embedding: d.embedding,
   embeddingsDir: d.embeddingsDir,
+  // ControlNet tile (book 11.2)
+  /**
+   * The ControlNet of a controlnet-tile upscale: a Diffusers folder, an original-layout file or an
+   * alias (default the alias `control_v11f1e_sd15_tile`); it gets the resized image as its
+   * control image, tile by tile.
+   */
+  controlnet: z.string().min(1).optional(),
+  /** Its Diffusers `controlnet_conditioning_scale` (default 1). */
+  controlnetScale: z.number().min(-100).max(100).optional(),
+  /** A1111's control mode for it (default balanced). */
+  controlMode: z.enum(CONTROL_MODES).optional(),
   /** The input's own Job (any command's), recorded when the upscale runs. */
   source: z.record(z.string(), z.unknown()).optional(),
 });

@@ -22,3 +22,6 @@ export * from "./read.ts";
 export * from "./webp.ts";
 export * from "./write.ts";
 export * from "./stealth.ts";
+export * from "./animation.ts";
+export * from "./apng.ts";
+export * from "./gif.ts";

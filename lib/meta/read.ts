@@ -15,6 +15,7 @@ import {
 import { type ExifFields, parseExif, readExifFields } from "./exif.ts";
 import { EXIF_HEADER, isApp1, isJpeg, jpegSize, readJpegSegments, XMP_HEADER } from "./jpeg.ts";
 import { looksLikeJson, parseJsonText } from "./json_text.ts";
+import { readGifComments } from "./gif.ts";
 import {
   decodeTextChunk,
   isPng,
@@ -257,6 +258,16 @@ function readGif(bytes: Uint8Array, out: ImageMetadata): void {
   if (bytes.length < 10) throw new SyntaxError("GIF is truncated: no logical screen descriptor");
   out.width = bytes[6]! | (bytes[7]! << 8);
   out.height = bytes[8]! | (bytes[9]! << 8);
+  try {
+    out.texts = readGifComments(bytes).map((text) => ({
+      type: "COM" as const,
+      keyword: "" as const,
+      text,
+      compressed: false as const,
+    }));
+  } catch (error) {
+    out.warnings.push(`skipped the GIF's comments: ${msg(error)}`);
+  }
 }
 
 function msg(error: unknown): string {
@@ -313,7 +324,18 @@ function interpret(out: ImageMetadata): void {
   const gens = new Set<Generator>();
   const byKey = new Map<string, string>();
   for (const t of out.texts) {
-    if (t.type === "COM") continue;
+    if (t.type === "COM") {
+      // GIF (and JPEG) comments: denoise stores its Job as "denoise:{...}" there.
+      const m = /^denoise:\s*(\{[\s\S]*\})$/.exec(t.text);
+      const parsed = m === null
+        ? undefined
+        : parseJsonInto(`comment.${DENOISE_JOB_KEYWORD}`, m[1]!, out);
+      if (parsed !== undefined && out.job === undefined) {
+        out.job = parsed;
+        gens.add("denoise");
+      }
+      continue;
+    }
     if (!byKey.has(t.keyword)) byKey.set(t.keyword, t.text);
     if (looksLikeJson(t.text)) parseJsonInto(t.keyword, t.text, out);
   }
@@ -328,6 +350,10 @@ function interpret(out: ImageMetadata): void {
           out.comfyui ??= {};
           out.comfyui[m[1]] = parsed;
           gens.add("comfyui");
+        } else if (parsed !== undefined && m[1] === DENOISE_JOB_KEYWORD && out.job === undefined) {
+          // Animated WebP: denoise stores its Job as ImageDescription "denoise:{...}".
+          out.job = parsed;
+          gens.add("denoise");
         }
       } else if (looksLikeJson(value)) {
         parseJsonInto(`exif.${field}`, value, out);

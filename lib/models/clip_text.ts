@@ -112,6 +112,21 @@ export function parseClipTextConfig(json: unknown): ClipTextConfig {
   return config;
 }
 
+/**
+ * Called by the encoder's linear layers (`q_proj`, `k_proj`, `v_proj`, `out_proj`, `fc1`,
+ * `fc2`) with the layer's parameter prefix (`text_model.encoder.layers.0.self_attn.q_proj`), its
+ * input `x` `[B, S, in]` and output `y` `[B, S, out]`; returns the value that replaces `y`.
+ * lib/train adds LoRA branches this way. Without a hook the graph is exactly the plain one.
+ */
+export type ClipLinearHook = (
+  g: GraphBuilder,
+  name: string,
+  x: Value,
+  y: Value,
+  inFeatures: number,
+  outFeatures: number,
+) => Value;
+
 /** Options of {@linkcode buildClipTextModel}. */
 export interface ClipTextBuildOptions {
   /**
@@ -130,6 +145,8 @@ export interface ClipTextBuildOptions {
    * the embeddings, layer norms and the text projection stay float32.
    */
   quantize?: QuantizeMode | undefined;
+  /** Rewrites linear layers' outputs (default none); see {@linkcode ClipLinearHook}. */
+  linearHook?: ClipLinearHook;
 }
 
 /** The float32 value torch uses for masked positions (`torch.finfo(torch.float32).min`). */
@@ -185,8 +202,9 @@ export function buildClipTextModel(
         `weights, not ${floatType}`,
     );
   }
-  const linear = (x: Value, prefix: string, inF: number, outF: number, bias = true): Value =>
-    g.scope(prefix, () => {
+  const hook = options.linearHook;
+  const linear = (x: Value, prefix: string, inF: number, outF: number, bias = true): Value => {
+    const y = g.scope(prefix, () => {
       if (options.quantize !== undefined && quantizes(inF, outF)) {
         const name = `${prefix}.weight`;
         const weight = ledger.take(name, [outF, inF]);
@@ -198,6 +216,8 @@ export function buildClipTextModel(
       const y = g.op("MatMul", [x, wt]);
       return bias ? g.op("Add", [y, p(`${prefix}.bias`, [outF])]) : y;
     });
+    return hook === undefined ? y : hook(g, prefix, x, y, inF, outF);
+  };
 
   // LayerNormalization in float32, then back to the graph's type.
   const layerNorm = (x: Value, prefix: string): Value =>

@@ -88,11 +88,21 @@ export interface ConditioningScalesOptions {
    * of the batch only and feed the UNet zeros for the unconditional half; that is the caller's.
    */
   guessMode?: boolean;
+  /**
+   * A1111's ControlNet extension "soft injection" (its control modes "My prompt is more
+   * important" and "ControlNet is more important", hook.py): residual k is scaled by
+   * `weight * 0.825 ** (12 - k)` (SD 1.x/2.x: 0.825^12 for the first, 1 for the mid block; SDXL
+   * nets take the first 10 of those 13 values, as the extension cuts its list). Replaces guess
+   * mode's scales; zeroing the unconditional half ("ControlNet is more important") is the
+   * caller's.
+   */
+  soft?: boolean;
 }
 
 /**
- * The `conditioning_scales` input for one step: `scale` for every residual, or guess mode's
- * `torch.logspace(-1, 0, n) * scale` (Diffusers 0.27 `ControlNetModel.forward` step 6).
+ * The `conditioning_scales` input for one step: `scale` for every residual, guess mode's
+ * `torch.logspace(-1, 0, n) * scale` (Diffusers 0.27 `ControlNetModel.forward` step 6), or A1111's
+ * soft weights `scale * 0.825 ** (12 - k)`.
  *
  * @example
  * ```ts
@@ -103,6 +113,8 @@ export interface ConditioningScalesOptions {
  * console.assert(plain.length === 13 && plain.every((s) => s === 0.5));
  * const guess = controlnetConditioningScales(config, 1, { guessMode: true });
  * console.assert(Math.abs(guess[0]! - 0.1) < 1e-7 && guess[12] === 1);
+ * const soft = controlnetConditioningScales(config, 1, { soft: true });
+ * console.assert(soft[12] === 1 && soft[11] === Math.fround(0.825));
  * ```
  */
 export function controlnetConditioningScales(
@@ -117,8 +129,11 @@ export function controlnetConditioningScales(
   const out = new Float32Array(n);
   const f = Math.fround;
   for (let k = 0; k < n; k++) {
-    // torch.logspace(-1, 0, n) in float32, then * conditioning_scale in float32.
-    const s = options.guessMode && !config.globalPoolConditions
+    // A1111: param.weight * (0.825 ** float(12 - i)) in Python floats.
+    // Diffusers: torch.logspace(-1, 0, n) in float32, then * conditioning_scale in float32.
+    const s = options.soft
+      ? scale * 0.825 ** (12 - k)
+      : options.guessMode && !config.globalPoolConditions
       ? f(f(Math.pow(10, -1 + k / (n - 1))) * f(scale))
       : scale;
     out[k] = s;

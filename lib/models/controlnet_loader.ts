@@ -9,7 +9,7 @@
  * @module
  */
 import { existsSync, statSync } from "node:fs";
-import { basename, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { ModelNotFoundError } from "../errors.ts";
 import type { TensorSource } from "../onnx/graph.ts";
 import { convertFloat } from "../onnx/tensor_sources.ts";
@@ -111,6 +111,40 @@ export async function weightSourceTensors(
   return out;
 }
 
+/** Where a single file's `global_pool_conditions` came from. */
+export interface GlobalPoolSource {
+  value: boolean;
+  /** For notes: "the yaml beside it", "its file name". */
+  from: string;
+}
+
+/**
+ * `global_pool_conditions` of a single-file net, which its tensors cannot tell: the
+ * `global_average_pooling` of the yaml config beside it (`control_v11e_sd15_shuffle.yaml` next
+ * to `control_v11e_sd15_shuffle.pth`, as lllyasviel publishes them and as A1111's extension read
+ * them), else whether the file name contains "shuffle" (the extension's rule since it stopped
+ * reading yaml files: `'shuffle' in Path(model_path).stem.lower()`).
+ *
+ * @example
+ * ```ts
+ * import { globalPoolFromFile } from "./controlnet_loader.ts";
+ * const pool = await globalPoolFromFile("/nowhere/control_v11e_sd15_shuffle.pth");
+ * console.assert(pool.value === true && pool.from === "its file name");
+ * ```
+ */
+export async function globalPoolFromFile(path: string): Promise<GlobalPoolSource> {
+  const stem = basename(path).replace(/\.[^.]*$/, "");
+  const yaml = join(dirname(path), `${stem}.yaml`);
+  if (existsSync(yaml)) {
+    const text = await Deno.readTextFile(yaml);
+    const m = /^\s*global_average_pooling\s*:\s*([A-Za-z]+)\s*(#.*)?$/m.exec(text);
+    if (m !== null && /^(true|false)$/i.test(m[1]!)) {
+      return { value: m[1]!.toLowerCase() === "true", from: `${stem}.yaml beside it` };
+    }
+  }
+  return { value: stem.toLowerCase().includes("shuffle"), from: "its file name" };
+}
+
 const FOLDER_WEIGHTS = [
   "diffusion_pytorch_model.safetensors",
   "diffusion_pytorch_model.fp16.safetensors",
@@ -181,7 +215,13 @@ export async function loadControlnet(
       const to = rename(n);
       if (to !== null) shapes.set(to, source.info(n).shape);
     }
-    const json = detectControlnetConfig(shapes, options);
+    const pool = options.globalPoolConditions === undefined
+      ? await globalPoolFromFile(path)
+      : undefined;
+    const json = detectControlnetConfig(shapes, {
+      ...options,
+      globalPoolConditions: options.globalPoolConditions ?? pool!.value,
+    });
     const config = parseControlnetConfig(json);
     const notes: string[] = [];
     if (options.attentionHeadDim === undefined) {
@@ -192,8 +232,8 @@ export async function loadControlnet(
           ` (the ${config.base} default)`,
       );
     }
-    if (options.globalPoolConditions === undefined) {
-      notes.push("global_pool_conditions off (pass it for shuffle nets)");
+    if (pool !== undefined) {
+      notes.push(`global_pool_conditions ${pool.value ? "on" : "off"}, from ${pool.from}`);
     }
     const weights = await weightSourceTensors(source, { floatType, rename });
     return {

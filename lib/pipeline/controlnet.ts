@@ -17,7 +17,7 @@ import { existsSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { ModelNotFoundError, UsageError } from "../errors.ts";
 import { lockedModel, modelDir, modelStatus } from "../hub/mod.ts";
-import type { ControlnetJob, ControlUnit } from "../job/controlnet.ts";
+import type { ControlMode, ControlnetJob, ControlUnit } from "../job/controlnet.ts";
 import { GenerateJob, Img2ImgJob } from "../job/diffusion.ts";
 import type { JobSchema } from "../job/define.ts";
 import { assertControlnetFitsUnet, buildControlnet } from "../models/controlnet.ts";
@@ -26,7 +26,11 @@ import { loadControlnet } from "../models/controlnet_loader.ts";
 import { vaeFactor } from "../model_io/diffusers_folder.ts";
 import { openComponent } from "../model_io/engine.ts";
 import { type ControlImages, inpaintControlTensor } from "./control_image.ts";
-import { controlnetHook, type ControlnetUnit } from "./controlnet_hook.ts";
+import {
+  controlnetHook,
+  type ControlnetHookOptions,
+  type ControlnetUnit,
+} from "./controlnet_hook.ts";
 import { modelName, type RunEnvironment } from "./resolve.ts";
 import type { RunExtension } from "./run.ts";
 import type { StableDiffusion } from "./stable_diffusion.ts";
@@ -48,7 +52,11 @@ export async function resolveControlnet(spec: string, env: RunEnvironment): Prom
       });
     }
     const dir = modelDir(env.cacheDir, spec, model);
-    return model.layout === "single-file" ? join(dir, model.files[0]!.path) : dir;
+    if (model.layout !== "single-file") return dir;
+    // The weight file (a single-file entry may list its yaml config too).
+    const file = model.files.find((f) => /\.(pth|pt|ckpt|safetensors|bin)$/i.test(f.path)) ??
+      model.files[0]!;
+    return join(dir, file.path);
   }
   throw new ModelNotFoundError(
     `Cannot find the ControlNet "${spec}": no such file or folder, and no alias of that name`,
@@ -67,6 +75,13 @@ interface NetInfo {
   file: string;
 }
 
+/** A1111's names of the control modes (the extension's `ControlMode` enum values). */
+export const CONTROL_MODE_LABELS: Readonly<Record<ControlMode, string>> = {
+  balanced: "Balanced",
+  prompt: "My prompt is more important",
+  control: "ControlNet is more important",
+};
+
 /** The name A1111's infotext gives a net: its file or folder name without extension. */
 function netLabel(spec: string): string {
   const base = basename(spec.replace(/[\\/]+$/, ""));
@@ -82,7 +97,9 @@ function pyFloat(x: number): string {
 /**
  * A1111's ControlNet extension infotext fields for the controls of a Job:
  * `ControlNet k: "Module: none, Model: name, Weight: 1.0, Resize Mode: Just Resize, Guidance
- * Start: 0.0, Guidance End: 1.0"` (the extension's `serialize_unit` field names and order).
+ * Start: 0.0, Guidance End: 1.0, Control Mode: Balanced"` (the extension's `serialize_unit`
+ * field names and order; the preprocessor fields it also writes are left out, as no
+ * preprocessor runs).
  *
  * @example
  * ```ts
@@ -94,6 +111,7 @@ function pyFloat(x: number): string {
  */
 export function controlnetInfotext(
   controls: readonly Pick<ControlUnit, "net" | "module" | "scale" | "start" | "end">[],
+  options: { controlMode?: ControlMode | undefined } = {},
 ): Record<string, string> {
   const out: Record<string, string> = {};
   controls.forEach((c, k) => {
@@ -105,6 +123,7 @@ export function controlnetInfotext(
       "Resize Mode: Just Resize",
       `Guidance Start: ${pyFloat(c.start)}`,
       `Guidance End: ${pyFloat(c.end)}`,
+      `Control Mode: ${CONTROL_MODE_LABELS[options.controlMode ?? "balanced"]}`,
     ].join(", ");
   });
   return out;
@@ -185,6 +204,109 @@ export function controlnetTasks(
   return [...rows, ...base];
 }
 
+/** A net of a run before it is opened: its spec, scale, window and control image. */
+export interface ControlnetRequest {
+  /** A Diffusers folder, an original-layout file or an alias. */
+  net: string;
+  scale: number;
+  start: number;
+  end: number;
+  /** The `controlnet_cond` image at a pixel size, `[1, C, height, width]`. */
+  image: (width: number, height: number) => Promise<Float32Array>;
+}
+
+/** Options of {@linkcode ControlnetOpener.open}. */
+export interface OpenControlnetsOptions {
+  /** How the model is named in a message (`the model "sd15"`). */
+  modelLabel: string;
+  /** A1111's control mode (default "balanced"). */
+  controlMode?: ControlMode;
+  /** Diffusers `guess_mode` as asked (a pooling first net turns it on anyway). */
+  guessMode?: boolean;
+}
+
+/** Opened nets and the options their hooks take. */
+export interface OpenedControlnets {
+  units: ControlnetUnit[];
+  /** For {@linkcode controlnetHook} / {@linkcode controlnetTileHooks}. */
+  hookOptions: ControlnetHookOptions;
+}
+
+/**
+ * Opens the ControlNets of runs on a model: resolves each spec once (folder, file or alias),
+ * reads its config once, refuses a net made for another base than the model in one line that
+ * names both, and registers it as a component `controlnet:<path>` of the model (built through the
+ * engine's cache). Used by the ControlNet extension and by ControlNet-tile upscaling.
+ */
+export class ControlnetOpener {
+  readonly #env: RunEnvironment;
+  readonly #nets = new Map<string, Promise<NetInfo>>();
+
+  constructor(env: RunEnvironment) {
+    this.#env = env;
+  }
+
+  #info(spec: string, floatType: "float32" | "float16"): Promise<NetInfo> {
+    const key = `${spec}\0${floatType}`;
+    let net = this.#nets.get(key);
+    if (net === undefined) {
+      net = (async () => {
+        const path = await resolveControlnet(spec, this.#env);
+        const loaded = await loadControlnet(path, { floatType });
+        loaded.close();
+        return { path, config: loaded.config, json: loaded.json, file: loaded.file };
+      })();
+      this.#nets.set(key, net);
+      net.catch(() => this.#nets.delete(key));
+    }
+    return net;
+  }
+
+  /** Opens (registers) the nets of one run on `sd`; see the class documentation. */
+  async open(
+    sd: StableDiffusion,
+    requests: readonly ControlnetRequest[],
+    options: OpenControlnetsOptions,
+  ): Promise<OpenedControlnets> {
+    const floatType = sd.options.floatType ?? "float32";
+    const units: ControlnetUnit[] = [];
+    const components: string[] = [];
+    for (const request of requests) {
+      const net = await this.#info(request.net, floatType);
+      assertControlnetFitsUnet(net.config, sd.model.unet.config, {
+        controlnetName: `the ControlNet "${request.net}"`,
+        modelName: options.modelLabel,
+      });
+      const component = registerNet(sd, net, floatType);
+      components.push(component);
+      units.push({
+        config: net.config,
+        session: () => sd.components.session(component),
+        image: request.image,
+        scale: request.scale,
+        start: request.start,
+        end: request.end,
+      });
+    }
+    const first = units[0]?.config;
+    const hookOptions: ControlnetHookOptions = {
+      // Diffusers: guess_mode = guess_mode or nets[0].config.global_pool_conditions
+      guessMode: (options.guessMode ?? false) || (first?.globalPoolConditions ?? false),
+      controlMode: options.controlMode ?? "balanced",
+      vaeFactor: vaeFactor(sd.model),
+      unet: sd.residualUnet(),
+      ...(sd.options.lowMemory
+        ? {
+          onLastStep: async () => {
+            for (const name of new Set(components)) await sd.releaseSession(name);
+          },
+        }
+        : {}),
+    };
+    return { units, hookOptions };
+  }
+}
+
 /** Options of {@linkcode controlnetExtension}. */
 export interface ControlnetExtensionOptions {
   /** Where models live and how aliases resolve. */
@@ -201,61 +323,30 @@ export interface ControlnetExtensionOptions {
  */
 export function controlnetExtension(options: ControlnetExtensionOptions): RunExtension {
   const { env, images } = options;
-  const nets = new Map<string, Promise<NetInfo>>();
-  const info = (spec: string, floatType: "float32" | "float16"): Promise<NetInfo> => {
-    const key = `${spec}\0${floatType}`;
-    let net = nets.get(key);
-    if (net === undefined) {
-      net = (async () => {
-        const path = await resolveControlnet(spec, env);
-        const loaded = await loadControlnet(path, { floatType });
-        loaded.close();
-        return { path, config: loaded.config, json: loaded.json, file: loaded.file };
-      })();
-      nets.set(key, net);
-      net.catch(() => nets.delete(key));
-    }
-    return net;
-  };
+  const opener = new ControlnetOpener(env);
   return {
     name: "controlnet",
     prepare: async ({ sd, job, inputs }) => {
       if (job.command !== "controlnet") return { hooks: [] };
-      const floatType = sd.options.floatType ?? "float32";
-      const units: ControlnetUnit[] = [];
-      const components: string[] = [];
-      for (const [k, control] of job.controls.entries()) {
-        const net = await info(control.net, floatType);
-        assertControlnetFitsUnet(net.config, sd.model.unet.config, {
-          controlnetName: `the ControlNet "${control.net}"`,
-          modelName: `the model "${modelName(job.model, sd.model.dir)}"`,
-        });
-        const component = registerNet(sd, net, floatType);
-        components.push(component);
-        units.push({
-          config: net.config,
-          session: () => sd.components.session(component),
-          image: controlImage(control, k, images, inputs),
+      const { units, hookOptions } = await opener.open(
+        sd,
+        job.controls.map((control, k) => ({
+          net: control.net,
           scale: control.scale,
           start: control.start,
           end: control.end,
-        });
-      }
-      const first = units[0]!.config;
-      const hook = controlnetHook(units, {
-        // Diffusers: guess_mode = guess_mode or nets[0].config.global_pool_conditions
-        guessMode: job.guessMode || first.globalPoolConditions,
-        vaeFactor: vaeFactor(sd.model),
-        unet: sd.residualUnet(),
-        ...(sd.options.lowMemory
-          ? {
-            onLastStep: async () => {
-              for (const name of new Set(components)) await sd.releaseSession(name);
-            },
-          }
-          : {}),
-      });
-      return { hooks: [hook], infotext: controlnetInfotext(job.controls) };
+          image: controlImage(control, k, images, inputs),
+        })),
+        {
+          modelLabel: `the model "${modelName(job.model, sd.model.dir)}"`,
+          guessMode: job.guessMode,
+          controlMode: job.controlMode,
+        },
+      );
+      return {
+        hooks: [controlnetHook(units, hookOptions)],
+        infotext: controlnetInfotext(job.controls, { controlMode: job.controlMode }),
+      };
     },
   };
 }

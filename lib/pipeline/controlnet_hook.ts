@@ -18,12 +18,26 @@
  * the net's residuals computed with its own hidden states, the unconditional one too unless in
  * guess mode, which generalises Diffusers' one conditional pass.
  *
+ * A1111's control modes (the ControlNet extension's `control_mode`, hook.py) change steps 1-4:
+ * "My prompt is more important" (`"prompt"`) scales residual k by `0.825 ** (12 - k)` times the
+ * weight on every pass (its "soft injection"); "ControlNet is more important" (`"control"`) does
+ * that and zeroes the residuals of the unconditional pass (its "cfg injection", `control *
+ * cond_mark`), which is what running the net on the conditional passes only and feeding zeros
+ * for the unconditional one gives, since a net treats every batch row alone.
+ *
+ * Tiled runs (MultiDiffusion, multidiffusion.ts) cannot cut residuals computed for the whole
+ * latent into tiles (a net's group norms and attention see the whole input), so
+ * {@linkcode controlnetTileHooks} runs the nets per tile, on the tile's latents and the tile's
+ * crop of the control image.
+ *
  * @module
  */
+import type { ControlMode } from "../job/controlnet.ts";
 import type { ControlnetConfig } from "../models/controlnet_config.ts";
 import { controlnetConditioningScales, controlnetResidualSpecs } from "../models/controlnet.ts";
 import { type HostTensor, hostTensor, type OnnxSession } from "../onnx/session.ts";
 import type { LoopHook, NamedInput, StepState, UnetInput } from "./denoise.ts";
+import { cropNchw, type LatentTile, type TileHook } from "./multidiffusion.ts";
 
 /** One ControlNet of a step. */
 export interface ControlnetUnit {
@@ -47,6 +61,11 @@ export interface ControlnetHookOptions {
    * pipelines do).
    */
   guessMode: boolean;
+  /**
+   * A1111's control mode (default `"balanced"`); see the module documentation. Its soft weights
+   * replace guess mode's scales; both skip the unconditional pass.
+   */
+  controlMode?: ControlMode;
   /** Pixels per latent (the VAE factor): the control image is the latents' size times this. */
   vaeFactor: number;
   /** The UNet component that takes residual inputs (`StableDiffusion.residualUnet()`). */
@@ -115,6 +134,125 @@ function addResiduals(
   return { data: out, dims: [...big] };
 }
 
+/** Where the nets of one call look: the latents and the control image of a region. */
+interface NetView {
+  /** The scaled latents of one pass over the region, `[n, C, h, w]`. */
+  latentInput: Float32Array;
+  /** Unit `u`'s `controlnet_cond` over the region, `[1, C, h * f, w * f]`. */
+  image: (unit: ControlnetUnit) => Promise<Float32Array>;
+}
+
+/**
+ * Runs the nets for one UNet call (the whole latent, or one tile of it) and returns the input
+ * with the summed residuals under the UNet's residual input names (the module's steps 1-5).
+ */
+async function withResiduals(
+  units: readonly ControlnetUnit[],
+  options: ControlnetHookOptions,
+  input: UnetInput,
+  state: StepState,
+  view: NetView,
+): Promise<UnetInput> {
+  const specs = controlnetResidualSpecs(units[0]!.config);
+  const [batch, , h, w] = input.sampleShape;
+  const { n } = state;
+  const plane = h * w;
+  const latentChannels = view.latentInput.length / (n * plane);
+  const mode = options.controlMode ?? "balanced";
+  // 1. The net's batch: every pass, or the conditional ones in guess mode (and A1111's
+  // "ControlNet is more important") with CFG.
+  const skip = (options.guessMode || mode === "control") && state.withUncond ? 1 : 0;
+  const netPasses = state.passes.length - skip;
+  const netBatch = netPasses * n;
+  const [, sequence, width] = input.hiddenShape;
+  const common: Record<string, HostTensor> = {
+    sample: hostTensor("float32", repeat(view.latentInput, netPasses), [
+      netBatch,
+      latentChannels,
+      h,
+      w,
+    ]),
+    timestep: hostTensor("float32", Float32Array.of(state.t), [1]),
+    encoder_hidden_states: hostTensor(
+      "float32",
+      rows(input.hiddenStates, sequence * width, skip * n, netBatch),
+      [netBatch, sequence, width],
+    ),
+  };
+  const added = (name: string): HostTensor => {
+    const value = input.extra[name];
+    if (value === undefined) {
+      throw new RangeError(
+        `Cannot run an SDXL ControlNet: the step has no "${name}" (is the model SDXL?)`,
+      );
+    }
+    const row = value.data.length / batch;
+    return hostTensor("float32", rows(value.data, row, skip * n, netBatch), [netBatch, row]);
+  };
+  // 2-3. Each net at its scale for this step; residuals summed in net order.
+  let sums: Float32Array[] | undefined;
+  let dims: number[][] | undefined;
+  for (const unit of units) {
+    const keep = controlnetKeep(state.loopIndex, state.loopLength, unit.start, unit.end);
+    const scale = unit.scale * keep;
+    // scale * residual with scale 0 is zero: the net need not run.
+    if (scale === 0) continue;
+    const scales = controlnetConditioningScales(unit.config, scale, {
+      guessMode: options.guessMode,
+      soft: mode !== "balanced",
+    });
+    const f = options.vaeFactor;
+    const feeds: Record<string, HostTensor> = {
+      ...common,
+      controlnet_cond: hostTensor(
+        "float32",
+        await view.image(unit),
+        [1, unit.config.conditioningChannels, h * f, w * f],
+      ),
+      conditioning_scales: hostTensor("float32", scales, [scales.length]),
+    };
+    if (unit.config.additionEmbedType === "text_time") {
+      feeds.text_embeds = added("text_embeds");
+      feeds.time_ids = added("time_ids");
+    }
+    const session = await unit.session();
+    const out = await session.run(feeds, specs.map((s) => s.name));
+    const residuals = specs.map((s) => {
+      const t = out[s.name];
+      if (t === undefined || !(t.data instanceof Float32Array)) {
+        throw new TypeError(`Cannot read ControlNet output "${s.name}" as float32`);
+      }
+      return { data: t.data, dims: [...t.dims] };
+    });
+    if (sums === undefined) {
+      sums = residuals.map((r) => r.data);
+      dims = residuals.map((r) => r.dims);
+      continue;
+    }
+    residuals.forEach((r, k) => {
+      const sum = addResiduals(sums![k]!, dims![k]!, r.data, r.dims, specs[k]!.name);
+      sums![k] = sum.data;
+      dims![k] = sum.dims;
+    });
+  }
+  // 4-5. Zeros where no net ran (the unconditional pass in guess mode, steps outside every
+  // net's window), under the UNet's residual input names.
+  const extra: Record<string, NamedInput> = { ...input.extra };
+  specs.forEach((s, k) => {
+    const hk = dims?.[k]?.[2] ?? Math.ceil(h / s.downscale);
+    const wk = dims?.[k]?.[3] ?? Math.ceil(w / s.downscale);
+    const block = s.channels * hk * wk;
+    const data = new Float32Array(batch * block);
+    if (sums !== undefined) data.set(sums[k]!, skip * n * block);
+    extra[s.name] = { data, dims: [batch, s.channels, hk, wk] };
+  });
+  return { ...input, extra, unet: options.unet };
+}
+
+function checkUnits(units: readonly ControlnetUnit[]): void {
+  if (units.length === 0) throw new RangeError("Cannot run ControlNet without a net");
+}
+
 /**
  * The loop hook that runs the nets of a step and feeds their summed residuals to the UNet (see
  * the module documentation).
@@ -123,100 +261,87 @@ export function controlnetHook(
   units: readonly ControlnetUnit[],
   options: ControlnetHookOptions,
 ): LoopHook {
-  if (units.length === 0) throw new RangeError("Cannot run ControlNet without a net");
-  const specs = controlnetResidualSpecs(units[0]!.config);
+  checkUnits(units);
   return {
     async beforeUnet(input: UnetInput, state: StepState): Promise<UnetInput> {
-      const [batch, , h, w] = input.sampleShape;
-      const { n } = state;
-      const plane = h * w;
-      const latentChannels = state.latentInput.length / (n * plane);
-      // 1. The net's batch: every pass, or the conditional ones in guess mode with CFG.
-      const skip = options.guessMode && state.withUncond ? 1 : 0;
-      const netPasses = state.passes.length - skip;
-      const netBatch = netPasses * n;
-      const [, sequence, width] = input.hiddenShape;
-      const common: Record<string, HostTensor> = {
-        sample: hostTensor("float32", repeat(state.latentInput, netPasses), [
-          netBatch,
-          latentChannels,
-          h,
-          w,
-        ]),
-        timestep: hostTensor("float32", Float32Array.of(state.t), [1]),
-        encoder_hidden_states: hostTensor(
-          "float32",
-          rows(input.hiddenStates, sequence * width, skip * n, netBatch),
-          [netBatch, sequence, width],
-        ),
-      };
-      const added = (name: string): HostTensor => {
-        const value = input.extra[name];
-        if (value === undefined) {
-          throw new RangeError(
-            `Cannot run an SDXL ControlNet: the step has no "${name}" (is the model SDXL?)`,
-          );
-        }
-        const row = value.data.length / batch;
-        return hostTensor("float32", rows(value.data, row, skip * n, netBatch), [netBatch, row]);
-      };
-      // 2-3. Each net at its scale for this step; residuals summed in net order.
-      let sums: Float32Array[] | undefined;
-      let dims: number[][] | undefined;
-      for (const unit of units) {
-        const keep = controlnetKeep(state.loopIndex, state.loopLength, unit.start, unit.end);
-        const scale = unit.scale * keep;
-        // scale * residual with scale 0 is zero: the net need not run.
-        if (scale === 0) continue;
-        const scales = controlnetConditioningScales(unit.config, scale, {
-          guessMode: options.guessMode,
-        });
-        const feeds: Record<string, HostTensor> = {
-          ...common,
-          controlnet_cond: hostTensor(
-            "float32",
-            await unit.image(w * options.vaeFactor, h * options.vaeFactor),
-            [1, unit.config.conditioningChannels, h * options.vaeFactor, w * options.vaeFactor],
-          ),
-          conditioning_scales: hostTensor("float32", scales, [scales.length]),
-        };
-        if (unit.config.additionEmbedType === "text_time") {
-          feeds.text_embeds = added("text_embeds");
-          feeds.time_ids = added("time_ids");
-        }
-        const session = await unit.session();
-        const out = await session.run(feeds, specs.map((s) => s.name));
-        const residuals = specs.map((s) => {
-          const t = out[s.name];
-          if (t === undefined || !(t.data instanceof Float32Array)) {
-            throw new TypeError(`Cannot read ControlNet output "${s.name}" as float32`);
-          }
-          return { data: t.data, dims: [...t.dims] };
-        });
-        if (sums === undefined) {
-          sums = residuals.map((r) => r.data);
-          dims = residuals.map((r) => r.dims);
-          continue;
-        }
-        residuals.forEach((r, k) => {
-          const sum = addResiduals(sums![k]!, dims![k]!, r.data, r.dims, specs[k]!.name);
-          sums![k] = sum.data;
-          dims![k] = sum.dims;
-        });
-      }
-      if (state.loopIndex === state.loopLength - 1) await options.onLastStep?.();
-      // 4-5. Zeros where no net ran (the unconditional pass in guess mode, steps outside every
-      // net's window), under the UNet's residual input names.
-      const extra: Record<string, NamedInput> = { ...input.extra };
-      specs.forEach((s, k) => {
-        const hk = dims?.[k]?.[2] ?? Math.ceil(h / s.downscale);
-        const wk = dims?.[k]?.[3] ?? Math.ceil(w / s.downscale);
-        const block = s.channels * hk * wk;
-        const data = new Float32Array(batch * block);
-        if (sums !== undefined) data.set(sums[k]!, skip * n * block);
-        extra[s.name] = { data, dims: [batch, s.channels, hk, wk] };
+      const [, , h, w] = input.sampleShape;
+      const f = options.vaeFactor;
+      const out = await withResiduals(units, options, input, state, {
+        latentInput: state.latentInput,
+        image: (unit) => unit.image(w * f, h * f),
       });
-      return { ...input, extra, unet: options.unet };
+      if (state.loopIndex === state.loopLength - 1) await options.onLastStep?.();
+      return out;
+    },
+  };
+}
+
+/** The two halves of a tiled ControlNet step: see {@linkcode controlnetTileHooks}. */
+export interface ControlnetTileHooks {
+  /** A loop hook: notes the step (the nets need it per tile) and picks the residual UNet. */
+  hook: LoopHook;
+  /** A tile hook (`upscaleImg2Img`'s `tileHooks`): runs the nets on one tile. */
+  tileHook: TileHook;
+}
+
+/**
+ * ControlNet for a MultiDiffusion run (multidiffusion.ts): the loop hook notes each step's
+ * state and the whole latent's size; the tile hook runs the nets on each latent tile, with the
+ * tile's latents (`latentInput[:, :, y:y+h, x:x+w]`) and its crop of each control image (pixels
+ * `f*x .. f*(x+w)` by `f*y .. f*(y+h)` of the image at the whole output size), and feeds the
+ * residuals to the tile's UNet call. With one tile covering the latent this is
+ * {@linkcode controlnetHook} exactly.
+ *
+ * @example
+ * ```ts ignore
+ * const { hook, tileHook } = controlnetTileHooks(units, { guessMode: false, vaeFactor: 8, unet });
+ * await upscaleImg2Img(sd, { ...params, hooks: [hook], tileHooks: [tileHook], image, strength });
+ * ```
+ */
+export function controlnetTileHooks(
+  units: readonly ControlnetUnit[],
+  options: ControlnetHookOptions,
+): ControlnetTileHooks {
+  checkUnits(units);
+  let step: { state: StepState; width: number; height: number } | undefined;
+  return {
+    hook: {
+      beforeUnet(input: UnetInput, state: StepState): UnetInput {
+        const [, , height, width] = input.sampleShape;
+        step = { state, width, height };
+        return { ...input, unet: options.unet };
+      },
+    },
+    tileHook: async (input: UnetInput, tile: LatentTile): Promise<UnetInput> => {
+      if (step === undefined) {
+        throw new RangeError("The ControlNet tile hook ran before its loop hook saw the step");
+      }
+      const { state, width: W, height: H } = step;
+      const f = options.vaeFactor;
+      const channels = state.latentInput.length / (state.n * H * W);
+      const out = await withResiduals(units, options, input, state, {
+        latentInput: cropNchw(
+          state.latentInput,
+          [state.n, channels, H, W],
+          tile.x,
+          tile.y,
+          tile.width,
+          tile.height,
+        ),
+        image: async (unit) =>
+          cropNchw(
+            await unit.image(W * f, H * f),
+            [1, unit.config.conditioningChannels, H * f, W * f],
+            tile.x * f,
+            tile.y * f,
+            tile.width * f,
+            tile.height * f,
+          ),
+      });
+      if (state.loopIndex === state.loopLength - 1 && tile.index === tile.count - 1) {
+        await options.onLastStep?.();
+      }
+      return out;
     },
   };
 }

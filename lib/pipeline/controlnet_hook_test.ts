@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { parseControlnetConfig } from "../models/controlnet_config.ts";
 import { controlnetResidualSpecs } from "../models/controlnet.ts";
 import { type HostTensor, hostTensor, type OnnxSession } from "../onnx/session.ts";
-import { controlnetHook, type ControlnetUnit } from "./controlnet_hook.ts";
+import { controlnetHook, controlnetTileHooks, type ControlnetUnit } from "./controlnet_hook.ts";
 import type { Cond, StepState, UnetInput } from "./denoise.ts";
 
 // A tiny SD 1.x-shaped net: 2 blocks -> 4 residuals (3 down + mid).
@@ -217,4 +217,181 @@ Deno.test("controlnetHook() with composable prompts (a AND b): every conditional
   assert.equal(residual(out, SPECS.length - 1, 0), 0);
   assert.equal(residual(out, SPECS.length - 1, 1), 1 + 20);
   assert.equal(residual(out, SPECS.length - 1, 2), 1 + 30);
+});
+
+/**
+ * A stand-in net whose residuals are local: residual k at (y, x) of row b is
+ * `scales[k] * (sample[b, 0, y*d, x*d] + control[0, 0, y*d*8, x*d*8] + hidden[b][0])` (d its
+ * downscale), so a tile's residuals are the crop of the whole latent's exactly when the tile's
+ * latents and control image are cropped at the right place.
+ */
+function localNet(calls: Call[]): () => Promise<OnnxSession> {
+  const session = {
+    run: (feeds: Record<string, HostTensor>) => {
+      calls.push({ feeds });
+      const [batch, c, h, w] = feeds.sample!.dims as [number, number, number, number];
+      const sample = feeds.sample!.data as Float32Array;
+      const control = feeds.controlnet_cond!.data as Float32Array;
+      const cw = feeds.controlnet_cond!.dims[3]!;
+      const hidden = feeds.encoder_hidden_states!.data as Float32Array;
+      const hiddenRow = hidden.length / batch;
+      const scales = feeds.conditioning_scales!.data as Float32Array;
+      const out: Record<string, HostTensor> = {};
+      SPECS.forEach((s, k) => {
+        const d = s.downscale;
+        const hk = Math.ceil(h / d);
+        const wk = Math.ceil(w / d);
+        const data = new Float32Array(batch * s.channels * hk * wk);
+        for (let b = 0; b < batch; b++) {
+          for (let ch = 0; ch < s.channels; ch++) {
+            for (let y = 0; y < hk; y++) {
+              for (let x = 0; x < wk; x++) {
+                const v = sample[((b * c) * h + y * d) * w + x * d]! +
+                  control[(y * d * 8) * cw + x * d * 8]! + hidden[b * hiddenRow]! + ch;
+                data[((b * s.channels + ch) * hk + y) * wk + x] = scales[k]! * v;
+              }
+            }
+          }
+        }
+        out[s.name] = hostTensor("float32", data, [batch, s.channels, hk, wk]);
+      });
+      return Promise.resolve(out);
+    },
+  };
+  return () => Promise.resolve(session as unknown as OnnxSession);
+}
+
+Deno.test("controlnetTileHooks() runs the nets per tile on the tile's latents and control crop", async () => {
+  const { planTiles } = await import("../image/tiles.ts");
+  const { cropNchw } = await import("./multidiffusion.ts");
+  // n = 1, 2 passes (uncond, cond), a 16x24 latent (128x192 pixels), 4 latent channels.
+  const [H, W] = [16, 24];
+  const latent = Float32Array.from({ length: 4 * H * W }, (_, i) => Math.sin(i / 7));
+  const control = Float32Array.from({ length: 3 * H * 8 * W * 8 }, (_, i) => (i % 251) / 251);
+  const cond = (v: number): Cond => ({
+    embedding: { data: new Float32Array(2 * 4).fill(v), tokens: 2, dim: 4 },
+  });
+  const hidden = new Float32Array(2 * 8);
+  hidden.fill(10, 0, 8);
+  hidden.fill(20, 8);
+  const input: UnetInput = {
+    sample: Float32Array.from({ length: 2 * latent.length }, (_, i) => latent[i % latent.length]!),
+    sampleShape: [2, 4, H, W],
+    timestep: 500,
+    hiddenStates: hidden,
+    hiddenShape: [2, 2, 4],
+    extra: {},
+  };
+  const state: StepState = {
+    i: 3,
+    loopIndex: 3,
+    loopLength: 4,
+    t: 500,
+    n: 1,
+    passes: [cond(10), cond(20)],
+    withUncond: true,
+    latentInput: latent,
+  };
+  const sizes: string[] = [];
+  const make = (calls: Call[]): ControlnetUnit => ({
+    ...unit(0, calls, { scale: 0.5 }),
+    session: localNet(calls),
+    image: (width, height) => {
+      sizes.push(`${width}x${height}`);
+      return Promise.resolve(control);
+    },
+  });
+  for (const controlMode of ["balanced", "control"] as const) {
+    const wholeCalls: Call[] = [];
+    const whole = await controlnetHook([make(wholeCalls)], {
+      guessMode: false,
+      controlMode,
+      vaeFactor: 8,
+      unet: "u",
+    }).beforeUnet!(input, state);
+    let released = 0;
+    const tileCalls: Call[] = [];
+    const { hook, tileHook } = controlnetTileHooks([make(tileCalls)], {
+      guessMode: false,
+      controlMode,
+      vaeFactor: 8,
+      unet: "u",
+      onLastStep: () => Promise.resolve(void released++),
+    });
+    const stepped = await hook.beforeUnet!(input, state);
+    assert.equal(stepped.unet, "u");
+    assert.deepEqual(stepped.extra, {}, "the loop hook adds no residuals itself");
+    const grid = planTiles(W, H, { tile: 8, overlap: 4, margin: 0, multiple: 4 });
+    let index = 0;
+    for (const rows of grid.rows.spans) {
+      for (const cols of grid.columns.spans) {
+        const [tw, th] = [cols.end - cols.start, rows.end - rows.start];
+        const tile = {
+          x: cols.start,
+          y: rows.start,
+          width: tw,
+          height: th,
+          index,
+          count: grid.count,
+        };
+        index++;
+        const tileInput: UnetInput = {
+          ...input,
+          sample: cropNchw(input.sample, input.sampleShape, cols.start, rows.start, tw, th),
+          sampleShape: [2, 4, th, tw],
+        };
+        const out = await tileHook(tileInput, tile);
+        assert.equal(out.unet, "u");
+        for (const s of SPECS) {
+          const got = out.extra[s.name]!;
+          const all = whole.extra[s.name]!;
+          const d = s.downscale;
+          // Tiles start on the grid of 4 latents: residual k starts at x / d exactly.
+          const want = cropNchw(
+            all.data,
+            all.dims,
+            cols.start / d,
+            rows.start / d,
+            got.dims[3]!,
+            got.dims[2]!,
+          );
+          assert.deepEqual(got.dims, [2, s.channels, Math.ceil(th / d), Math.ceil(tw / d)]);
+          assert.deepEqual(got.data, want, `${controlMode}: tile ${tile.index}, ${s.name}`);
+        }
+      }
+    }
+    assert.equal(tileCalls.length, grid.count);
+    assert.equal(released, 1, "released once, after the last tile of the last step");
+    if (controlMode === "control") {
+      // "ControlNet is more important": the cond pass only, soft scales, zeros for the uncond.
+      assert.deepEqual(tileCalls[0]!.feeds.sample!.dims[0], 1);
+      const scales = [...(tileCalls[0]!.feeds.conditioning_scales!.data as Float32Array)];
+      assert.deepEqual(scales, SPECS.map((_, k) => Math.fround(0.5 * 0.825 ** (12 - k))));
+      assert.equal(residual(whole, 0, 0), 0);
+    }
+  }
+  assert.ok(sizes.every((s) => s === "192x128"), sizes.join());
+});
+
+Deno.test("controlnetHook() control modes: prompt scales every pass softly, control skips the negative pass", async () => {
+  for (const [controlMode, rows] of [["prompt", 2], ["control", 1]] as const) {
+    const calls: Call[] = [];
+    const hook = controlnetHook([unit(0, calls)], {
+      guessMode: false,
+      controlMode,
+      vaeFactor: 8,
+      unet: "u",
+    });
+    const { input, state } = step(0, 4);
+    const out = await hook.beforeUnet!(input, state);
+    assert.equal(calls[0]!.feeds.sample!.dims[0], rows);
+    const scales = calls[0]!.feeds.conditioning_scales!.data as Float32Array;
+    SPECS.forEach((_, k) => assert.equal(scales[k], Math.fround(0.825 ** (12 - k))));
+    const last = SPECS.length - 1;
+    assert.equal(
+      residual(out, last, 0),
+      controlMode === "prompt" ? Math.fround(scales[last]! * 11) : 0,
+    );
+    assert.equal(residual(out, last, 1), Math.fround(scales[last]! * 21));
+  }
 });

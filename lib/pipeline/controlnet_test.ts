@@ -45,10 +45,14 @@ Deno.test("controlnetInfotext() writes A1111's ControlNet unit fields", () => {
   ]);
   assert.deepEqual(fields, {
     "ControlNet 0": "Module: none, Model: control_v11p_sd15_canny, Weight: 1.0, " +
-      "Resize Mode: Just Resize, Guidance Start: 0.0, Guidance End: 0.5",
+      "Resize Mode: Just Resize, Guidance Start: 0.0, Guidance End: 0.5, Control Mode: Balanced",
     "ControlNet 1": "Module: inpaint_global_harmonious, Model: cn, Weight: 0.7, " +
-      "Resize Mode: Just Resize, Guidance Start: 0.1, Guidance End: 1.0",
+      "Resize Mode: Just Resize, Guidance Start: 0.1, Guidance End: 1.0, Control Mode: Balanced",
   });
+  const control = controlnetInfotext([{ net: "t", module: "none", scale: 1, start: 0, end: 1 }], {
+    controlMode: "control",
+  });
+  assert.match(control["ControlNet 0"]!, /, Control Mode: ControlNet is more important$/);
 });
 
 Deno.test("controlnetTaskJob() sees a controlnet Job as generate or img2img", () => {

@@ -242,8 +242,11 @@ export async function denoiseLatents(options: DenoiseOptions): Promise<Float32Ar
   return latents;
 }
 
-/** Combines the batched UNet outputs into one noise prediction. */
-function guide(
+/**
+ * Combines the batched UNet outputs (`size` values per pass, the unconditional pass first when
+ * `useUncond`) into one noise prediction: Diffusers' CFG, or A1111's composable AND sum.
+ */
+export function guide(
   out: Float32Array,
   size: number,
   useUncond: boolean,

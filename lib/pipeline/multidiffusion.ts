@@ -70,8 +70,17 @@ export interface MultiDiffusionOptions {
   onTile?: (done: number, total: number) => void;
 }
 
-/** `src[:, :, y0:y0+h, x0:x0+w]` of a `[B, C, H, W]` tensor. */
-function cropNchw(
+/**
+ * `src[:, :, y0:y0+h, x0:x0+w]` of a `[B, C, H, W]` tensor.
+ *
+ * @example
+ * ```ts
+ * import { cropNchw } from "./multidiffusion.ts";
+ * const t = Float32Array.from({ length: 12 }, (_, i) => i); // [1, 1, 3, 4]
+ * console.assert(cropNchw(t, [1, 1, 3, 4], 1, 1, 2, 2).join() === "5,6,9,10");
+ * ```
+ */
+export function cropNchw(
   src: Float32Array,
   dims: readonly number[],
   x0: number,

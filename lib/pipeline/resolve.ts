@@ -6,7 +6,7 @@
  * @module
  */
 import { existsSync, statSync } from "node:fs";
-import { basename, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { ModelNotFoundError, UsageError } from "../errors.ts";
 import { lockedModel, modelDir, type ModelsLock, modelStatus } from "../hub/mod.ts";
 import { convertedModelDir } from "../convert/cached_model.ts";
@@ -62,6 +62,17 @@ export async function resolveModel(spec: string | undefined, env: RunEnvironment
         hint: `use it with "denoise upscale --model ${spec}" or "--hires-upscaler ${spec}"`,
       });
     }
+    if (model.kind === "motion-module") {
+      throw new UsageError(`"${spec}" is a motion module, not a model`, {
+        hint: `pass it to denoise animate as --motion-module ${spec}`,
+      });
+    }
+    if (model.family === "controlnet") {
+      throw new UsageError(`Model "${spec}" is a ControlNet, not a diffusion model`, {
+        hint: `use it with "denoise controlnet --control ${spec}:IMAGE" or ` +
+          `"denoise upscale --mode controlnet-tile --controlnet ${spec}"`,
+      });
+    }
     const status = await modelStatus(env.cacheDir, spec, model);
     if (status.some((s) => !s.present)) {
       throw new ModelNotFoundError(`Model "${spec}" is not downloaded`, {
@@ -92,4 +103,40 @@ export function modelName(spec: string | undefined, dir: string): string {
 export function defaultCfg(model: Pick<DiffusersModel, "family" | "unet">): number {
   if (model.unet.config.timeCondProjDim !== null) return 8.5;
   return model.family === "sdxl" || model.family === "sdxl-refiner" ? 5 : 7.5;
+}
+
+/**
+ * Resolves `--motion-module`: an existing file or MotionAdapter folder as given, else an alias
+ * of kind "motion-module" from models.lock.json (pulled first with `denoise models pull`).
+ */
+export async function resolveMotionModule(
+  spec: string | undefined,
+  env: RunEnvironment,
+): Promise<string> {
+  if (spec === undefined || spec === "") {
+    throw new UsageError("No motion module given", {
+      hint: "pass --motion-module FILE|FOLDER|ALIAS, e.g. --motion-module mm_sd_v15_v2",
+    });
+  }
+  if (existsSync(spec)) return resolve(spec);
+  const model = env.lock?.models[spec];
+  if (model === undefined) {
+    throw new ModelNotFoundError(`Motion module "${spec}" is neither a file nor a known alias`, {
+      hint: "pass an AnimateDiff motion module (.ckpt, .safetensors), a MotionAdapter folder, " +
+        "or an alias from denoise models list",
+    });
+  }
+  if (model.kind !== "motion-module") {
+    throw new UsageError(`"${spec}" is a model, not a motion module`, {
+      hint: "pass it as --model, and a motion module (e.g. mm_sd_v15_v2) as --motion-module",
+    });
+  }
+  const status = await modelStatus(env.cacheDir, spec, model);
+  if (status.some((s) => !s.present)) {
+    throw new ModelNotFoundError(`Motion module "${spec}" is not downloaded`, {
+      hint: `run "denoise models pull ${spec}"`,
+    });
+  }
+  const dir = modelDir(env.cacheDir, spec, model);
+  return model.layout === "single-file" ? join(dir, model.files[0]!.path) : dir;
 }

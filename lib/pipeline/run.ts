@@ -17,6 +17,7 @@ import { type JobSchema, withFields } from "../job/define.ts";
 import { encodeWithMetadata } from "../meta/encode.ts";
 import { type DiffusersModel, openDiffusersModel } from "../model_io/diffusers_folder.ts";
 import {
+  type AdapterJob,
   type AdapterModel,
   embeddingSpecs,
   type LoraLedger,
@@ -119,8 +120,18 @@ const JOB_SCHEMAS: Readonly<Record<DiffusionJob["command"], JobSchema>> = {
   controlnet: ControlnetJob,
 };
 
+/**
+ * What opening a Job's model reads of it: the model, VAE and precision, and the adapter fields
+ * (every diffusion Job has them, `animate`'s too).
+ */
+export type OpenableJob = AdapterJob & {
+  model?: string | undefined;
+  vae?: string | undefined;
+  precision?: Precision | undefined;
+};
+
 /** The facts about a model that LoRAs and embeddings are matched against. */
-async function adapterModel(m: DiffusersModel, job: DiffusionJob): Promise<AdapterModel> {
+async function adapterModel(m: DiffusersModel, job: AdapterJob): Promise<AdapterModel> {
   if (m.onnx !== undefined && (loraSpecs(job).length > 0 || embeddingSpecs(job).length > 0)) {
     throw new UsageError(
       `Cannot apply LoRAs or embeddings to the ONNX export in ${m.dir}: its weights are baked ` +
@@ -216,12 +227,12 @@ export class DiffusionRunner {
   }
 
   /** Opens (once) the model a Job names, with the LoRAs and embeddings it asks for. */
-  async model(job: DiffusionJob): Promise<StableDiffusion> {
+  async model(job: OpenableJob): Promise<StableDiffusion> {
     return await this.open(job.model, job.vae, await this.adapters(job), this.precision(job));
   }
 
   /** Loads and matches (once per model and request) the LoRAs and embeddings of a Job. */
-  async adapters(job: DiffusionJob): Promise<PreparedAdapters> {
+  async adapters(job: OpenableJob): Promise<PreparedAdapters> {
     const model = await this.diffusersModel(job.model);
     const request = [job.lora, job.loraDir, job.embedding, job.embeddingsDir];
     const key = JSON.stringify([model.dir, request, job.prompt, job.negative, job.promptSyntax]);

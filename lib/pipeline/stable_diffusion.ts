@@ -350,10 +350,13 @@ export class StableDiffusion {
     return name;
   }
 
-  /** The UNet as a {@linkcode UnetCall} (the component `input.unet` names, default "unet"). */
-  unetCall(): UnetCall {
+  /**
+   * The UNet as a {@linkcode UnetCall}: the component `input.unet` names, else `component`
+   * (default "unet"; `animate` passes its motion UNet, "unet_motion").
+   */
+  unetCall(component = "unet"): UnetCall {
     return async (input) => {
-      const session = await this.components.session(input.unet ?? "unet");
+      const session = await this.components.session(input.unet ?? component);
       // Each input goes in the type the graph declares (ONNX exports vary: int64 or float16
       // timesteps, float16 states); built graphs take float32.
       const feeds: Record<string, HostTensor> = {

@@ -1,5 +1,6 @@
 /**
  * The trainable LoRA tensors as kohya-ss names them: `lora_unet_<module path with "." -> "_">`
+ * (text encoders: `lora_te_`, SDXL's `lora_te1_` / `lora_te2_` + the transformers path)
  * plus `.lora_down.weight` (`[rank, in]`) and `.lora_up.weight` (`[out, rank]`); `.alpha`
  * entries are metadata here (the scale comes from the training options). Which modules are
  * trained is decided by which of them the record holds. Module paths use the spelling of
@@ -32,10 +33,36 @@ export function unetLoraModuleName(path: string): string {
   return `lora_unet_${normalisePath(path)}`;
 }
 
+/** The model part a kohya module name belongs to. */
+export type LoraTarget = "unet" | "text_encoder" | "text_encoder_2";
+
+/** kohya's prefix of each part (SD 1.x/2.x: `lora_te_`; SDXL: `lora_te1_` and `lora_te2_`). */
+export const KOHYA_PREFIXES: ReadonlyArray<readonly [string, LoraTarget]> = [
+  ["lora_unet_", "unet"],
+  ["lora_te_", "text_encoder"],
+  ["lora_te1_", "text_encoder"],
+  ["lora_te2_", "text_encoder_2"],
+];
+
 /**
- * The modules of a kohya-named LoRA record, sorted by name. Throws on a tensor of unknown role,
- * a down without an up (or the reverse), a text-encoder module (not trainable yet) and an
- * empty record.
+ * The part and kohya prefix of a module name, or undefined for a name of no known part.
+ *
+ * @example
+ * ```ts
+ * import { loraTargetOf } from "./lora_parameters.ts";
+ * console.assert(loraTargetOf("lora_te2_text_model_encoder_layers_0_self_attn_q_proj")?.target === "text_encoder_2");
+ * ```
+ */
+export function loraTargetOf(module: string): { target: LoraTarget; prefix: string } | undefined {
+  for (const [prefix, target] of KOHYA_PREFIXES) {
+    if (module.startsWith(prefix)) return { target, prefix };
+  }
+  return undefined;
+}
+
+/**
+ * The modules of a kohya-named LoRA record, sorted by name. Throws on a tensor of unknown role
+ * or part, a down without an up (or the reverse) and an empty record.
  *
  * @example
  * ```ts
@@ -63,14 +90,10 @@ export function loraParameterPairs(
       );
     }
     const module = key.slice(0, -(role === "down" ? DOWN : UP).length);
-    if (module.startsWith("lora_te")) {
+    if (loraTargetOf(module) === undefined) {
       throw new RangeError(
-        `LoRA tensor "${key}" belongs to the text encoder, which cannot be trained yet; ` +
-          `train lora_unet_* modules only`,
+        `LoRA tensor "${key}" is not a kohya UNet or text-encoder name (lora_unet_..., lora_te_...)`,
       );
-    }
-    if (!module.startsWith("lora_unet_")) {
-      throw new RangeError(`LoRA tensor "${key}" is not a kohya UNet name (lora_unet_...)`);
     }
     const entry = modules.get(module) ?? {};
     entry[role] = value;

@@ -19,7 +19,7 @@ Deno.test("loraParameterPairs() pairs kohya down/up tensors, ignores .alpha and 
   );
 });
 
-Deno.test("loraParameterPairs() rejects half modules, unknown roles, text-encoder and empty LoRAs", () => {
+Deno.test("loraParameterPairs() rejects half modules, unknown roles and parts, and empty LoRAs", () => {
   const t = new Float32Array(4);
   assert.throws(
     () => loraParameterPairs({ "lora_unet_a.lora_down.weight": t }),
@@ -27,8 +27,13 @@ Deno.test("loraParameterPairs() rejects half modules, unknown roles, text-encode
   );
   assert.throws(() => loraParameterPairs({ "lora_unet_a.hada_w1_a": t }), /neither/);
   assert.throws(
-    () => loraParameterPairs({ "lora_te_x.lora_down.weight": t, "lora_te_x.lora_up.weight": t }),
-    /text encoder, which cannot be trained yet/,
+    () => loraParameterPairs({ "lora_vae_x.lora_down.weight": t, "lora_vae_x.lora_up.weight": t }),
+    /is not a kohya UNet or text-encoder name/,
   );
+  const te = loraParameterPairs({
+    "lora_te1_x.lora_down.weight": t,
+    "lora_te1_x.lora_up.weight": t,
+  });
+  assert.equal(te[0]!.module, "lora_te1_x");
   assert.throws(() => loraParameterPairs({}), /nothing to train/);
 });

@@ -1,9 +1,20 @@
 /**
  * One model's LoRA training machinery: the opened Diffusers folder, its DDPM training schedule,
- * the frozen text encoder (text_states.ts) and one training session per (trained module set,
- * alpha, latent shape), built on first use and kept, so repeated steps only run ORT.
- * {@linkcode LoraTrainer.step} is one forward + backward pass; the optimiser (adamw.ts) and
- * the loop (datasets, schedules, checkpoints) sit on top.
+ * the text encoders (frozen, text_states.ts, or trained, text_encoder_lora_graph.ts) and one
+ * training session per (trained module set, alpha, latent shape, options), built on first use
+ * and kept, so repeated steps only run ORT. {@linkcode LoraTrainer.step} is one forward +
+ * backward pass; the optimiser (adamw.ts) and the loop (train_lora.ts: datasets, schedules,
+ * checkpoints) sit on top.
+ *
+ * SD 1.x / 2.x condition the UNet on the text encoder's last hidden state; SDXL (Diffusers'
+ * train_text_to_image_lora_sdxl.py) on the penultimate hidden states of both encoders side by
+ * side, plus the second encoder's pooled projection (`text_embeds`) and six `time_ids` per item
+ * (original size, crop top-left, target size).
+ *
+ * With text-encoder modules in the LoRA (`lora_te_*`, SDXL `lora_te1_*` / `lora_te2_*`), the
+ * UNet's graph also returns the gradient of its text inputs and the text encoders' own training
+ * graphs carry it back to their LoRA (the chain rule across two sessions); their states are then
+ * recomputed at every step instead of cached.
  *
  * Graphs are written to `<cacheDir>/train/` (reused by later runs, with ORT's optimised graph)
  * or, without a cache folder, to a temporary folder removed by {@linkcode LoraTrainer.release}
@@ -23,12 +34,20 @@ import {
 } from "../onnx/session.ts";
 import { tensorSources } from "../onnx/tensor_sources.ts";
 import type { AttentionKernel } from "../models/layers.ts";
-import { type DiffusersModel, openDiffusersModel } from "../model_io/diffusers_folder.ts";
+import type { ClipTextConfig } from "../models/clip_text.ts";
+import {
+  type ComponentFiles,
+  type DiffusersModel,
+  openDiffusersModel,
+} from "../model_io/diffusers_folder.ts";
 import type { PredictionType } from "../schedulers/config.ts";
+import { ClipTokenizer } from "../tokenizer/clip_tokenizer.ts";
 import { SafetensorsFile } from "../weights/safetensors.ts";
 import {
   type LoraParameterPair,
   loraParameterPairs,
+  type LoraTarget,
+  loraTargetOf,
   unetLoraModuleName,
 } from "./lora_parameters.ts";
 import type { LoraInput } from "./lora_hook.ts";
@@ -39,7 +58,8 @@ import {
   trainingTarget,
 } from "./noising.ts";
 import { TextStates } from "./text_states.ts";
-import { buildUnetLoraTrainingGraph } from "./unet_lora_graph.ts";
+import { buildTextEncoderLoraTrainingGraph } from "./text_encoder_lora_graph.ts";
+import { buildUnetLoraTrainingGraph, unetTextEmbedsDim } from "./unet_lora_graph.ts";
 
 /** Options of {@linkcode LoraTrainer.open}. */
 export interface LoraTrainerOptions {
@@ -51,6 +71,12 @@ export interface LoraTrainerOptions {
   threads?: number;
   /** Execution provider (default cpu). */
   executionProvider?: ExecutionProvider;
+  /**
+   * Activation checkpointing: recompute each resnet's, transformer block's and text-encoder
+   * layer's activations in the backward pass instead of keeping them (less memory, about one
+   * more forward pass of time). Default false.
+   */
+  checkpointing?: boolean;
 }
 
 /** One training batch. */
@@ -71,6 +97,16 @@ export interface LoraTrainingBatch {
   prompt: string | readonly string[];
   /** Default: the model's scheduler config. */
   predictionType?: "epsilon" | "v_prediction";
+  /**
+   * Per-item loss weights (min-SNR): the loss is `mean(w_b * (prediction - target)^2)`.
+   * Default: unweighted.
+   */
+  lossWeights?: readonly number[];
+  /**
+   * SDXL: six `time_ids` per item (original height, width, crop top, left, target height,
+   * width). Default: no crop, original = target = the latent size times 8.
+   */
+  timeIds?: ReadonlyArray<readonly number[]>;
 }
 
 /** What one step computed. */
@@ -86,6 +122,27 @@ export interface LoraStepResult {
 interface TrainingSession {
   session: OnnxSession;
   parameters: LoraInput[];
+}
+
+/** A text encoder of the model, with what the UNet reads from it. */
+interface TextEncoderSpec {
+  target: LoraTarget;
+  files: ComponentFiles<ClipTextConfig>;
+  tokenizerDir: string;
+  /** Outputs the UNet reads, in order (the first is the hidden states). */
+  outputs: string[];
+}
+
+interface TextEncoderRun {
+  spec: TextEncoderSpec;
+  /** Present when the encoder is trained this step. */
+  trained?: {
+    session: TrainingSession;
+    ids: BigInt64Array;
+    pairs: LoraParameterPair[];
+  };
+  /** The outputs, `[B, ...]` each. */
+  values: Record<string, Float32Array>;
 }
 
 let tempRoots: string[] = [];
@@ -111,9 +168,12 @@ export class LoraTrainer {
   readonly model: DiffusersModel;
   readonly schedule: TrainingSchedule;
   readonly options: Readonly<LoraTrainerOptions>;
+  /** The text encoders the UNet is conditioned on, in concatenation order. */
+  readonly textEncoders: ReadonlyArray<Readonly<TextEncoderSpec>>;
   #graphDir: string;
   #temporary: boolean;
-  #text: Promise<TextStates> | undefined;
+  #text = new Map<LoraTarget, Promise<TextStates>>();
+  #tokenizers = new Map<LoraTarget, Promise<ClipTokenizer>>();
   #sessions = new Map<string, Promise<TrainingSession>>();
 
   private constructor(
@@ -127,10 +187,36 @@ export class LoraTrainer {
     this.options = options;
     this.#graphDir = graphDir;
     this.#temporary = temporary;
+    const penultimate = (c: ClipTextConfig) => `hidden_states.${c.numHiddenLayers - 1}`;
+    if (model.family === "sdxl") {
+      const te1 = model.textEncoder!;
+      const te2 = model.textEncoder2!;
+      this.textEncoders = [
+        {
+          target: "text_encoder",
+          files: te1,
+          tokenizerDir: model.tokenizerDir!,
+          outputs: [penultimate(te1.config)],
+        },
+        {
+          target: "text_encoder_2",
+          files: te2,
+          tokenizerDir: model.tokenizer2Dir!,
+          outputs: [penultimate(te2.config), "text_embeds"],
+        },
+      ];
+    } else {
+      this.textEncoders = [{
+        target: "text_encoder",
+        files: model.textEncoder!,
+        tokenizerDir: model.tokenizerDir!,
+        outputs: ["last_hidden_state"],
+      }];
+    }
   }
 
   /**
-   * Opens a Diffusers folder for training (SD 1.x / 2.x UNets).
+   * Opens a Diffusers folder for training (SD 1.x / 2.x and SDXL base UNets).
    *
    * @example
    * ```ts ignore
@@ -145,9 +231,16 @@ export class LoraTrainer {
         `Cannot train on ${model.dir}: it is an ONNX export; use the Diffusers folder with .safetensors weights`,
       );
     }
-    if (model.unet.config.additionEmbedType !== null || model.textEncoder === undefined) {
+    const sdxl = model.family === "sdxl" && model.textEncoder2 !== undefined &&
+      model.tokenizer2Dir !== undefined;
+    const plain = model.unet.config.additionEmbedType === null;
+    if (
+      model.textEncoder === undefined || model.tokenizerDir === undefined || model.inpainting ||
+      !(plain || sdxl) || model.unet.config.timeCondProjDim !== null
+    ) {
       throw new RangeError(
-        `Cannot train on ${model.dir}: LoRA training supports SD 1.x and 2.x UNets, not ${model.family}`,
+        `Cannot train on ${model.dir}: LoRA training supports SD 1.x, 2.x and SDXL base models, ` +
+          `not ${model.inpainting ? "inpainting models" : model.family}`,
       );
     }
     let graphDir: string;
@@ -161,15 +254,30 @@ export class LoraTrainer {
     return new LoraTrainer(model, options, graphDir, temporary);
   }
 
-  /** The frozen text encoder (opened on first use). */
-  textStates(): Promise<TextStates> {
-    const te = this.model.textEncoder!;
-    this.#text ??= TextStates.open(te.config, te.weights, this.model.tokenizerDir!, {
-      graphDir: this.#graphDir,
-      cacheOptimized: !this.#temporary,
-      ...this.#sessionOptions(),
-    });
-    return this.#text;
+  /** The frozen (first) text encoder, opened on first use. */
+  textStates(target: LoraTarget = "text_encoder"): Promise<TextStates> {
+    let text = this.#text.get(target);
+    if (text === undefined) {
+      const spec = this.textEncoders.find((t) => t.target === target);
+      if (spec === undefined) throw new RangeError(`The model has no ${target}`);
+      text = TextStates.open(spec.files.config, spec.files.weights, spec.tokenizerDir, {
+        graphDir: this.#graphDir,
+        cacheOptimized: !this.#temporary,
+        ...this.#sessionOptions(),
+      });
+      this.#text.set(target, text);
+      text.catch(() => this.#text.delete(target));
+    }
+    return text;
+  }
+
+  #tokenizer(spec: TextEncoderSpec): Promise<ClipTokenizer> {
+    let t = this.#tokenizers.get(spec.target);
+    if (t === undefined) {
+      t = ClipTokenizer.fromDirectory(spec.tokenizerDir);
+      this.#tokenizers.set(spec.target, t);
+    }
+    return t;
   }
 
   #sessionOptions(): { threads?: number; executionProvider?: ExecutionProvider } {
@@ -181,83 +289,225 @@ export class LoraTrainer {
     };
   }
 
-  /** The training session for these modules, alpha and shape (built once). */
-  #session(
-    pairs: readonly LoraParameterPair[],
-    alpha: number,
-    shape: readonly [number, number, number, number],
-    sequenceLength: number,
-  ): Promise<TrainingSession> {
-    const attention = this.options.attention ?? "fused";
-    const modules = pairs.map((p) => [p.module, p.downSize, p.upSize]);
-    const id = JSON.stringify({ modules, alpha, shape, sequenceLength, attention });
-    let entry = this.#sessions.get(id);
+  /** A cached session, built once per id. */
+  #cached(id: unknown, open: () => Promise<TrainingSession>): Promise<TrainingSession> {
+    const key = JSON.stringify(id);
+    let entry = this.#sessions.get(key);
     if (entry === undefined) {
-      entry = this.#openSession(pairs, alpha, shape, sequenceLength, attention);
-      this.#sessions.set(id, entry);
-      entry.catch(() => this.#sessions.delete(id));
+      entry = open();
+      this.#sessions.set(key, entry);
+      entry.catch(() => this.#sessions.delete(key));
     }
     return entry;
   }
 
-  async #openSession(
+  /** The LoRA inputs of `pairs` with shapes from a weight file's linear layers. */
+  async #parameters(
+    weights: string,
+    pairs: readonly LoraParameterPair[],
+    moduleName: (path: string) => string,
+    what: string,
+  ): Promise<LoraInput[]> {
+    // From the safetensors header: a cache hit builds nothing, so shapes cannot come from the build.
+    using file = await SafetensorsFile.open(weights);
+    const linear = new Map<string, readonly number[]>();
+    for (const [name, info] of file.tensors) {
+      if (name.endsWith(".weight") && info.shape.length === 2) {
+        linear.set(moduleName(name.slice(0, -".weight".length)), info.shape);
+      }
+    }
+    const parameters: LoraInput[] = [];
+    for (const p of pairs) {
+      const dims = linear.get(p.module) ?? [0, 0];
+      const out = dims[0]!;
+      const inF = dims[1]!;
+      const rank = inF === 0 ? 0 : p.downSize / inF;
+      if (!Number.isInteger(rank) || rank < 1 || p.upSize !== out * rank) {
+        throw new RangeError(
+          `LoRA module "${p.module}" matches no linear layer of the ${what} with its sizes ` +
+            `(lora_down ${p.downSize} values, lora_up ${p.upSize})`,
+        );
+      }
+      parameters.push({ name: p.down, shape: [rank, inF] }, { name: p.up, shape: [out, rank] });
+    }
+    return parameters;
+  }
+
+  /** The UNet training session for these modules, alpha, shape and options (built once). */
+  #unetSession(
     pairs: readonly LoraParameterPair[],
     alpha: number,
     shape: readonly [number, number, number, number],
     sequenceLength: number,
-    attention: AttentionKernel,
+    lossWeights: boolean,
+    textGradients: boolean,
   ): Promise<TrainingSession> {
-    const unet = this.model.unet;
-    const key = cacheKey({
-      builder: "unet-lora-train@1",
-      weights: await fileIdentity(unet.weights),
-      config: unet.rawConfig,
-      modules: pairs.map((p) => [p.module, p.downSize, p.upSize]),
-      alpha,
-      shape,
-      sequenceLength,
-      attention,
-    });
-    // The LoRA inputs' shapes, from the linear weights' shapes in the safetensors header (a
-    // cache hit builds nothing, so they cannot come from the build).
-    const parameters: LoraInput[] = [];
-    {
-      using file = await SafetensorsFile.open(unet.weights);
-      const linear = new Map<string, readonly number[]>();
-      for (const [name, info] of file.tensors) {
-        if (name.endsWith(".weight") && info.shape.length === 2) {
-          linear.set(unetLoraModuleName(name.slice(0, -".weight".length)), info.shape);
-        }
-      }
-      for (const p of pairs) {
-        const dims = linear.get(p.module) ?? [0, 0];
-        const out = dims[0]!;
-        const inF = dims[1]!;
-        const rank = inF === 0 ? 0 : p.downSize / inF;
-        if (!Number.isInteger(rank) || rank < 1 || p.upSize !== out * rank) {
-          throw new RangeError(
-            `LoRA module "${p.module}" matches no linear layer of the UNet with its sizes ` +
-              `(lora_down ${p.downSize} values, lora_up ${p.upSize})`,
-          );
-        }
-        parameters.push({ name: p.down, shape: [rank, inF] }, { name: p.up, shape: [out, rank] });
-      }
-    }
-    const build = async () => {
-      using file = await SafetensorsFile.open(unet.weights);
-      return buildUnetLoraTrainingGraph(unet.config, tensorSources(file), {
-        modules: pairs,
+    const attention = this.options.attention ?? "fused";
+    const recompute = this.options.checkpointing ?? false;
+    const modules = pairs.map((p) => [p.module, p.downSize, p.upSize]);
+    // Options at their defaults stay out of the id and key, so earlier cache entries stay valid.
+    const extra = {
+      ...(lossWeights ? { lossWeights } : {}),
+      ...(textGradients ? { textGradients } : {}),
+      ...(recompute ? { recompute } : {}),
+    };
+    const id = { unet: modules, alpha, shape, sequenceLength, attention, ...extra };
+    return this.#cached(id, async () => {
+      const unet = this.model.unet;
+      const key = cacheKey({
+        builder: "unet-lora-train@2",
+        weights: await fileIdentity(unet.weights),
+        config: unet.rawConfig,
+        modules,
         alpha,
         shape,
         sequenceLength,
         attention,
-      }).model;
-    };
-    const { session } = await createCachedSession(this.#graphDir, key, build, {
-      cacheOptimized: !this.#temporary,
-      ...this.#sessionOptions(),
+        ...extra,
+      });
+      const parameters = await this.#parameters(unet.weights, pairs, unetLoraModuleName, "UNet");
+      const build = async () => {
+        using file = await SafetensorsFile.open(unet.weights);
+        return buildUnetLoraTrainingGraph(unet.config, tensorSources(file), {
+          modules: pairs,
+          alpha,
+          shape,
+          sequenceLength,
+          attention,
+          lossWeights,
+          textGradients,
+          recompute,
+        }).model;
+      };
+      const { session } = await createCachedSession(this.#graphDir, key, build, {
+        cacheOptimized: !this.#temporary,
+        ...this.#sessionOptions(),
+      });
+      return { session, parameters };
     });
-    return { session, parameters };
+  }
+
+  /** A text encoder's training session (built once per module set and batch). */
+  #textSession(
+    spec: TextEncoderSpec,
+    pairs: readonly LoraParameterPair[],
+    alpha: number,
+    batch: number,
+    sequenceLength: number,
+  ): Promise<TrainingSession> {
+    const prefix = loraTargetOf(pairs[0]!.module)!.prefix;
+    const recompute = this.options.checkpointing ?? false;
+    const modules = pairs.map((p) => [p.module, p.downSize, p.upSize]);
+    const id = {
+      text: spec.target,
+      modules,
+      alpha,
+      batch,
+      sequenceLength,
+      outputs: spec.outputs,
+      ...(recompute ? { recompute } : {}),
+    };
+    return this.#cached(id, async () => {
+      const files = spec.files;
+      const key = cacheKey({
+        builder: "clip-lora-train@1",
+        weights: await fileIdentity(files.weights),
+        config: files.rawConfig,
+        ...id,
+      });
+      const parameters = await this.#parameters(
+        files.weights,
+        pairs,
+        (path) => prefix + path.replaceAll(".", "_"),
+        `text encoder (${prefix}*)`,
+      );
+      const build = async () => {
+        using file = await SafetensorsFile.open(files.weights);
+        const sources = tensorSources(file);
+        const vocab = sources.get("text_model.embeddings.token_embedding.weight")?.shape[0];
+        return buildTextEncoderLoraTrainingGraph(
+          { ...files.config, vocabSize: vocab ?? files.config.vocabSize },
+          sources,
+          {
+            modules: pairs,
+            alpha,
+            prefix,
+            batch,
+            sequenceLength,
+            outputs: spec.outputs,
+            recompute,
+          },
+        ).model;
+      };
+      const { session } = await createCachedSession(this.#graphDir, key, build, {
+        cacheOptimized: !this.#temporary,
+        ...this.#sessionOptions(),
+      });
+      return { session, parameters };
+    });
+  }
+
+  /** Runs every text encoder on the prompts: frozen ones from their cache, trained ones afresh. */
+  async #encodeText(
+    prompts: readonly string[],
+    byTarget: ReadonlyMap<LoraTarget, LoraParameterPair[]>,
+    lora: Readonly<Record<string, Float32Array>>,
+    alpha: number,
+  ): Promise<TextEncoderRun[]> {
+    const runs: TextEncoderRun[] = [];
+    for (const spec of this.textEncoders) {
+      const pairs = byTarget.get(spec.target) ?? [];
+      if (pairs.length === 0) {
+        const text = await this.textStates(spec.target);
+        runs.push({ spec, values: await text.encodeOutputs(prompts, spec.outputs) });
+        continue;
+      }
+      const tokenizer = await this.#tokenizer(spec);
+      const s = tokenizer.modelMaxLength;
+      const ids = new BigInt64Array(prompts.length * s);
+      prompts.forEach((p, b) =>
+        tokenizer.encodePadded(p).forEach((id, i) => (ids[b * s + i] = BigInt(id)))
+      );
+      const session = await this.#textSession(spec, pairs, alpha, prompts.length, s);
+      // Forward with zero upstream gradients: the outputs (the gradients are unused).
+      const out = await session.session.run(
+        this.#textFeeds(spec, session, ids, lora, prompts.length, s, undefined),
+        spec.outputs,
+      );
+      const values: Record<string, Float32Array> = {};
+      for (const name of spec.outputs) values[name] = out[name]!.data as Float32Array;
+      runs.push({ spec, trained: { session, ids, pairs }, values });
+    }
+    return runs;
+  }
+
+  #textFeeds(
+    spec: TextEncoderSpec,
+    session: TrainingSession,
+    ids: BigInt64Array,
+    lora: Readonly<Record<string, Float32Array>>,
+    batch: number,
+    sequenceLength: number,
+    upstream: Record<string, Float32Array> | undefined,
+  ): Record<string, HostTensor> {
+    const feeds: Record<string, HostTensor> = {
+      input_ids: hostTensor("int64", ids, [batch, sequenceLength]),
+    };
+    for (const name of spec.outputs) {
+      const config = spec.files.config;
+      const dims = name === "text_embeds"
+        ? [batch, config.projectionDim]
+        : [batch, sequenceLength, config.hiddenSize];
+      feeds[`upstream.${name}`] = hostTensor(
+        "float32",
+        upstream?.[name] ?? new Float32Array(numel(dims)),
+        dims,
+      );
+    }
+    for (const p of session.parameters) {
+      feeds[p.name] = hostTensor("float32", lora[p.name]!, p.shape);
+    }
+    return feeds;
   }
 
   /**
@@ -267,7 +517,7 @@ export class LoraTrainer {
   async step(batch: LoraTrainingBatch): Promise<LoraStepResult> {
     // 1. Check the batch.
     const shape = checkShape(batch.shape, this.model.unet.config.inChannels);
-    const [b] = shape;
+    const [b, , h, w] = shape;
     const n = numel(shape);
     for (const [name, data] of [["latents", batch.latents], ["noise", batch.noise]] as const) {
       if (!(data instanceof Float32Array) || data.length !== n) {
@@ -290,11 +540,37 @@ export class LoraTrainer {
     if (!(batch.alpha > 0) || !Number.isFinite(batch.alpha)) {
       throw new RangeError(`Cannot train: alpha must be a number > 0, got ${batch.alpha}`);
     }
+    if (batch.lossWeights !== undefined && batch.lossWeights.length !== b) {
+      throw new RangeError(
+        `Cannot train: ${batch.lossWeights.length} loss weights for a batch of ${b}`,
+      );
+    }
     const pairs = loraParameterPairs(batch.lora);
+    const byTarget = new Map<LoraTarget, LoraParameterPair[]>();
+    for (const p of pairs) {
+      const target = loraTargetOf(p.module)!.target;
+      if (!this.textEncoders.some((t) => t.target === target) && target !== "unet") {
+        throw new RangeError(`Cannot train "${p.module}": the model has no ${target}`);
+      }
+      const list = byTarget.get(target);
+      if (list === undefined) byTarget.set(target, [p]);
+      else list.push(p);
+    }
+    const unetPairs = byTarget.get("unet") ?? [];
+    const trainText = pairs.length > unetPairs.length;
 
-    // 2. Text states, noised latents and the target.
-    const text = await this.textStates();
-    const states = await text.encode(prompts);
+    // 2. Text conditioning, noised latents and the target.
+    const text = await this.#encodeText(prompts, byTarget, batch.lora, batch.alpha);
+    const seq = text[0]!.values[text[0]!.spec.outputs[0]!]!.length /
+      (b * text[0]!.spec.files.config.hiddenSize);
+    const states = concatLastAxis(
+      text.map((t) => ({
+        data: t.values[t.spec.outputs[0]!]!,
+        width: t.spec.files.config.hiddenSize,
+      })),
+      b * seq,
+    );
+    const crossDim = states.length / (b * seq);
     const { alphasCumprod } = this.schedule;
     const predictionType: PredictionType = batch.predictionType ?? this.schedule.predictionType;
     const noisy = addNoisePerItem(alphasCumprod, batch.latents, batch.noise, batch.timesteps);
@@ -306,25 +582,70 @@ export class LoraTrainer {
       batch.timesteps,
     );
 
-    // 3. Forward + backward.
-    const { session, parameters } = await this.#session(
-      pairs,
+    // 3. Forward + backward through the UNet.
+    const { session, parameters } = await this.#unetSession(
+      unetPairs,
       batch.alpha,
       shape,
-      text.sequenceLength,
+      seq,
+      batch.lossWeights !== undefined,
+      trainText,
     );
     const feeds: Record<string, HostTensor> = {
       sample: hostTensor("float32", noisy, shape),
       timestep: hostTensor("float32", Float32Array.from(batch.timesteps), [b]),
-      encoder_hidden_states: hostTensor("float32", states, [b, text.sequenceLength, text.width]),
+      encoder_hidden_states: hostTensor("float32", states, [b, seq, crossDim]),
       target: hostTensor("float32", target, shape),
     };
+    if (batch.lossWeights !== undefined) {
+      feeds.loss_weights = hostTensor("float32", Float32Array.from(batch.lossWeights), [
+        b,
+        1,
+        1,
+        1,
+      ]);
+    }
+    const embedsDim = unetTextEmbedsDim(this.model.unet.config);
+    if (embedsDim !== undefined) {
+      const pooled = text[1]!.values.text_embeds!;
+      feeds.text_embeds = hostTensor("float32", pooled, [b, embedsDim]);
+      const ids = new Float32Array(b * 6);
+      for (let i = 0; i < b; i++) {
+        const t = batch.timeIds?.[i] ?? [h * 8, w * 8, 0, 0, h * 8, w * 8];
+        if (t.length !== 6) throw new RangeError(`Cannot train: time_ids must have 6 values`);
+        ids.set(t, i * 6);
+      }
+      feeds.time_ids = hostTensor("float32", ids, [b, 6]);
+    }
     for (const p of parameters) feeds[p.name] = hostTensor("float32", batch.lora[p.name]!, p.shape);
     const out = await session.run(feeds);
     const grads: Record<string, Float32Array> = {};
-    for (const p of pairs) {
+    for (const p of unetPairs) {
       grads[p.down] = out[`${p.down}.grad`]!.data as Float32Array;
       grads[p.up] = out[`${p.up}.grad`]!.data as Float32Array;
+    }
+
+    // 4. The text encoders' backward passes, from the UNet's gradients of its text inputs.
+    if (trainText) {
+      const statesGrad = out["encoder_hidden_states.grad"]!.data as Float32Array;
+      let offset = 0;
+      for (const t of text) {
+        const width = t.spec.files.config.hiddenSize;
+        const slice = sliceLastAxis(statesGrad, crossDim, offset, width);
+        offset += width;
+        if (t.trained === undefined) continue;
+        const upstream: Record<string, Float32Array> = { [t.spec.outputs[0]!]: slice };
+        if (t.spec.outputs.includes("text_embeds")) {
+          upstream.text_embeds = out["text_embeds.grad"]!.data as Float32Array;
+        }
+        const r = await t.trained.session.session.run(
+          this.#textFeeds(t.spec, t.trained.session, t.trained.ids, batch.lora, b, seq, upstream),
+        );
+        for (const p of t.trained.pairs) {
+          grads[p.down] = r[`${p.down}.grad`]!.data as Float32Array;
+          grads[p.up] = r[`${p.up}.grad`]!.data as Float32Array;
+        }
+      }
     }
     return {
       loss: (out.loss!.data as Float32Array)[0]!,
@@ -344,16 +665,54 @@ export class LoraTrainer {
         // a session that failed to open has nothing to free
       }
     }
-    if (this.#text !== undefined) {
-      const text = this.#text;
-      this.#text = undefined;
-      await (await text).release();
+    const texts = [...this.#text.values()];
+    this.#text.clear();
+    for (const t of texts) {
+      try {
+        await (await t).release();
+      } catch {
+        // as above
+      }
     }
     if (this.#temporary) {
       await Deno.remove(this.#graphDir, { recursive: true }).catch(() => {});
       tempRoots = tempRoots.filter((d) => d !== this.#graphDir);
     }
   }
+}
+
+/** Rows of several `[rows, width_k]` tensors side by side: `[rows, sum(width_k)]`. */
+function concatLastAxis(
+  parts: ReadonlyArray<{ data: Float32Array; width: number }>,
+  rows: number,
+): Float32Array {
+  if (parts.length === 1) return parts[0]!.data;
+  const total = parts.reduce((s, p) => s + p.width, 0);
+  const out = new Float32Array(rows * total);
+  let offset = 0;
+  for (const p of parts) {
+    for (let r = 0; r < rows; r++) {
+      out.set(p.data.subarray(r * p.width, (r + 1) * p.width), r * total + offset);
+    }
+    offset += p.width;
+  }
+  return out;
+}
+
+/** Columns `[offset, offset + width)` of a `[rows, total]` tensor. */
+function sliceLastAxis(
+  data: Float32Array,
+  total: number,
+  offset: number,
+  width: number,
+): Float32Array {
+  if (offset === 0 && width === total) return data;
+  const rows = data.length / total;
+  const out = new Float32Array(rows * width);
+  for (let r = 0; r < rows; r++) {
+    out.set(data.subarray(r * total + offset, r * total + offset + width), r * width);
+  }
+  return out;
 }
 
 function checkShape(shape: readonly number[], channels: number): [number, number, number, number] {

@@ -13,6 +13,12 @@ export interface MseLossOptions {
   target?: string;
   /** Name of the loss output (default `mse_loss`). */
   output?: string;
+  /**
+   * Name of an optional per-item weight input `[B, 1, ...]`: the loss becomes
+   * `mean(w_b * (prediction - target)^2)`, which is Diffusers' min-SNR
+   * `(mse(reduction="none").mean(dims) * w).mean()` (equal up to rounding). Default none.
+   */
+  weights?: string;
 }
 
 /**
@@ -40,7 +46,11 @@ export function appendMseLoss(
   const output = options.output ?? "mse_loss";
   const loss = g.scope(output, () => {
     const diff = g.op("Sub", [{ name: prediction, type: "float32" }, target]);
-    const squared = g.op("Mul", [diff, diff]);
+    let squared = g.op("Mul", [diff, diff]);
+    if (options.weights !== undefined) {
+      const perItem = [shape[0]!, ...shape.slice(1).map(() => 1)];
+      squared = g.op("Mul", [squared, g.input(options.weights, "float32", perItem)]);
+    }
     return g.op("ReduceMean", [squared], { keepdims: 0 });
   });
   g.output(loss, output, "float32", []);

@@ -32,7 +32,7 @@ export class TextStates {
   /** Width of a state (the UNet's cross-attention width). */
   readonly width: number;
   #session: OnnxSession;
-  #cache = new Map<string, Float32Array>();
+  #cache = new Map<string, Record<string, Float32Array>>();
 
   private constructor(tokenizer: ClipTokenizer, session: OnnxSession, width: number) {
     this.tokenizer = tokenizer;
@@ -86,23 +86,42 @@ export class TextStates {
 
   /** `[prompts.length, 77, width]` last hidden states, row-major. */
   async encode(prompts: readonly string[]): Promise<Float32Array> {
-    const per = this.sequenceLength * this.width;
-    const out = new Float32Array(prompts.length * per);
-    for (let b = 0; b < prompts.length; b++) {
-      const prompt = prompts[b]!;
-      let states = this.#cache.get(prompt);
-      if (states === undefined) {
+    return (await this.encodeOutputs(prompts, ["last_hidden_state"])).last_hidden_state!;
+  }
+
+  /**
+   * The named encoder outputs (`last_hidden_state`, `hidden_states.<i>`, `text_embeds`...) of
+   * every prompt, each stacked over the prompts (`[prompts.length, ...]`, row-major). Each
+   * prompt is encoded once per run.
+   */
+  async encodeOutputs(
+    prompts: readonly string[],
+    names: readonly string[],
+  ): Promise<Record<string, Float32Array>> {
+    const rows: Array<Record<string, Float32Array>> = [];
+    for (const prompt of prompts) {
+      const key = `${names.join("\0")}\0\0${prompt}`;
+      let row = this.#cache.get(key);
+      if (row === undefined) {
         const ids = this.tokenizer.encodePadded(prompt);
         const result = await this.#session.run({
           input_ids: hostTensor("int64", BigInt64Array.from(ids, (v) => BigInt(v)), [
             1,
             ids.length,
           ]),
-        }, ["last_hidden_state"]);
-        states = result.last_hidden_state!.data as Float32Array;
-        this.#cache.set(prompt, states);
+        }, [...names]);
+        row = {};
+        for (const name of names) row[name] = result[name]!.data as Float32Array;
+        this.#cache.set(key, row);
       }
-      out.set(states, b * per);
+      rows.push(row);
+    }
+    const out: Record<string, Float32Array> = {};
+    for (const name of names) {
+      const per = rows[0]![name]!.length;
+      const stacked = new Float32Array(rows.length * per);
+      rows.forEach((r, b) => stacked.set(r[name]!, b * per));
+      out[name] = stacked;
     }
     return out;
   }

@@ -35,6 +35,10 @@ import { seedValue } from "../pipeline/batch.ts";
 import { modelName } from "../pipeline/resolve.ts";
 import type { DiffusionRunner } from "../pipeline/run.ts";
 import { randomSeed } from "../pipeline/sampling.ts";
+import { controlTensor } from "../pipeline/control_image.ts";
+import type { LoopHook } from "../pipeline/denoise.ts";
+import type { TileHook } from "../pipeline/multidiffusion.ts";
+import type { StableDiffusion } from "../pipeline/stable_diffusion.ts";
 import { defaultUpscaleTile, upscaleImg2Img } from "../pipeline/upscale_img2img.ts";
 import { floatToRaw, floatToTensor, restoreLayout, tensorToFloat } from "./pixels.ts";
 import { upscaledSize } from "./upscale_image.ts";
@@ -105,6 +109,34 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
+/** A pass's image, resized, as a guide sees it. */
+export interface PassImage {
+  width: number;
+  height: number;
+  /** The resized image as a ControlNet's `controlnet_cond`: `[1, 3, height, width]` in [0, 1]. */
+  control: Float32Array;
+}
+
+/** What a guide adds to one pass. */
+export interface PassGuide {
+  /** Loop hooks of the pass's denoising loop. */
+  hooks: LoopHook[];
+  /** Hooks run on each UNet tile (lib/pipeline/multidiffusion.ts). */
+  tileHooks: TileHook[];
+}
+
+/**
+ * Extra guidance for every pass of an upscale (a ControlNet-tile upscale's nets): opened once on
+ * the model, then asked for each pass's hooks with the pass's resized image.
+ */
+export interface UpscaleGuide {
+  open(sd: StableDiffusion): Promise<{
+    pass: (image: PassImage) => PassGuide;
+    /** Infotext fields (A1111's ControlNet unit). */
+    infotext: Record<string, string>;
+  }>;
+}
+
 /** What {@linkcode img2imgUpscale} needs besides the Job and the image. */
 export interface Img2ImgUpscaleOptions {
   /** Opens the model (with its LoRAs) and prepares the diffusion parameters. */
@@ -117,6 +149,12 @@ export interface Img2ImgUpscaleOptions {
   onProgress?: ProgressCallback | undefined;
   /** Recorded in the infotext's Version field. */
   version: string;
+  /** The mode recorded in the Job (default "img2img"). */
+  mode?: "img2img" | "controlnet-tile";
+  /** The defaults of strength, steps, cfg and passes (default the book's 11.1 settings). */
+  defaults?: Readonly<Record<keyof typeof IMG2IMG_UPSCALE_DEFAULTS, number>>;
+  /** Guidance added to every pass (ControlNet tile). */
+  guide?: UpscaleGuide | undefined;
 }
 
 /** What {@linkcode img2imgUpscale} made. */
@@ -155,7 +193,7 @@ export async function img2imgUpscale(
   image: FloatImage,
   options: Img2ImgUpscaleOptions,
 ): Promise<Img2ImgUpscaleResult> {
-  const d = IMG2IMG_UPSCALE_DEFAULTS;
+  const d = options.defaults ?? IMG2IMG_UPSCALE_DEFAULTS;
   const scale = job.scale ?? 2;
   const passes = job.passes ?? d.passes;
   const strength = job.strength ?? d.strength;
@@ -213,6 +251,7 @@ export async function img2imgUpscale(
   if (tile !== 0 && overlap >= tile) {
     throw new UsageError(`The tile overlap ${overlap} must be smaller than the tile ${tile}`);
   }
+  const guide = await options.guide?.open(sd);
   // 2. The passes: Lanczos to the pass's size, then img2img (tiled when large).
   const eight = image.bitDepth === 8;
   let rgb8: RawImage | undefined = eight ? floatToRaw(colourPlanes(image)) : undefined;
@@ -221,20 +260,29 @@ export async function img2imgUpscale(
   let tiles = 1;
   const sizes = passSizes(image.width, image.height, scale, passes, f);
   for (const size of sizes) {
-    const input: Nchw = eight
-      ? {
-        data: imageToTensor(pilResize(rgb8!, size.width, size.height, "lanczos")),
-        dims: [1, 3, size.height, size.width],
-      }
-      : floatToTensor(
-        await resizeFloatImage(rgb16!, size.width, size.height, { kernel: "lanczos3" }),
-      );
+    // The pass's image, resized: the init image, and a guide's control image.
+    const resized8 = eight ? pilResize(rgb8!, size.width, size.height, "lanczos") : undefined;
+    const resized16 = eight
+      ? undefined
+      : await resizeFloatImage(rgb16!, size.width, size.height, { kernel: "lanczos3" });
+    const input: Nchw = resized8
+      ? { data: imageToTensor(resized8), dims: [1, 3, size.height, size.width] }
+      : floatToTensor(resized16!);
+    const added = guide?.pass({
+      ...size,
+      // Diffusers' control image: RGB / 255 (8-bit), the samples as they are (16-bit).
+      control: resized8
+        ? controlTensor(resized8, size.width, size.height)
+        : resized16!.data.slice(0, 3 * size.width * size.height),
+    });
     const result = await upscaleImg2Img(sd, {
       ...params,
+      ...(added ? { hooks: [...(params.hooks ?? []), ...added.hooks] } : {}),
       image: input,
       strength,
       tile,
       overlap,
+      tileHooks: added?.tileHooks,
       onTile: options.onTile,
     });
     pixels = result.pixels;
@@ -257,7 +305,7 @@ export async function img2imgUpscale(
   const out = restoreLayout(rgb, image.channels, alpha);
   // 4. What to record.
   const recorded: Partial<UpscaleJob> = {
-    mode: "img2img",
+    mode: options.mode ?? "img2img",
     scale,
     tile,
     tileOverlap: overlap,
@@ -280,6 +328,7 @@ export async function img2imgUpscale(
     version: options.version,
     extra: {
       ...extra,
+      ...guide?.infotext,
       "SD upscale upscaler": "Lanczos",
       "SD upscale by": String(scale),
       ...(passes > 1 ? { "SD upscale passes": String(passes) } : {}),

@@ -2,7 +2,8 @@
  * Upscaling images. ESRGAN-family networks: open one from a .pth/.safetensors file, run it tile
  * by tile with blended overlaps, and treat grey, alpha, 16-bit and any output scale as
  * Real-ESRGAN does. And `runUpscale`, what `denoise upscale` calls: a table of modes (esrgan,
- * img2img super-resolution on a Stable Diffusion model through lib/pipeline, Lanczos), the pixel
+ * img2img super-resolution on a Stable Diffusion model through lib/pipeline, the same guided by
+ * the tile ControlNet, Lanczos), the pixel
  * limit, and the Job chain (the input's Job kept under `source`).
  *
  * @example
@@ -25,5 +26,6 @@ export * from "./pixels.ts";
 export * from "./resolve.ts";
 export * from "./model_upscaler.ts";
 export * from "./img2img_upscale.ts";
+export * from "./controlnet_tile.ts";
 export * from "./modes.ts";
 export * from "./run.ts";

@@ -2,11 +2,13 @@
  * The upscale modes, as a table `runUpscale` looks up (a new mode is a new row): which models
  * each takes, and how it runs. esrgan runs an ESRGAN-family network (lib/upscale/upscale_image.ts);
  * img2img runs the book's img2img super-resolution with a Stable Diffusion model
- * (lib/upscale/img2img_upscale.ts); lanczos resizes.
+ * (lib/upscale/img2img_upscale.ts); controlnet-tile the same guided by the tile ControlNet (book
+ * 11.2, lib/upscale/controlnet_tile.ts); lanczos resizes.
  *
  * The esrgan and lanczos modes only change pixels, so the image keeps the infotext it came with
  * and A1111's "Extras" fields are appended to it (`Postprocess upscale by`, `Postprocess
- * upscaler`); img2img makes a new image, whose infotext is that of its diffusion run.
+ * upscaler`); img2img and controlnet-tile make a new image, whose infotext is that of its
+ * diffusion run.
  *
  * @module
  */
@@ -17,6 +19,7 @@ import type { UpscaleJob, UpscaleMode } from "../job/upscale.ts";
 import { formatInfotext, type Infotext } from "../meta/a1111.ts";
 import type { DiffusionRunner } from "../pipeline/run.ts";
 import type { RunEnvironment } from "../pipeline/resolve.ts";
+import { controlnetTileUpscale } from "./controlnet_tile.ts";
 import { img2imgUpscale } from "./img2img_upscale.ts";
 import { openUpscalerModel } from "./model_upscaler.ts";
 import type { UpscaleModel, UpscaleModelKind } from "./resolve.ts";
@@ -191,6 +194,23 @@ const img2img: UpscaleModeRow = {
   },
 };
 
+const controlnetTile: UpscaleModeRow = {
+  mode: "controlnet-tile",
+  accepts: ["diffusion"],
+  fields: [...IMG2IMG_FIELDS, "controlnet", "controlnetScale", "controlMode"],
+  run: async ({ env, job, image, source, runner, checkSize, onTile, onProgress }) => {
+    return await controlnetTileUpscale(job, image, {
+      env,
+      runner: runner(),
+      source,
+      checkSize,
+      onTile,
+      onProgress,
+      version: `denoise ${env.version}`,
+    });
+  },
+};
+
 const lanczos: UpscaleModeRow = {
   mode: "lanczos",
   accepts: ["none"],
@@ -210,30 +230,36 @@ const lanczos: UpscaleModeRow = {
 };
 
 /**
- * The mode table. ControlNet tile (book 11.2) is to be a fourth row taking diffusion models: it
- * runs {@linkcode img2imgUpscale}'s passes with a tile ControlNet whose residuals a tile hook
- * computes per latent tile (see docs/upscale.md).
+ * The mode table. ControlNet tile (book 11.2) runs {@linkcode img2imgUpscale}'s passes with a
+ * tile ControlNet whose residuals a tile hook computes per latent tile.
  */
 export const UPSCALE_MODE_TABLE: Readonly<Record<UpscaleMode, UpscaleModeRow>> = {
   esrgan,
   img2img,
+  "controlnet-tile": controlnetTile,
   lanczos,
 };
 
 /**
  * The mode a model means when the Job names none: an ESRGAN-family file esrgan, a diffusion model
- * img2img, no model lanczos.
+ * img2img (controlnet-tile when the Job names a ControlNet), no model lanczos.
  *
  * @example
  * ```ts
  * import { defaultMode } from "./modes.ts";
  * console.assert(defaultMode(undefined) === "lanczos");
  * console.assert(defaultMode({ kind: "esrgan", path: "x.pth", name: "x" }) === "esrgan");
+ * const sd = { kind: "diffusion" as const, path: "sd15", name: "sd15" };
+ * console.assert(defaultMode(sd, { controlnet: "tile.pth" }) === "controlnet-tile");
  * ```
  */
-export function defaultMode(model: UpscaleModel | undefined): UpscaleMode {
+export function defaultMode(
+  model: UpscaleModel | undefined,
+  job: Pick<UpscaleJob, "controlnet"> = {},
+): UpscaleMode {
   if (model === undefined) return "lanczos";
-  return model.kind === "esrgan" ? "esrgan" : "img2img";
+  if (model.kind === "esrgan") return "esrgan";
+  return job.controlnet !== undefined ? "controlnet-tile" : "img2img";
 }
 
 /** Fields every mode reads. */

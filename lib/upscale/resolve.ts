@@ -8,7 +8,7 @@
  */
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { InputError, IoError, ModelNotFoundError } from "../errors.ts";
+import { InputError, IoError, ModelNotFoundError, UsageError } from "../errors.ts";
 import { type LockedModel, modelDir, type ModelsLock, modelStatus } from "../hub/mod.ts";
 import { A1111_UPSCALER_ALIASES, upscalerModelName } from "../job/infotext.ts";
 import type { RunEnvironment } from "../pipeline/resolve.ts";
@@ -115,6 +115,11 @@ export async function resolveUpscaleModel(
   const alias = lockAlias(env.lock, spec);
   if (alias !== undefined) {
     const model = env.lock!.models[alias]!;
+    if (model.family === "controlnet") {
+      throw new UsageError(`Model "${alias}" is a ControlNet, not an upscaler or diffusion model`, {
+        hint: `pass a Stable Diffusion --model and --controlnet ${alias} (--mode controlnet-tile)`,
+      });
+    }
     if (model.family !== "esrgan") return { kind: "diffusion", path: alias, name: alias };
     return { kind: "esrgan", path: await lockedUpscalerFile(env, alias, model), name: alias };
   }

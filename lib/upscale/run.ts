@@ -72,7 +72,7 @@ export async function runUpscale(
   const t0 = performance.now();
   const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
   const model = job.model === undefined ? undefined : await resolveUpscaleModel(job.model, env);
-  const mode = job.mode ?? defaultMode(model);
+  const mode = job.mode ?? defaultMode(model, job);
   const row = modeFor(mode, model, job);
   const { width: w, height: h } = input.image;
   const checkSize = (width: number, height: number) => {

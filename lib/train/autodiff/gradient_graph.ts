@@ -21,6 +21,7 @@ import {
 import type { NodeMessage } from "../../onnx/proto.ts";
 import { NodeAttributes, opKey } from "./attributes.ts";
 import { mergeGraphs } from "./merge_graphs.ts";
+import { Recomputation, type SegmentOf } from "./recompute.ts";
 import { inferShapes, type ShapeTable } from "./shape_inference.ts";
 import { addAll, FLOAT_TYPES, type VjpContext, zeros } from "./vjp.ts";
 import { VJP_RULES } from "./vjp_rules.ts";
@@ -39,6 +40,12 @@ export interface GradientGraphOptions {
   lossOutput?: string;
   /** Forward outputs to keep besides the loss (default none). */
   keepOutputs?: boolean | readonly string[];
+  /**
+   * Activation checkpointing: the segment of each forward node (recompute.ts); the backward
+   * pass of a segment recomputes its activations instead of keeping them from the forward pass.
+   * Default none: every activation is kept.
+   */
+  recompute?: SegmentOf;
 }
 
 /** The default output name of a gradient: `<name>.grad`. */
@@ -123,6 +130,9 @@ export function gradientGraph(model: OnnxModel, options: GradientGraphOptions): 
     else list.push(v);
   };
   const valueOf = (name: string): Value => ({ name, type: shapes.get(name)?.dtype as ElemType });
+  const plan = options.recompute === undefined
+    ? undefined
+    : new Recomputation(graph.node, options.recompute, shapes);
   const seed = g.scope(
     "grad",
     () => g.constant(new Array(numel(lossInfo.shape)).fill(1), lossInfo.dtype, lossInfo.shape),
@@ -152,7 +162,15 @@ export function gradientGraph(model: OnnxModel, options: GradientGraphOptions): 
           `add one in lib/train/autodiff/`,
       );
     }
-    const ctx = contextFor(g, node, shapes, needs, valueOf);
+    const segment = plan?.segmentOfNode(k);
+    if (plan !== undefined && segment !== undefined && !plan.has(segment)) {
+      plan.materialise(g, segment, dY.find((d) => d !== null)!);
+    }
+    const read = (name: string): Value => ({
+      name: plan === undefined ? name : plan.read(segment, name),
+      type: shapes.get(name)?.dtype as ElemType,
+    });
+    const ctx = contextFor(g, node, shapes, needs, read);
     const grads = g.scope(`grad/${node.name ?? node.opType}`, () => rule(ctx, dY));
     node.input.forEach((name, i) => {
       const d = grads[i];
@@ -174,7 +192,15 @@ export function gradientGraph(model: OnnxModel, options: GradientGraphOptions): 
     const d = gradOf(w) ?? g.scope("grad", () => zeros(g, info.dtype, info.shape));
     g.output(d, gradName(w), info.dtype, info.shape);
   }
-  const merged = mergeGraphs(model, g.build(), {
+  let backward = g.build();
+  if (plan !== undefined) {
+    const bg = backward.proto.graph;
+    backward = {
+      ...backward,
+      proto: { ...backward.proto, graph: { ...bg, node: plan.splice(bg.node) } },
+    };
+  }
+  const merged = mergeGraphs(model, backward, {
     keepBaseOutputs: options.keepOutputs ?? false,
   });
   const pinned = pinInputShapes(merged, shapes);

@@ -9,3 +9,4 @@ export { liveNodes, mergeGraphs, type MergeGraphsOptions } from "./merge_graphs.
 export { inferShapes, type ShapeTable, type TensorInfo } from "./shape_inference.ts";
 export { type VjpContext, type VjpRule } from "./vjp.ts";
 export { VJP_RULES } from "./vjp_rules.ts";
+export { clipTextSegments, Recomputation, type SegmentOf, unetSegments } from "./recompute.ts";
