@@ -22,7 +22,8 @@
  * 4. with DENOISE_BENCH_THREADS_CHECK=1, the thread settings: default threads against
  *    `threads: 1` and with `session.intra_op.allow_spinning` off, interleaved at 32x32.
  *
- * `DENOISE_BENCH_VARIANTS` picks variants (comma-separated, default "ours,plain,int8").
+ * `DENOISE_BENCH_VARIANTS` picks variants (comma-separated, default "ours,plain,int8"; "before"
+ * is the graph and ORT level from before issue 16: GEGLU as Gemm + Split, level "all").
  * Results are printed as Markdown tables for docs/performance.md.
  */
 import { join } from "node:path";
@@ -35,6 +36,7 @@ import {
   type HostTensor,
   hostTensor,
   type OnnxSession,
+  type OptimizationLevel,
   type SessionOptions,
 } from "../lib/onnx/session.ts";
 import { availableCores } from "../lib/onnx/threads.ts";
@@ -48,11 +50,20 @@ import { buildUnet, type UnetBuildOptions } from "../lib/models/unet.ts";
 import { SD15_UNET, TINY_SD15_UNET } from "../tests/fixtures/configs.ts";
 import { writeRandomSafetensors } from "./random_safetensors.ts";
 
-/** The variants compared: what {@linkcode buildUnet} is given. */
-const VARIANTS: Record<string, UnetBuildOptions> = {
-  ours: {},
-  plain: { attention: "onnx" },
-  int8: { quantize: "int8" },
+/** One compared variant: what {@linkcode buildUnet} is given and ORT's optimisation level. */
+interface Variant {
+  build: UnetBuildOptions;
+  level: OptimizationLevel;
+}
+
+/** The variants compared. */
+const VARIANTS: Record<string, Variant> = {
+  ours: { build: {}, level: DEFAULT_OPTIMIZATION_LEVEL },
+  plain: { build: { attention: "onnx" }, level: DEFAULT_OPTIMIZATION_LEVEL },
+  int8: { build: { quantize: "int8" }, level: DEFAULT_OPTIMIZATION_LEVEL },
+  // The graph and level before issue 16: GEGLU as one Gemm and a Split (what a LinearHook keeps),
+  // sessions at ORT's level "all" (NCHWc convolutions).
+  before: { build: { linearHook: (_c, _name, _x, y) => y }, level: "all" },
 };
 
 const LEVEL = { optimizationLevel: DEFAULT_OPTIMIZATION_LEVEL } as const;
@@ -120,10 +131,10 @@ function tinySession(variant: string): Promise<OnnxSession> {
   let session = tinySessions.get(variant);
   if (session === undefined) {
     session = (async () =>
-      createSession(await serializeModel(buildUnet(tinyConfig, tinyWeights, VARIANTS[variant])), {
-        ...LEVEL,
-        threads: 2,
-      }))();
+      createSession(
+        await serializeModel(buildUnet(tinyConfig, tinyWeights, VARIANTS[variant]!.build)),
+        { optimizationLevel: VARIANTS[variant]!.level, threads: 2 },
+      ))();
     tinySessions.set(variant, session);
   }
   return session;
@@ -221,15 +232,16 @@ async function fullBenchmark(): Promise<void> {
       const file = await SafetensorsFile.open(weightsPath);
       let nodes = 0;
       const entry = await cachedModel(cacheDir, `unet-${variant}`, () => {
-        const model: OnnxModel = buildUnet(config, tensorSources(file), VARIANTS[variant]);
+        const model: OnnxModel = buildUnet(config, tensorSources(file), VARIANTS[variant]!.build);
         nodes = model.proto.graph.node.length;
         return model;
       });
       file.close();
       const tWritten = seconds(t0);
-      let session = await createSession(entry.path, LEVEL);
+      const level = { optimizationLevel: VARIANTS[variant]!.level };
+      let session = await createSession(entry.path, level);
       log(
-        `${variant}: cold start (build + write + session), ${nodes} nodes`,
+        `${variant}: cold start (build + write + session at "${level.optimizationLevel}"), ${nodes} nodes`,
         `${seconds(t0).toFixed(1)} s (build + write ${tWritten.toFixed(1)} s); peak RSS ${
           (peakRss() / GB).toFixed(2)
         } GB (${(peakRss() / fileSize).toFixed(2)}x the weights)`,
@@ -240,7 +252,7 @@ async function fullBenchmark(): Promise<void> {
       const cached = await cachedModel(cacheDir, `unet-${variant}`, () => {
         throw new Error("expected a cache hit");
       });
-      session = await createSession(cached.path, LEVEL);
+      session = await createSession(cached.path, level);
       log(
         `${variant}: start from the cache`,
         `${seconds(t1).toFixed(1)} s; peak RSS ${(peakRss() / GB).toFixed(2)} GB`,
@@ -284,7 +296,9 @@ async function fullBenchmark(): Promise<void> {
     const peak = await matmulFloor(2048);
     for (const latent of [32, 64]) {
       const feeds = unetFeeds(2, latent, latent, 77, 768);
-      const { flops, table } = await profiledFlops(paths.get(variants[0]!)!, feeds, dir);
+      const { flops, table } = await profiledFlops(paths.get(variants[0]!)!, feeds, dir, {
+        optimizationLevel: VARIANTS[variants[0]!]!.level,
+      });
       log(`UNet operations at ${latent}x${latent} latents`, `${(flops / GB).toFixed(0)} GFLOP`);
       if (latent === 64) tables.push(`${variants[0]} at 64x64:\n\n${table}`);
       const times = new Map<string, number[]>(variants.map((v) => [v, []]));
@@ -338,7 +352,9 @@ async function fullBenchmark(): Promise<void> {
 
     // 3. Per-op-type tables of the other variants at 64x64.
     for (const v of variants.slice(1)) {
-      const { table } = await profiledFlops(paths.get(v)!, unetFeeds(2, 64, 64, 77, 768), dir);
+      const { table } = await profiledFlops(paths.get(v)!, unetFeeds(2, 64, 64, 77, 768), dir, {
+        optimizationLevel: VARIANTS[v]!.level,
+      });
       tables.push(`${v} at 64x64:\n\n${table}`);
     }
 
@@ -354,7 +370,9 @@ async function fullBenchmark(): Promise<void> {
       ];
       const threadSessions = [];
       for (const [, o] of settings) {
-        threadSessions.push(await createSession(model, { ...LEVEL, ...o }));
+        threadSessions.push(
+          await createSession(model, { optimizationLevel: VARIANTS[variants[0]!]!.level, ...o }),
+        );
       }
       const feeds = unetFeeds(2, 32, 32, 77, 768);
       const ts: number[][] = settings.map(() => []);
