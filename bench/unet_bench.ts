@@ -180,9 +180,23 @@ function peakRss(): number {
   return m ? Number(m[1]) * 1024 : NaN;
 }
 
-/** Resets the peak RSS counter (Linux >= 4.0: writing 5 to clear_refs). */
-function resetPeakRss(): void {
+/**
+ * Resets the peak RSS counter (Linux >= 4.0: writing 5 to clear_refs) and returns the resident
+ * set size now: sessions kept open from earlier phases stay resident, so a phase's own cost is
+ * its peak minus this.
+ */
+function resetPeakRss(): number {
   Deno.writeTextFileSync("/proc/self/clear_refs", "5");
+  const status = Deno.readTextFileSync("/proc/self/status");
+  const m = /VmRSS:\s+(\d+) kB/.exec(status);
+  return m ? Number(m[1]) * 1024 : NaN;
+}
+
+/** `peak RSS P GB (+D GB over the resident R GB)` since a reset that returned `base`. */
+function rssNote(base: number): string {
+  const peak = peakRss();
+  return `peak RSS ${(peak / GB).toFixed(2)} GB (+${((peak - base) / GB).toFixed(2)} GB over ` +
+    `the ${(base / GB).toFixed(2)} GB resident before)`;
 }
 
 const GB = 1e9;
@@ -227,7 +241,7 @@ async function fullBenchmark(): Promise<void> {
     for (const variant of variants) {
       const cacheDir = join(dir, `cache-${crypto.randomUUID()}`);
       cacheDirs.push(cacheDir);
-      resetPeakRss();
+      const base0 = resetPeakRss();
       const t0 = performance.now();
       const file = await SafetensorsFile.open(weightsPath);
       let nodes = 0;
@@ -242,12 +256,12 @@ async function fullBenchmark(): Promise<void> {
       let session = await createSession(entry.path, level);
       log(
         `${variant}: cold start (build + write + session at "${level.optimizationLevel}"), ${nodes} nodes`,
-        `${seconds(t0).toFixed(1)} s (build + write ${tWritten.toFixed(1)} s); peak RSS ${
-          (peakRss() / GB).toFixed(2)
-        } GB (${(peakRss() / fileSize).toFixed(2)}x the weights)`,
+        `${seconds(t0).toFixed(1)} s (build + write ${tWritten.toFixed(1)} s); ${
+          rssNote(base0)
+        }; the added RSS is ${((peakRss() - base0) / fileSize).toFixed(2)}x the weights`,
       );
       await session.release();
-      resetPeakRss();
+      const base1 = resetPeakRss();
       const t1 = performance.now();
       const cached = await cachedModel(cacheDir, `unet-${variant}`, () => {
         throw new Error("expected a cache hit");
@@ -255,7 +269,7 @@ async function fullBenchmark(): Promise<void> {
       session = await createSession(cached.path, level);
       log(
         `${variant}: start from the cache`,
-        `${seconds(t1).toFixed(1)} s; peak RSS ${(peakRss() / GB).toFixed(2)} GB`,
+        `${seconds(t1).toFixed(1)} s; ${rssNote(base1)}`,
       );
       sessions.set(variant, session);
       paths.set(variant, cached.path);
@@ -266,7 +280,7 @@ async function fullBenchmark(): Promise<void> {
     {
       const cacheDir = join(dir, `cache-${crypto.randomUUID()}`);
       cacheDirs.push(cacheDir);
-      resetPeakRss();
+      const base = resetPeakRss();
       const t0 = performance.now();
       const session = await openComponent({
         kind: "unet",
@@ -276,7 +290,7 @@ async function fullBenchmark(): Promise<void> {
       }, { cacheDir });
       log(
         "ours: openComponent() cold (hash + NaN check + build + write + session)",
-        `${seconds(t0).toFixed(1)} s; peak RSS ${(peakRss() / GB).toFixed(2)} GB`,
+        `${seconds(t0).toFixed(1)} s; ${rssNote(base)}`,
       );
       await session.release();
       const t1 = performance.now();
