@@ -11,6 +11,7 @@ import denoConfig from "../deno.json" with { type: "json" };
 import builtinLock from "../models.lock.json" with { type: "json" };
 import { describeLedgers, type LoraLedger } from "../lib/adapters/mod.ts";
 import { UsageError } from "../lib/errors.ts";
+import { type Precision, PRECISIONS } from "../lib/job/diffusion.ts";
 import { cacheRoot, parseLock } from "../lib/hub/mod.ts";
 import { type ScheduleName, SIGMA_SCHEDULES } from "../lib/schedulers/mod.ts";
 import type { ImageFormat } from "../lib/image/codec.ts";
@@ -52,7 +53,7 @@ export interface DiffusionOptions {
   json?: true;
   overwrite?: true;
   device: "cpu" | "cuda";
-  precision?: "fp32" | "fp16";
+  precision?: Precision;
   threads?: number;
   maxPixels?: number;
   lowMemory?: true;
@@ -164,8 +165,9 @@ export function addDiffusionOptions<C extends AnyCommand>(
     .addOption(
       new Option(
         "--precision <p>",
-        "graph precision (default: fp32 on cpu, fp16 on cuda; a VAE with force_upcast stays fp32)",
-      ).choices(["fp32", "fp16"] as const),
+        "graph precision (default: fp32 on cpu, fp16 on cuda; a VAE with force_upcast stays " +
+          "fp32; int8, cpu only: UNet and text encoder weights in int8, the VAE in fp32)",
+      ).choices(PRECISIONS),
     )
     .option(
       "--threads <n>",

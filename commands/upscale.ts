@@ -16,6 +16,7 @@ import {
   CONTROL_MODES,
   jobFromImage,
   pickJobFlags,
+  PRECISIONS,
   resolveJob,
   UPSCALE_MODES,
   UpscaleJob,
@@ -155,7 +156,7 @@ export function upscaleCommand() {
     .option("--clip-skip <n>", "img2img: A1111 clip skip", positiveInt("--clip-skip"))
     .option("--vae <folder>", "img2img: decode with this VAE")
     .addOption(
-      new Option("--precision <p>", "img2img: graph precision").choices(["fp32", "fp16"] as const),
+      new Option("--precision <p>", "img2img: graph precision").choices(PRECISIONS),
     )
     .addOption(
       new Option("--prompt-syntax <syntax>", "img2img: prompt language").choices(

@@ -9,6 +9,15 @@ import { RESIZE_MODES } from "../image/resize_mode.ts";
 import { SIGMA_SCHEDULES } from "../schedulers/sigma_schedules.ts";
 import { defineJob, Seed } from "./define.ts";
 
+/**
+ * Graph precisions: fp32; fp16 (halves memory on CUDA); int8 (CPU: UNet and text encoder weights
+ * quantised per output channel, activations at run time; lib/models/quantize.ts).
+ */
+export const PRECISIONS = ["fp32", "fp16", "int8"] as const;
+
+/** One of {@linkcode PRECISIONS}. */
+export type Precision = typeof PRECISIONS[number];
+
 /** The fields every diffusion Job shares (generate, img2img and the commands built on them). */
 export const diffusionFields = {
   /** The prompt, in A1111 syntax unless `promptSyntax` is "plain". */
@@ -47,10 +56,11 @@ export const diffusionFields = {
   /** Decode (and encode) in overlapping tiles to bound memory. */
   vaeTiling: z.boolean().default(false),
   /**
-   * Float precision of the graphs: fp16 halves memory on CUDA (the VAE stays fp32 when its config
-   * has force_upcast). Absent: fp32 on cpu, fp16 on cuda.
+   * Precision of the graphs: fp16 halves memory on CUDA (the VAE stays fp32 when its config has
+   * force_upcast); int8 (CPU) quantises the UNet's and text encoders' weights per output channel
+   * and their activations at run time, the VAE stays fp32. Absent: fp32 on cpu, fp16 on cuda.
    */
-  precision: z.enum(["fp32", "fp16"]).optional(),
+  precision: z.enum(PRECISIONS).optional(),
   /** Prompt language: A1111 syntax or plain text. */
   promptSyntax: z.enum(["a1111", "plain"]).default("a1111"),
   /** How token weights apply (A1111 "Emphasis mode"; "none" keeps brackets as text). */

@@ -11,15 +11,16 @@ import { InputError } from "../errors.ts";
 import type { OnnxModel, TensorSource } from "../onnx/graph.ts";
 import { cacheKey, contentIdentity, createCachedSession } from "../onnx/cache.ts";
 import { readSource } from "../onnx/model_file.ts";
-import type { ExecutionProvider, OnnxSession } from "../onnx/session.ts";
+import type { ExecutionProvider, OnnxSession, OptimizationLevel } from "../onnx/session.ts";
 import { tensorSources } from "../onnx/tensor_sources.ts";
 import { SafetensorsFile } from "../weights/safetensors.ts";
 import { castWeights, type GraphFloatType } from "../models/layers.ts";
+import type { QuantizeMode } from "../models/quantize.ts";
 
 /**
  * Bumped whenever a builder changes the graphs it emits, so stale cached graphs are not reused.
  */
-export const GRAPH_REVISION = 1;
+export const GRAPH_REVISION = 2;
 
 /** Options shared by every session of a run. */
 export interface EngineOptions {
@@ -29,9 +30,25 @@ export interface EngineOptions {
   threads?: number | undefined;
   /** Execution provider (default cpu). */
   executionProvider?: ExecutionProvider;
-  /** Keep ORT's optimised graph in the cache for faster starts (default true). */
+  /**
+   * ORT graph optimisation level (default {@linkcode DEFAULT_OPTIMIZATION_LEVEL}, "extended").
+   */
+  optimizationLevel?: OptimizationLevel;
+  /**
+   * Keep ORT's optimised graph in the cache (a second copy of the weights) and start from it
+   * (default false: the builders emit the fused forms, so ORT has little to rewrite at
+   * "extended" and each start maps the weight file itself).
+   */
   cacheOptimized?: boolean;
 }
+
+/**
+ * The optimisation level components run at. "all" adds ORT's NCHWc layout transform, which
+ * took 62-98 s on an SD 1.5 UNet here (reordering the convolution weights costs more than
+ * linear time in their size) and ran no faster (0.93-1.05x, docs/performance.md); "extended"
+ * takes under a second beyond loading.
+ */
+export const DEFAULT_OPTIMIZATION_LEVEL: OptimizationLevel = "extended";
 
 /** What to build. */
 export interface ComponentSpec {
@@ -51,6 +68,8 @@ export interface ComponentSpec {
    * still see float32 sources; their result is converted.
    */
   floatType?: GraphFloatType;
+  /** Weight quantisation `build` applies (part of the cache key; default none). */
+  quantize?: QuantizeMode | undefined;
   /**
    * Changes applied to the sources before building (LoRA merges); `key` identifies them in the
    * cache key.
@@ -78,6 +97,7 @@ export async function componentKey(spec: ComponentSpec, cacheDir?: string): Prom
       transform: spec.transform?.key ?? null,
       // Only float16 adds to the key, so float32 graphs cached before keep their keys.
       ...(spec.floatType === "float16" ? { floatType: "float16" } : {}),
+      ...(spec.quantize !== undefined ? { quantize: spec.quantize } : {}),
     })
   }`;
 }
@@ -151,10 +171,8 @@ export async function openComponent(
     {
       ...(options.threads !== undefined ? { threads: options.threads } : {}),
       executionProvider: options.executionProvider ?? "cpu",
-      // ORT's optimised graph is saved beside the built one: it costs a second copy of the
-      // weights on disk but saves re-optimising at every start (about 25 s for an SD 1.5 UNet on
-      // 2 cores, docs/performance.md). Set cacheOptimized: false to trade the other way.
-      cacheOptimized: options.cacheOptimized ?? true,
+      optimizationLevel: options.optimizationLevel ?? DEFAULT_OPTIMIZATION_LEVEL,
+      cacheOptimized: options.cacheOptimized ?? false,
     },
   ).finally(() => close?.());
   return session;

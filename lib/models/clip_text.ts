@@ -29,6 +29,7 @@ import {
   type Value,
 } from "../onnx/graph.ts";
 import { WeightLedger } from "../onnx/weight_ledger.ts";
+import { quantizedLinear, type QuantizeMode, quantizes } from "./quantize.ts";
 
 /** Activations CLIP configs name in `hidden_act`. */
 export type ClipActivation = "quick_gelu" | "gelu" | "gelu_new" | "gelu_pytorch_tanh";
@@ -138,6 +139,12 @@ export interface ClipTextBuildOptions {
   source?: string;
   /** Opset (default 17). */
   opset?: number;
+  /**
+   * Quantise the encoder layers' linear weights (default none): `"int8"` stores them per output
+   * channel in int8 and quantises activations at run time (quantize.ts). float32 weights only;
+   * the embeddings, layer norms and the text projection stay float32.
+   */
+  quantize?: QuantizeMode | undefined;
   /** Rewrites linear layers' outputs (default none); see {@linkcode ClipLinearHook}. */
   linearHook?: ClipLinearHook;
 }
@@ -189,9 +196,21 @@ export function buildClipTextModel(
   const fromF32 = (x: Value) =>
     floatType === "float32" ? x : g.op("Cast", [x], { to: onnxType(floatType) });
 
+  if (options.quantize !== undefined && floatType !== "float32") {
+    throw new TypeError(
+      `Cannot build ${kind} in ${options.quantize}: quantised graphs are built from float32 ` +
+        `weights, not ${floatType}`,
+    );
+  }
   const hook = options.linearHook;
   const linear = (x: Value, prefix: string, inF: number, outF: number, bias = true): Value => {
     const y = g.scope(prefix, () => {
+      if (options.quantize !== undefined && quantizes(inF, outF)) {
+        const name = `${prefix}.weight`;
+        const weight = ledger.take(name, [outF, inF]);
+        const b = bias ? p(`${prefix}.bias`, [outF]) : null;
+        return quantizedLinear(g, x, { name, weight, bias: b }, inF, outF);
+      }
       const w = p(`${prefix}.weight`, [outF, inF]);
       const wt = g.op("Transpose", [w], { perm: [1, 0] }); // [out, in] -> [in, out]
       const y = g.op("MatMul", [x, wt]);

@@ -64,6 +64,7 @@ import {
   transformer2d,
   upsample2d,
 } from "./layers.ts";
+import type { QuantizeMode } from "./quantize.ts";
 
 /** Options of {@linkcode buildUnet}. */
 export interface UnetBuildOptions {
@@ -91,6 +92,11 @@ export interface UnetBuildOptions {
    * {@linkcode LinearHook}. Default none: the plain graph.
    */
   linearHook?: LinearHook;
+  /**
+   * Quantise linear and convolution weights (default none): `"int8"` stores them per output
+   * channel in int8 and quantises activations at run time (quantize.ts). float32 weights only.
+   */
+  quantize?: QuantizeMode | undefined;
 }
 
 /** One ControlNet residual input of the UNet graph. */
@@ -463,6 +469,7 @@ export function buildUnet(
     attention: options.attention ?? "fused",
     floatType: options.floatType ?? "float32",
     ...(options.linearHook === undefined ? {} : { linearHook: options.linearHook }),
+    quantize: options.quantize,
   });
   const boc = config.blockOutChannels;
   const n = boc.length;

@@ -190,6 +190,51 @@ export function numel(shape: readonly number[]): number {
   return n;
 }
 
+/**
+ * Rows `start .. start + count` (along the first axis) of a tensor source, without copying: a file
+ * region becomes a smaller region of the same file, bytes in memory a view; a loader is run and
+ * cut when the model is written. For weights stored fused that a graph uses in parts (GEGLU's
+ * projection, a QKV matrix).
+ *
+ * @example
+ * ```ts
+ * import { sliceRows } from "./graph.ts";
+ * const w = { dtype: "float32" as const, shape: [4, 2], file: "w.bin", offset: 8, length: 32 };
+ * const half = sliceRows(w, 2, 2);
+ * console.assert("file" in half && half.offset === 24 && half.length === 16);
+ * ```
+ */
+export function sliceRows(source: TensorSource, start: number, count: number): TensorSource {
+  const [rows, ...rest] = source.shape;
+  if (rows === undefined || start < 0 || count < 0 || start + count > rows) {
+    throw new RangeError(
+      `Cannot take rows ${start}..${start + count} of a tensor of shape [${source.shape}]`,
+    );
+  }
+  const shape = [count, ...rest];
+  const rowBytes = byteLengthOf(source.dtype, rest);
+  if ("file" in source) {
+    return {
+      dtype: source.dtype,
+      shape,
+      file: source.file,
+      offset: source.offset + start * rowBytes,
+      length: count * rowBytes,
+    };
+  }
+  const cut = (data: TensorData): TensorData => {
+    const size = data.BYTES_PER_ELEMENT;
+    if (rowBytes % size === 0) {
+      return data.subarray(start * rowBytes / size, (start + count) * rowBytes / size);
+    }
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    return bytes.subarray(start * rowBytes, (start + count) * rowBytes);
+  };
+  if ("data" in source) return { dtype: source.dtype, shape, data: cut(source.data) };
+  const load = source.load;
+  return { dtype: source.dtype, shape, load: async () => cut(await load()) };
+}
+
 /** Byte length a tensor of this dtype and shape must have. */
 export function byteLengthOf(dtype: ElemType, shape: readonly number[]): number {
   return numel(shape) * ELEM_SIZE[dtype];

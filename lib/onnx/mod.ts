@@ -13,3 +13,4 @@ export type { ModelMessage } from "./proto.ts";
 export * from "./cache.ts";
 export * from "./tensor_sources.ts";
 export * from "./weight_ledger.ts";
+export * from "./profile.ts";

@@ -40,6 +40,18 @@ export interface SessionOptions {
   logLevel?: 0 | 1 | 2 | 3 | 4;
   /** Fixed sizes for named dynamic dimensions, e.g. `{ batch: 1 }`. */
   freeDimensions?: Record<string, number>;
+  /**
+   * Turns on ORT's profiler: every node's run time is recorded and written, when the session
+   * ends profiling ({@linkcode OnnxSession.endProfiling}) or is released, to
+   * `<profilePrefix>_<date>.json` (Chrome trace format; lib/onnx/profile.ts reads it). For
+   * benches: profiling slows every run a little.
+   */
+  profilePrefix?: string;
+  /**
+   * Raw ORT session configuration entries (`session.intra_op.allow_spinning`, ...), set after
+   * denoise's own; for experiments and benches.
+   */
+  configEntries?: Record<string, string>;
 }
 
 /** Typed arrays that carry tensor data across the ORT boundary. */
@@ -156,6 +168,14 @@ export class OnnxSession {
     return out;
   }
 
+  /**
+   * Stops ORT's profiler (sessions created with `profilePrefix`) and writes its trace file;
+   * returns nothing (ORT names the file `<prefix>_<date>.json`).
+   */
+  endProfiling(): void {
+    this.#session.endProfiling();
+  }
+
   /** Frees the native session. */
   async release(): Promise<void> {
     await this.#session.release();
@@ -218,6 +238,11 @@ function ortOptions(options: SessionOptions): ort.InferenceSession.SessionOption
     }.data`;
     extra["session.optimized_model_external_initializers_min_size_in_bytes"] = "1024";
   }
+  if (options.profilePrefix !== undefined) {
+    o.enableProfiling = true;
+    o.profileFilePrefix = options.profilePrefix;
+  }
+  Object.assign(extra, options.configEntries ?? {});
   if (Object.keys(extra).length > 0) o.extra = extra;
   return o;
 }

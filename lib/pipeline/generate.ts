@@ -48,6 +48,11 @@ export interface DiffusionParams {
   conditioner: Conditioner;
   /** Free the text encoders once this run's conditioning is built (its last use in a run). */
   releaseTextEncoders?: boolean;
+  /**
+   * Free the UNet before the final VAE decode (its last use in a run), so the decoder's
+   * activations do not come on top of the UNet's weights.
+   */
+  releaseUnet?: boolean;
   /** Refuse outputs above this many pixels (default: no limit). */
   maxPixels?: number | undefined;
   /**
@@ -146,19 +151,41 @@ function scaleInPlace(x: Float32Array, s: number): Float32Array {
   return x;
 }
 
-/** Decodes final latents into 8-bit images. */
+/**
+ * Images larger than this many pixels are decoded in tiles even without `--vae-tiling`: an SD
+ * VAE decoder holds about 3-4 KB of activations per output pixel (256 and 128 channels at full
+ * resolution), so 2 MPixel would need 6-8 GB at once; a tile needs what a 512x512 image does.
+ */
+export const AUTO_TILE_PIXELS = 1536 * 1536;
+
+/**
+ * Decodes final latents into 8-bit images, one image per VAE call (each image's pixels are the
+ * same as in a batched call; the activations are one image's), tiled when asked or when an
+ * image has more than {@linkcode AUTO_TILE_PIXELS} pixels. With `releaseUnet` the UNet sessions
+ * are freed first.
+ */
 export async function decodeImages(
   sd: StableDiffusion,
   latents: Nchw,
   tiled: boolean,
+  options: { releaseUnet?: boolean | undefined } = {},
 ): Promise<RawImage[]> {
-  const [n, , h, w] = latents.dims;
+  if (options.releaseUnet) {
+    await sd.releaseSession("unet");
+    await sd.releaseSession("unet_controlnet");
+  }
+  const [n, c, h, w] = latents.dims;
   const f = vaeFactor(sd.model);
-  const pixels = await sd.decode(latents, { tiled });
-  const plane = 3 * h * f * w * f;
+  const tile = tiled || h * f * w * f > AUTO_TILE_PIXELS;
   const images: RawImage[] = [];
+  const latentPlane = c * h * w;
   for (let k = 0; k < n; k++) {
-    images.push(tensorToImage(pixels.data.subarray(k * plane, (k + 1) * plane), w * f, h * f));
+    const one: Nchw = {
+      data: latents.data.subarray(k * latentPlane, (k + 1) * latentPlane),
+      dims: [1, c, h, w],
+    };
+    const pixels = await sd.decode(one, { tiled: tile });
+    images.push(tensorToImage(pixels.data, w * f, h * f));
   }
   return images;
 }
@@ -277,11 +304,14 @@ export async function runLoop(
 /** Decodes final latents into a result. */
 async function finish(
   sd: StableDiffusion,
-  p: Pick<DiffusionParams, "vaeTiling">,
+  p: Pick<DiffusionParams, "vaeTiling" | "releaseUnet">,
   latents: Nchw,
   generator: NoiseGenerator,
 ): Promise<DiffusionResult> {
-  return { latents, images: await decodeImages(sd, latents, p.vaeTiling ?? false), generator };
+  const images = await decodeImages(sd, latents, p.vaeTiling ?? false, {
+    releaseUnet: p.releaseUnet,
+  });
+  return { latents, images, generator };
 }
 
 /**

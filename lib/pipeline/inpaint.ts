@@ -233,7 +233,7 @@ export async function inpaint(sd: StableDiffusion, p: InpaintParams): Promise<In
   });
   // 7. Decode, and the A1111 overlay when the mask is blurred
   const out: Nchw = { data: final, dims: setup.shape };
-  let images = await decodeImages(sd, out, p.vaeTiling ?? false);
+  let images = await decodeImages(sd, out, p.vaeTiling ?? false, { releaseUnet: p.releaseUnet });
   if ((p.maskBlur ?? 0) > 0) {
     const original: RawImage = tensorToImage(p.image.data, width, height);
     images = images.map((image) => overlayOriginal(image, original, setup.mask));

@@ -98,6 +98,8 @@ export async function registerMotionUnet(
   assertMotionFits(m.unet.config, motion.config);
   const loras = options.motionLoras ?? [];
   const floatType = sd.options.floatType ?? "float32";
+  // --precision int8 quantises the motion modules' linears with the UNet's (one ModelContext).
+  const quantize = sd.options.quantize;
   const imageLoras = sd.options.transforms?.unet;
   const motionKey = {
     config: motionConfigJson(motion.config),
@@ -113,6 +115,7 @@ export async function registerMotionUnet(
       weights: m.unet.weights,
       config: { unet: m.unet.rawConfig, motion: motionKey },
       floatType,
+      quantize,
       // Runs only when the graph is built: image LoRAs on the UNet's weights, then the motion
       // module's weights (motion LoRAs merged) joined to them, all checked and cast as one.
       transform: {
@@ -146,6 +149,7 @@ export async function registerMotionUnet(
         }
         return buildUnet(m.unet.config, unet, {
           floatType,
+          quantize,
           name: "unet_motion",
           motion: { config: motion.config, weights: modules },
         });

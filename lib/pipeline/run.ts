@@ -12,7 +12,7 @@ import type { ImageFormat } from "../image/codec.ts";
 import type { ProgressCallback } from "../io/progress.ts";
 import { infotextFor } from "../job/infotext.ts";
 import { ControlnetJob } from "../job/controlnet.ts";
-import { GenerateJob, Img2ImgJob } from "../job/diffusion.ts";
+import { GenerateJob, Img2ImgJob, type Precision } from "../job/diffusion.ts";
 import { type JobSchema, withFields } from "../job/define.ts";
 import { encodeWithMetadata } from "../meta/encode.ts";
 import { type DiffusersModel, openDiffusersModel } from "../model_io/diffusers_folder.ts";
@@ -82,6 +82,8 @@ export interface PrepareOptions {
   inputs?: TaskInputs;
   /** Free the text encoders once the conditioning is built (default false). */
   releaseTextEncoders?: boolean;
+  /** Free the UNet before the final VAE decode (default false). */
+  releaseUnet?: boolean;
   onProgress?: ProgressCallback;
 }
 
@@ -93,7 +95,7 @@ export interface PreparedBatch {
   params: DiffusionParams;
   /** Guidance used: the Job's, else the model family's default. */
   cfg: number;
-  precision: "fp32" | "fp16";
+  precision: Precision;
   /** Infotext fields of the adapters (Lora hashes...) and extensions. */
   infotext: Record<string, string>;
 }
@@ -125,7 +127,7 @@ const JOB_SCHEMAS: Readonly<Record<DiffusionJob["command"], JobSchema>> = {
 export type OpenableJob = AdapterJob & {
   model?: string | undefined;
   vae?: string | undefined;
-  precision?: "fp32" | "fp16" | undefined;
+  precision?: Precision | undefined;
 };
 
 /** The facts about a model that LoRAs and embeddings are matched against. */
@@ -215,7 +217,12 @@ export class DiffusionRunner {
   }
 
   /** The precision a Job runs at: its own, else fp16 on CUDA and fp32 on the CPU. */
-  precision(job: Pick<DiffusionJob, "precision">): "fp32" | "fp16" {
+  precision(job: Pick<DiffusionJob, "precision">): Precision {
+    if (job.precision === "int8" && this.env.device === "cuda") {
+      throw new UsageError("Cannot run --precision int8 on --device cuda: int8 is for the CPU", {
+        hint: "use --precision fp16 on cuda, or --device cpu",
+      });
+    }
     return job.precision ?? (this.env.device === "cuda" ? "fp16" : "fp32");
   }
 
@@ -241,7 +248,7 @@ export class DiffusionRunner {
     spec: string | undefined,
     vae?: string,
     adapters?: PreparedAdapters,
-    precision: "fp32" | "fp16" = this.env.device === "cuda" ? "fp16" : "fp32",
+    precision: Precision = this.env.device === "cuda" ? "fp16" : "fp32",
   ): Promise<StableDiffusion> {
     const model = await this.diffusersModel(spec);
     const base = `${model.dir}\0${vae ?? ""}\0${precision}\0`;
@@ -264,6 +271,7 @@ export class DiffusionRunner {
         executionProvider: this.env.device ?? "cpu",
         lowMemory: this.env.lowMemory ?? false,
         floatType: precision === "fp16" ? "float16" : "float32",
+        ...(precision === "int8" ? { quantize: "int8" as const } : {}),
         ...(vae !== undefined ? { vaeDir: vae } : {}),
         ...(adapters !== undefined ? { transforms: adapters.transforms } : {}),
       }));
@@ -303,6 +311,7 @@ export class DiffusionRunner {
       conditioner: conditionerFor({ ...job, embeddings: adapters.tokens }),
       maxPixels: this.env.maxPixels ?? DEFAULT_MAX_PIXELS,
       releaseTextEncoders: options.releaseTextEncoders ?? false,
+      releaseUnet: options.releaseUnet ?? false,
       ...(hooks.length > 0 ? { hooks } : {}),
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     };
@@ -318,15 +327,17 @@ export class DiffusionRunner {
     this.#onAdapters = options.onAdapters;
     for (const [index, batch] of batches.entries()) {
       const job = batch.job;
+      // The text encoders are not needed after the last batch's conditioning, nor the UNet after
+      // its loop (a hires pass conditions and denoises again, so it keeps them).
+      const last = index === batches.length - 1 &&
+        (job.command === "img2img" || job.hiresScale === undefined);
       const { sd, params, cfg, precision, infotext: extraInfotext } = await this.prepare(
         job,
         batch.images.map((i) => i.seed),
         {
           inputs,
-          // The text encoders are not needed after the last batch's conditioning (a hires pass
-          // conditions again, so it keeps them).
-          releaseTextEncoders: index === batches.length - 1 &&
-            (job.command === "img2img" || job.hiresScale === undefined),
+          releaseTextEncoders: last,
+          releaseUnet: last,
           ...(options.onProgress ? { onProgress: options.onProgress } : {}),
         },
       );

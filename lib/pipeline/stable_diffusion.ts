@@ -7,6 +7,7 @@
 import type { ClipTextConfig } from "../models/clip_text.ts";
 import { buildClipTextModel } from "../models/clip_text.ts";
 import type { GraphFloatType } from "../models/layers.ts";
+import type { QuantizeMode } from "../models/quantize.ts";
 import { buildUnet } from "../models/unet.ts";
 import {
   buildVaeDecoder,
@@ -55,6 +56,11 @@ export interface StableDiffusionOptions extends EngineOptions {
   floatType?: GraphFloatType;
   /** Float type of the VAE, overriding `force_upcast` (e.g. `"float16"` for an fp16-fixed VAE). */
   vaeFloatType?: GraphFloatType;
+  /**
+   * Quantise the UNet's and text encoders' weights (lib/models/quantize.ts; float32 graphs
+   * only). The VAE and ControlNets stay float.
+   */
+  quantize?: QuantizeMode | undefined;
 }
 
 /** The components every Stable Diffusion model has (pipelines may register more). */
@@ -158,6 +164,7 @@ export class StableDiffusion {
       });
     }
     const floatType = this.options.floatType ?? "float32";
+    const quantize = this.options.quantize;
     const vaeType = vaeFloatType(m.vae.rawConfig, floatType, this.options.vaeFloatType);
     const text = (files: ComponentFiles<ClipTextConfig>, kind: "text_encoder" | "text_encoder_2") =>
       openComponent({
@@ -173,9 +180,10 @@ export class StableDiffusion {
                 files.config.vocabSize,
             },
             sources,
-            { source: files.weights, floatType },
+            { source: files.weights, floatType, quantize },
           ),
         floatType,
+        quantize,
         ...(this.options.transforms?.[kind] ? { transform: this.options.transforms[kind] } : {}),
       }, this.options);
     switch (name) {
@@ -184,8 +192,9 @@ export class StableDiffusion {
           kind: "unet",
           weights: m.unet.weights,
           config: m.unet.rawConfig,
-          build: (sources) => buildUnet(m.unet.config, sources, { floatType }),
+          build: (sources) => buildUnet(m.unet.config, sources, { floatType, quantize }),
           floatType,
+          quantize,
           ...(this.options.transforms?.unet ? { transform: this.options.transforms.unet } : {}),
         }, this.options);
       case "text_encoder":
@@ -329,8 +338,13 @@ export class StableDiffusion {
         weights: m.unet.weights,
         config: m.unet.rawConfig,
         build: (sources) =>
-          buildUnet(m.unet.config, sources, { floatType, controlnetResiduals: true }),
+          buildUnet(m.unet.config, sources, {
+            floatType,
+            controlnetResiduals: true,
+            quantize: this.options.quantize,
+          }),
         floatType,
+        quantize: this.options.quantize,
         ...(this.options.transforms?.unet ? { transform: this.options.transforms.unet } : {}),
       }, this.options));
     return name;
